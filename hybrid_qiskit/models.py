@@ -1,0 +1,200 @@
+"""Models: the hybrid LeNet, its classical baseline, and a quantum-only classifier.
+
+Every model has the same three stages, so that the quantum stage can be run elsewhere (a QPU job)
+and the rest finished locally:
+
+    encode(images) -> angles (B, n)   classical: CNN features -> Linear -> x = π·sigmoid(z)
+    quantum(angles) -> ⟨Z⟩ (B, n)     TorchConnector(EstimatorQNN) on the chosen backend
+    decode(⟨Z⟩) -> logits (B, C)      Linear; trained with cross-entropy on the logits
+
+``classical`` replaces the quantum stage by ``tanh(Linear)`` of the same width, and sizes it so
+that its trainable parameters match the hybrid model's (the fair baseline: same CNN, same
+bottleneck, same training budget).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+
+from hybrid_qiskit.errors import CheckpointError, HybridQiskitError
+
+MODEL_KINDS = ("hybrid", "classical", "quantum")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model (saved inside every checkpoint)."""
+
+    kind: str = "hybrid"  # hybrid | classical | quantum
+    num_qubits: int = 8  # head width: inputs = outputs = qubits
+    feature_map: str = "angle"  # angle | zz
+    ansatz: str = "real_amplitudes"  # real_amplitudes | efficient_su2
+    reps: int = 2  # ansatz repetitions per layer
+    reuploads: int = 1  # data re-uploading layers
+    in_channels: int = 1  # 1: digits/MNIST-like, 3: CIFAR-10
+    image_size: int = 28  # 28 (digits upsampled, MNIST) or 32 (CIFAR-10)
+    num_classes: int = 10
+
+    def __post_init__(self):
+        if self.kind not in MODEL_KINDS:
+            raise HybridQiskitError(f"unknown model {self.kind!r}; known: {', '.join(MODEL_KINDS)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise CheckpointError(f"checkpoint model config has unknown field(s): {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+class LeNetFeatures(nn.Module):
+    """LeNet-5's feature extractor: conv 6, pool, conv 16, pool, fc 120, fc 84."""
+
+    def __init__(self, in_channels: int, image_size: int):
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(in_channels, 6, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+        )
+        side = ((image_size - 4) // 2 - 4) // 2
+        if side < 1:
+            raise HybridQiskitError(f"LeNet needs images of at least 16x16 pixels, got {image_size}")
+        self.fc = nn.Sequential(nn.Linear(16 * side * side, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU())
+        self.out_features = 84
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x))
+
+
+def to_angles(z: torch.Tensor) -> torch.Tensor:
+    """The bounded map from features to rotation angles: x = π·sigmoid(z) ∈ (0, π)."""
+    return math.pi * torch.sigmoid(z)
+
+
+class StagedClassifier(nn.Module):
+    """encode -> quantum -> decode (see the module docstring)."""
+
+    config: ModelConfig
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def quantum(self, angles: torch.Tensor) -> torch.Tensor:
+        return self.head(angles)
+
+    def decode(self, expvals: torch.Tensor) -> torch.Tensor:
+        return self.readout(expvals)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.quantum(self.encode(images)))
+
+
+class HybridLeNet(StagedClassifier):
+    """LeNet-5 features -> Linear to n qubits -> angles -> quantum head -> Linear to logits."""
+
+    def __init__(self, config: ModelConfig, quantum_layer: nn.Module):
+        super().__init__()
+        self.config = config
+        self.features = LeNetFeatures(config.in_channels, config.image_size)
+        self.to_qubits = nn.Linear(self.features.out_features, config.num_qubits)
+        self.head = quantum_layer
+        self.readout = nn.Linear(config.num_qubits, config.num_classes)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return to_angles(self.to_qubits(self.features(images)))
+
+
+class ClassicalLeNet(StagedClassifier):
+    """The baseline: the hybrid model with its quantum layer replaced by ``tanh(Linear(n, n))``,
+    its bottleneck widened just enough to match the hybrid model's parameter count."""
+
+    def __init__(self, config: ModelConfig, width: int):
+        super().__init__()
+        self.config = config
+        self.features = LeNetFeatures(config.in_channels, config.image_size)
+        self.to_qubits = nn.Linear(self.features.out_features, width)
+        self.head = nn.Sequential(nn.Linear(width, width), nn.Tanh())  # bounded, like ⟨Z⟩
+        self.readout = nn.Linear(width, config.num_classes)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return to_angles(self.to_qubits(self.features(images)))
+
+
+class QuantumOnly(StagedClassifier):
+    """A pure QNN classifier: the image average-pooled to n pixels, one angle per qubit,
+    the quantum head, and a linear readout of ⟨Z⟩ (no CNN)."""
+
+    def __init__(self, config: ModelConfig, quantum_layer: nn.Module):
+        super().__init__()
+        self.config = config
+        side = math.isqrt(config.num_qubits)
+        if side * side != config.num_qubits:
+            raise HybridQiskitError("the quantum-only model pools images to a square: use 1, 4, 9 or 16 qubits")
+        self.pool = nn.AdaptiveAvgPool2d(side)
+        self.head = quantum_layer
+        self.readout = nn.Linear(config.num_qubits, config.num_classes)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return to_angles(self.pool(images.mean(dim=1, keepdim=True)).flatten(1))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def quantum_weight_count(config: ModelConfig) -> int:
+    from hybrid_qiskit.circuits import ansatz_num_parameters
+
+    return ansatz_num_parameters(config.ansatz, config.num_qubits, config.reps) * config.reuploads
+
+
+def matched_width(config: ModelConfig) -> int:
+    """Bottleneck width m of the classical baseline whose parameter count is closest to the
+    hybrid model's: the hybrid head has 85n + P + (n+1)C parameters after the CNN, the
+    classical one 85m + (m² + m) + (m+1)C."""
+    n, c, p = config.num_qubits, config.num_classes, quantum_weight_count(config)
+    target = 85 * n + p + (n + 1) * c
+
+    def cost(m: int) -> int:
+        return abs(85 * m + m * m + m + (m + 1) * c - target)
+
+    return min(range(1, n + 1), key=cost)
+
+
+def build_model(config: ModelConfig, backend=None, *, seed: int = 0) -> StagedClassifier:
+    """Build the model ``config.kind``; quantum models need a backend handle.
+
+    The seed fixes the classical initialisation (torch) and the quantum weights (numpy).
+    """
+    torch.manual_seed(seed)
+    if config.kind == "classical":
+        return ClassicalLeNet(config, matched_width(config))
+    if backend is None:
+        raise ValueError(f"model {config.kind!r} needs a backend handle")
+    from hybrid_qiskit.circuits import build_head_circuit
+    from hybrid_qiskit.qnn import build_quantum_layer
+
+    head = build_head_circuit(
+        config.num_qubits,
+        feature_map=config.feature_map,
+        ansatz=config.ansatz,
+        reps=config.reps,
+        reuploads=config.reuploads,
+    )
+    layer = build_quantum_layer(head, backend, seed=seed)
+    if config.kind == "hybrid":
+        return HybridLeNet(config, layer)
+    return QuantumOnly(config, layer)

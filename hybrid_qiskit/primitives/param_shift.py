@@ -1,0 +1,189 @@
+"""``BatchedParamShiftEstimatorGradient``: the parameter-shift rule in one PUB per circuit.
+
+For shot-based and noisy estimators (Aer, the IBM runtime) the gradient must come from circuit
+evaluations. The stock gradient submits one PUB per shifted parameter set; this one gives every
+rotation of the circuit its own parameter φ_g (once per circuit, cached), and evaluates all
+shifted points of all distinct parameter sets as ONE PUB: an observables array of shape (K, 1)
+broadcast against a parameter array of shape (2·G·R, G). Commuting observables (Z on each qubit)
+are then measured from the same shots, and the estimator sees one large job instead of thousands.
+
+The rule: for U = exp(-iφP/2) with P a Pauli (rx, ry, rz, rxx, ryy, rzz, rzx, and p up to a
+global phase), d⟨O⟩/dφ = (⟨O⟩(φ+π/2) − ⟨O⟩(φ−π/2)) / 2. The chain rule through each gate's angle
+expression (vectorized, as in the statevector program) gives d⟨O⟩/d(circuit parameter). The
+circuit run is the one given (an ISA circuit stays an ISA circuit: only parameters change).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from qiskit import QuantumCircuit
+from qiskit.circuit import Parameter, ParameterExpression, ParameterVector
+from qiskit.providers import Options
+from qiskit.quantum_info import SparsePauliOp
+from qiskit.quantum_info.operators.base_operator import BaseOperator
+from qiskit.transpiler.passes import TranslateParameterizedGates
+from qiskit_machine_learning.algorithm_job import AlgorithmJob
+from qiskit_machine_learning.gradients import BaseEstimatorGradient, EstimatorGradientResult
+
+from .program import Angle, compile_angle
+
+SHIFTABLE_GATES = ("rx", "ry", "rz", "p", "rxx", "ryy", "rzz", "rzx")
+
+
+@dataclass(frozen=True)
+class ShiftCircuit:
+    """A circuit whose parametrized gates each carry a unique parameter φ_g."""
+
+    circuit: QuantumCircuit  # parameters: exactly phi, in order
+    phi: tuple[Parameter, ...]
+    angles: tuple[Angle, ...]  # φ_g as a function of the original circuit's parameters
+    parameters: tuple[Parameter, ...]  # the original circuit's parameters (column order)
+
+
+def make_shift_circuit(circuit: QuantumCircuit) -> ShiftCircuit:
+    """Rewrite ``circuit`` so that each parametrized gate has its own parameter."""
+    if any(
+        isinstance(p, ParameterExpression) and p.parameters and inst.operation.name not in SHIFTABLE_GATES
+        for inst in circuit.data
+        for p in inst.operation.params
+    ):
+        circuit = TranslateParameterizedGates(list(SHIFTABLE_GATES))(circuit)
+    params = tuple(circuit.parameters)
+    index = {p: i for i, p in enumerate(params)}
+    count = sum(
+        1 for inst in circuit.data if inst.operation.params and _is_symbolic(inst.operation.params[0])
+    )
+    phi = ParameterVector("φ", count)
+    out = circuit.copy_empty_like()
+    # A transpiled circuit's global phase can depend on the inputs (zz feature map on an ISA
+    # target); it never changes an expectation value, and left in it would add parameters.
+    out.global_phase = 0.0
+    angles = []
+    g = 0
+    for inst in circuit.data:
+        op = inst.operation
+        if op.params and _is_symbolic(op.params[0]):
+            angles.append(compile_angle(op.params[0], index))
+            op = op.to_mutable()
+            op.params = [phi[g]]
+            g += 1
+            inst = inst.replace(operation=op)
+        out.append(inst)
+    return ShiftCircuit(out, tuple(phi), tuple(angles), params)
+
+
+def _is_symbolic(value) -> bool:
+    return isinstance(value, ParameterExpression) and bool(value.parameters)
+
+
+class BatchedParamShiftEstimatorGradient(BaseEstimatorGradient):
+    """Parameter-shift gradient for any V2 estimator, batched into one PUB per circuit.
+
+    Args:
+        estimator: any ``BaseEstimatorV2`` (Aer, BackendEstimatorV2, the IBM runtime's).
+        precision: precision passed to ``estimator.run`` (0 for exact estimators,
+            ``1/sqrt(shots)`` for sampled ones).
+    """
+
+    def __init__(self, estimator, precision: float = 0.0, cache_size: int = 32):
+        super().__init__(estimator)
+        self._precision = precision
+        self._cache_size = cache_size
+        self._shift_circuits: OrderedDict[int, tuple[QuantumCircuit, ShiftCircuit]] = OrderedDict()
+
+    def shift_circuit(self, circuit: QuantumCircuit) -> ShiftCircuit:
+        """The rewritten circuit for ``circuit`` (built once, cached by identity)."""
+        hit = self._shift_circuits.get(id(circuit))
+        if hit is not None and hit[0] is circuit:
+            return hit[1]
+        shift = make_shift_circuit(circuit)
+        self._shift_circuits[id(circuit)] = (circuit, shift)
+        if len(self._shift_circuits) > self._cache_size:
+            self._shift_circuits.popitem(last=False)
+        return shift
+
+    def run(
+        self,
+        circuits: Sequence[QuantumCircuit],
+        observables: Sequence[BaseOperator],
+        parameter_values,
+        parameters: Sequence[Sequence[Parameter] | None] | None = None,
+        **options,
+    ) -> AlgorithmJob:
+        # Validated once per distinct circuit in _run (see AdjointEstimatorGradient.run).
+        if isinstance(circuits, QuantumCircuit):
+            circuits = (circuits,)
+        if isinstance(observables, BaseOperator):
+            observables = (observables,)
+        if parameters is None:
+            parameters = [None] * len(circuits)
+        if not (len(circuits) == len(observables) == len(parameter_values) == len(parameters)):
+            raise ValueError(
+                "circuits, observables, parameter values and parameters must have equal lengths"
+            )
+        job = AlgorithmJob(self._run, circuits, observables, parameter_values, parameters, **options)
+        job.submit()
+        return job
+
+    def _run(self, circuits, observables, parameter_values, parameters, **options) -> EstimatorGradientResult:
+        gradients: list = [None] * len(circuits)
+        metadata: list = [None] * len(circuits)
+        groups: dict[int, list[int]] = {}
+        for i, circuit in enumerate(circuits):
+            groups.setdefault(id(circuit), []).append(i)
+
+        # Build every group's PUB first and submit them together: one estimator job.
+        plans, pubs = [], []
+        for members in groups.values():
+            shift = self.shift_circuit(circuits[members[0]])
+            values = np.asarray([parameter_values[i] for i in members], dtype=float)
+            if values.ndim != 2 or values.shape[1] != len(shift.parameters):
+                raise ValueError(
+                    f"a circuit with {len(shift.parameters)} parameters got parameter sets "
+                    f"of shape {values.shape}"
+                )
+            rows, row_of = np.unique(values, axis=0, return_inverse=True)
+            obs_list, obs_of, seen = [], np.empty(len(members), dtype=int), {}
+            for k, i in enumerate(members):
+                key = id(observables[i])
+                if key not in seen:
+                    seen[key] = len(obs_list)
+                    obs = observables[i]
+                    obs_list.append(obs if isinstance(obs, SparsePauliOp) else SparsePauliOp(obs))
+                obs_of[k] = seen[key]
+            R, G = len(rows), len(shift.phi)
+            phi = np.stack([a.value(rows) for a in shift.angles], axis=1) if G else np.zeros((R, 0))
+            # shifted[s, g, r] = phi[r] with φ_g moved by +π/2 (s=0) or -π/2 (s=1)
+            shifted = np.broadcast_to(phi, (2, G, R, G)).copy()
+            eye = np.eye(G)[:, None, :] * (np.pi / 2)
+            shifted[0] += eye
+            shifted[1] -= eye
+            obs_array = [[o] for o in obs_list]  # shape (K, 1): broadcast over all shifted sets
+            if G:
+                pubs.append((shift.circuit, obs_array, shifted.reshape(2 * G * R, G)))
+            plans.append((members, shift, rows, row_of.ravel(), obs_of, len(obs_list), R, G))
+
+        results = self._estimator.run(pubs, precision=self._precision).result() if pubs else []
+        result_iter = iter(results)
+        for members, shift, rows, row_of, obs_of, K, R, G in plans:
+            grads = np.zeros((K, R, len(shift.parameters)))
+            if G:
+                evs = np.asarray(next(result_iter).data.evs).reshape(K, 2, G, R)
+                dphi = (evs[:, 0] - evs[:, 1]) / 2  # (K, G, R)
+                for g, angle in enumerate(shift.angles):
+                    for j, partial in angle.partials:
+                        grads[:, :, j] += dphi[:, g, :] * partial(rows)
+            column = {p: j for j, p in enumerate(shift.parameters)}
+            for k, i in enumerate(members):
+                full = grads[obs_of[k], row_of[k]]
+                params = parameters[i] if parameters[i] is not None else shift.parameters
+                try:
+                    gradients[i] = full[[column[p] for p in params]]
+                except KeyError as exc:
+                    raise ValueError(f"parameter {exc.args[0]} is not in the circuit") from None
+                metadata[i] = {"parameters": list(params)}
+        return EstimatorGradientResult(gradients=gradients, metadata=metadata, options=Options(**options))
