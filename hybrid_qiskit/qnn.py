@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import numpy as np
-import torch
 from qiskit_machine_learning.connectors import TorchConnector
 from qiskit_machine_learning.neural_networks import EstimatorQNN
 
@@ -55,4 +54,4 @@ def initial_weights(num_weights: int, seed: int) -> np.ndarray:
 def build_quantum_layer(head: HeadCircuit, handle: BackendHandle, *, seed: int = 0) -> TorchConnector:
     """``TorchConnector(EstimatorQNN)``: maps (batch, n_inputs) angles to (batch, n_outputs) ⟨Z⟩."""
     qnn = build_qnn(head, handle)
-    return TorchConnector(qnn, initial_weights=torch.as_tensor(initial_weights(qnn.num_weights, seed)))
+    return TorchConnector(qnn, initial_weights=initial_weights(qnn.num_weights, seed))

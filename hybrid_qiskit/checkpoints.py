@@ -1,0 +1,107 @@
+"""Run directories and checkpoints, written atomically (temporary file + rename).
+
+A run directory holds: config.json (resolved config), backend.json (backend description),
+versions.json (package versions), history.json (per-epoch metrics), model.pt (best
+checkpoint), last.pt (latest, with optimizer and RNG state for --resume), metrics.json and plots.
+A checkpoint holds the model config, so it can be rebuilt on ANY backend: the circuit is rebuilt
+and transpiled for the new target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hybrid_qiskit.errors import CheckpointError
+from hybrid_qiskit.models import ModelConfig, StagedClassifier, build_model
+
+FORMAT = "hybrid_qiskit.checkpoint/1"
+PACKAGES = ("hybrid-qiskit", "qiskit", "qiskit-aer", "qiskit-machine-learning", "qiskit-ibm-runtime",
+            "torch", "torchvision", "numpy", "scikit-learn")
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new, never half
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    _atomic_write(Path(path), lambda fh: fh.write((json.dumps(data, indent=2, default=str) + "\n").encode()))
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def package_versions() -> dict[str, str | None]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def save_checkpoint(path: str | Path, model: StagedClassifier, **extra: Any) -> None:
+    """Save the state dict with the model config (and ``extra``: epoch, metrics, optimizer...)."""
+    payload = {"format": FORMAT, "model_config": model.config.to_dict(), "state_dict": model.state_dict(), **extra}
+    _atomic_write(Path(path), lambda fh: torch.save(payload, fh))
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint; missing or corrupt files raise one clear CheckpointError."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}; train first (hybrid-qiskit train) or pass a run directory")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated/foreign files
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a hybrid_qiskit checkpoint ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a hybrid_qiskit checkpoint (format {FORMAT} expected)")
+    return payload
+
+
+def restore_model(payload: dict[str, Any], backend=None, *, expect: dict[str, Any] | None = None) -> StagedClassifier:
+    """Rebuild the checkpoint's model on ``backend`` and load its weights.
+
+    Args:
+        payload: from :func:`load_checkpoint`.
+        backend: a backend handle (any backend: the circuit is rebuilt for its target).
+        expect: model-config fields the caller requires (e.g. from CLI flags); a difference is
+            an error naming the field.
+    """
+    config = ModelConfig.from_dict(payload["model_config"])
+    for key, wanted in (expect or {}).items():
+        have = getattr(config, key, None)
+        if wanted is not None and have != wanted:
+            raise CheckpointError(f"checkpoint does not match the requested model: {key} is {have!r} in the checkpoint, {wanted!r} was requested")
+    model = build_model(config, backend, seed=0)
+    state = payload["state_dict"]
+    own = model.state_dict()
+    for key in sorted(set(own) | set(state)):
+        if key not in state or key not in own or own[key].shape != state[key].shape:
+            raise CheckpointError(
+                f"checkpoint weights do not fit the model rebuilt from its config (parameter {key!r}); the file is damaged or from another version"
+            )
+    model.load_state_dict(state)
+    model.eval()
+    return model

@@ -1,0 +1,240 @@
+"""The ``hybrid-qiskit`` command.
+
+    hybrid-qiskit train [--config experiments/X.toml] [flags]
+    hybrid-qiskit evaluate RUN_DIR [--backend NAME ...]
+    hybrid-qiskit backends [--json] [--devices]
+
+Feature modules add their own subcommands through ``register_cli(subparsers)`` (jobs: submit,
+jobs, fetch; noise: noise-sweep). Heavy imports happen inside the handlers, so ``--help`` is
+quick. Errors users can fix print one line (``error: ...``) and exit 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+from hybrid_qiskit.errors import HybridQiskitError
+
+FEATURE_MODULES = ("hybrid_qiskit.jobs", "hybrid_qiskit.noise")
+
+
+def add_backend_flags(p: argparse.ArgumentParser, *, default_backend: str | None = None) -> None:
+    """Flags that choose and configure a backend (shared by every command that runs circuits)."""
+    g = p.add_argument_group("backend")
+    g.add_argument("--backend", default=default_backend, help="registry name (see `hybrid-qiskit backends`)")
+    g.add_argument("--device", help="fake device (fake_manila, ...) or IBM QPU name")
+    g.add_argument("--shots", type=int, help="shots per circuit (unset: exact where the backend allows)")
+    g.add_argument("--optimization-level", type=int, choices=range(4), help="transpiler optimization level")
+    g.add_argument("--noise-scale", type=float, help="multiply the device's error rates (0 = noiseless)")
+    g.add_argument("--resilience-level", type=int, choices=range(3), help="IBM runtime error mitigation level")
+    g.add_argument("--backend-setting", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other backend setting, e.g. depolarizing=0.01 (repeatable)")
+
+
+def backend_settings_from(args: argparse.Namespace) -> dict:
+    """The backend settings given on the command line (None: not given)."""
+    from hybrid_qiskit.config import BACKEND_FLAGS, parse_setting
+
+    out = {k: getattr(args, k, None) for k in BACKEND_FLAGS}
+    out.update(dict(parse_setting(s) for s in getattr(args, "backend_setting", []) or []))
+    return out
+
+
+# ---------------------------------------------------------------- train
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a model on a simulator backend",
+                       description="Train a hybrid (or classical / quantum-only) classifier.")
+    p.add_argument("--config", help="TOML file of settings (flags given here override it)")
+    p.add_argument("--dataset", help="digits (default, offline) | mnist | fashion-mnist | cifar10")
+    p.add_argument("--data-dir", help="folder with torchvision's dataset layout (default: data)")
+    p.add_argument("--download", action="store_true", default=None, help="download the dataset if missing")
+    p.add_argument("--classes", help="keep only these classes, e.g. 0,1")
+    p.add_argument("--limit-train", type=int, help="use at most N training images")
+    p.add_argument("--limit-test", type=int, help="use at most N test images")
+    p.add_argument("--model", choices=("hybrid", "classical", "quantum"))
+    p.add_argument("--qubits", type=int, help="width of the quantum head")
+    p.add_argument("--feature-map", choices=("angle", "zz"))
+    p.add_argument("--ansatz", choices=("real_amplitudes", "efficient_su2"))
+    p.add_argument("--reps", type=int, help="ansatz repetitions")
+    p.add_argument("--reuploads", type=int, help="data re-uploading layers")
+    add_backend_flags(p)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="Adam learning rate")
+    p.add_argument("--lr-schedule", choices=("cosine", "constant"))
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", help="parent folder of run directories (default: runs)")
+    p.add_argument("--name", help="run directory name (default: <dataset>-<model>-<backend>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out/--name from last.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    p.set_defaults(func=_train)
+
+
+def _train(args) -> int:
+    from hybrid_qiskit.config import resolve
+    from hybrid_qiskit.training import train
+
+    keys = ("dataset", "data_dir", "download", "classes", "limit_train", "limit_test", "model", "qubits",
+            "feature_map", "ansatz", "reps", "reuploads", "backend", "epochs", "batch_size", "lr", "lr_schedule", "seed",
+            "out", "name")
+    overrides = {k: getattr(args, k) for k in keys}
+    settings = backend_settings_from(args)
+    extra = {k: v for k, v in settings.items() if k not in _flag_names()}
+    overrides.update({k: v for k, v in settings.items() if k in _flag_names()})
+    if extra:
+        overrides["backend_settings"] = extra
+    cfg = resolve(args.config, **overrides)
+    train(cfg, resume=args.resume, quiet=args.quiet)
+    return 0
+
+
+def _flag_names() -> tuple[str, ...]:
+    from hybrid_qiskit.config import BACKEND_FLAGS
+
+    return BACKEND_FLAGS
+
+
+# ---------------------------------------------------------------- evaluate
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a trained checkpoint on any backend",
+                       description="Re-evaluate RUN_DIR's best checkpoint; with --backend, on another backend.")
+    p.add_argument("run_dir", help="a run directory (holds model.pt and config.json)")
+    add_backend_flags(p)
+    p.add_argument("--seed", type=int, help="simulator/transpiler seed (default: the run's)")
+    p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument("--limit", type=int, help="evaluate only the first N images of the split")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_evaluate)
+
+
+def load_run(run_dir: str):
+    """(config, checkpoint payload) of a run directory, with clear errors."""
+    from pathlib import Path
+
+    from hybrid_qiskit.checkpoints import load_checkpoint, read_json
+    from hybrid_qiskit.config import resolve
+
+    path = Path(run_dir)
+    if not (path / "config.json").exists():
+        raise HybridQiskitError(f"{path} is not a run directory (no config.json); pass the folder `train` wrote")
+    saved = read_json(path / "config.json")
+    return resolve(None, **saved), load_checkpoint(path / "model.pt")
+
+
+def backend_for_run(cfg, args):
+    """The backend handle: the flags' backend if --backend is given, else the run's own."""
+    from backends import create_backend
+
+    if cfg.model == "classical":
+        return None
+    seed = args.seed if getattr(args, "seed", None) is not None else cfg.seed
+    if args.backend:
+        return create_backend(args.backend, **{**backend_settings_from(args), "seed": seed})
+    return create_backend(cfg.backend, **{**cfg.backend_kwargs(), **{k: v for k, v in backend_settings_from(args).items() if v is not None}, "seed": seed})
+
+
+def _evaluate(args) -> int:
+    import time
+    from pathlib import Path
+
+    from torch.utils.data import TensorDataset
+
+    from hybrid_qiskit.checkpoints import restore_model, write_json
+    from hybrid_qiskit.training import evaluate, load_splits
+
+    cfg, payload = load_run(args.run_dir)
+    handle = backend_for_run(cfg, args)
+    model = restore_model(payload, handle)
+    data = getattr(load_splits(cfg), args.split)
+    if args.limit:
+        data = TensorDataset(*(t[: args.limit] for t in data.tensors))
+    t0 = time.perf_counter()
+    res = evaluate(model, data, args.batch_size)
+    result = {
+        "split": args.split, "samples": len(data), "loss": res.loss, "accuracy": res.accuracy,
+        "seconds": time.perf_counter() - t0,
+        "backend": handle.description if handle else None,
+    }
+    name = handle.name if handle else "classical"
+    write_json(Path(args.run_dir) / f"eval-{name}-{args.split}.json", result)
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print(f"{args.split} accuracy {res.accuracy:.4f}  loss {res.loss:.4f}  ({len(data)} images, backend {name}, "
+              f"{result['seconds']:.1f}s)")
+    return 0
+
+
+# ---------------------------------------------------------------- backends
+def _add_backends(sub) -> None:
+    p = sub.add_parser("backends", help="list the registered backends and their settings")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--devices", action="store_true", help="list the fake devices usable with --device")
+    p.set_defaults(func=_backends)
+
+
+def _backends(args) -> int:
+    from backends import backend_spec, list_backends
+
+    if args.devices:
+        from backends.devices import list_fake_devices
+
+        devices = list_fake_devices()
+        print(json.dumps(devices, indent=2) if args.json else "\n".join(
+            f"{d['name']:<22} {d['num_qubits']:>4} qubits" for d in devices))
+        return 0
+    rows = []
+    for name in list_backends():
+        spec = backend_spec(name)
+        rows.append({"name": name, "summary": spec.summary, "needs_credentials": spec.needs_credentials,
+                     "settings": spec.settings})
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    for r in rows:
+        cred = "  [needs IBM Quantum credentials]" if r["needs_credentials"] else ""
+        print(f"{r['name']}{cred}\n    {r['summary']}")
+        settings = ", ".join(f"{k}={v!r}" for k, v in r["settings"].items())
+        print(f"    settings: {settings or '-'}")
+    return 0
+
+
+# ---------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hybrid-qiskit",
+        description="Hybrid quantum-classical image classifier: train on simulators, run on IBM Quantum.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    _add_evaluate(sub)
+    _add_backends(sub)
+    for name in FEATURE_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register_cli(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except HybridQiskitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing finished is lost (runs resume with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""End to end through the CLI, as a user runs it, and its one-line errors."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from hybrid_qiskit.cli import main
+from tests.conftest import train_tiny
+
+
+def test_train_writes_a_complete_run_directory(tiny_run):
+    for name in ("model.pt", "last.pt", "config.json", "backend.json", "versions.json", "history.json",
+                 "metrics.json", "curves.png", "predictions.png", "confusion.png"):
+        assert (tiny_run / name).exists(), name
+    history = json.loads((tiny_run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert 0 <= metrics["test_accuracy"] <= 1 and metrics["test_samples"] == 40
+    assert json.loads((tiny_run / "backend.json").read_text())["name"] == "statevector"
+    assert json.loads((tiny_run / "versions.json").read_text())["qiskit"]
+
+
+def test_evaluate_reproduces_the_test_accuracy_from_the_checkpoint(tiny_run, capsys):
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert main(["evaluate", str(tiny_run), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["accuracy"] == metrics["test_accuracy"]
+    assert result["loss"] == pytest.approx(metrics["test_loss"], abs=1e-6)
+
+
+def test_evaluate_on_another_exact_backend_agrees(tiny_run, capsys):
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert main(["evaluate", str(tiny_run), "--backend", "aer_statevector", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["accuracy"] == metrics["test_accuracy"]
+    assert result["backend"]["name"] == "aer_statevector"
+
+
+def test_same_seed_same_numbers(tmp_path):
+    a = train_tiny(tmp_path, "a")
+    b = train_tiny(tmp_path, "b")
+    ha = json.loads((a / "history.json").read_text())
+    hb = json.loads((b / "history.json").read_text())
+    for x, y in zip(ha, hb):
+        assert x["train_loss"] == y["train_loss"] and x["val_accuracy"] == y["val_accuracy"]
+
+
+def test_resume_continues_an_interrupted_run(tmp_path, tiny_run, monkeypatch):
+    # Interrupt the tiny run's recipe during epoch 2, resume it, and get the uninterrupted numbers.
+    import hybrid_qiskit.training as training
+
+    real_epoch, calls = training._train_epoch, []
+
+    def interrupt_second_epoch(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*args)
+
+    monkeypatch.setattr(training, "_train_epoch", interrupt_second_epoch)
+    with pytest.raises(AssertionError):  # main() returns 130 on Ctrl-C
+        train_tiny(tmp_path, "r")
+    partial = json.loads((tmp_path / "r" / "history.json").read_text())
+    assert [h["epoch"] for h in partial] == [1]
+    monkeypatch.setattr(training, "_train_epoch", real_epoch)
+
+    train_tiny(tmp_path, "r", "--resume")
+    resumed = json.loads((tmp_path / "r" / "history.json").read_text())
+    full = json.loads((tiny_run / "history.json").read_text())
+    assert [h["train_loss"] for h in resumed] == [h["train_loss"] for h in full]
+    assert [h["val_accuracy"] for h in resumed] == [h["val_accuracy"] for h in full]
+
+
+def test_resume_refuses_changed_settings(tmp_path, tiny_run, capsys):
+    run = tmp_path / "runs"
+    shutil.copytree(tiny_run, run / "tiny")
+    assert main(["train", "--out", str(run), "--name", "tiny", "--resume", "--lr", "0.5", "--quiet"]) == 2
+    assert "differ" in _err(capsys)
+
+
+def _err(capsys) -> str:
+    return capsys.readouterr().err.strip()
+
+
+def test_unknown_backend_lists_known_ones(tmp_path, capsys):
+    assert main(["train", "--backend", "nope", "--out", str(tmp_path), "--quiet"]) == 2
+    err = _err(capsys)
+    assert err.count("\n") == 0 and "unknown backend 'nope'" in err and "statevector" in err
+
+
+def test_missing_dataset_is_one_clear_line(tmp_path, capsys):
+    assert main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path),
+                 "--quiet"]) == 2
+    err = _err(capsys)
+    assert err.count("\n") == 0 and "nowhere" in err and "--download" in err
+
+
+def test_missing_dataset_from_a_real_process_has_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "hybrid_qiskit.cli", "train", "--dataset", "mnist", "--data-dir",
+                           str(tmp_path / "nowhere"), "--out", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr and proc.stderr.strip().startswith("error:")
+
+
+def test_corrupt_checkpoint(tmp_path, tiny_run, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "model.pt").write_bytes(b"not a checkpoint")
+    assert main(["evaluate", str(run)]) == 2
+    err = _err(capsys)
+    assert "corrupt" in err and err.count("\n") == 0
+
+
+def test_checkpoint_that_does_not_fit_its_config(tmp_path, tiny_run, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    payload = torch.load(run / "model.pt", weights_only=True)
+    payload["model_config"]["num_qubits"] = 6  # the weights are for 4 qubits
+    torch.save(payload, run / "model.pt")
+    assert main(["evaluate", str(run)]) == 2
+    assert "do not fit" in _err(capsys)
+
+
+def test_evaluate_without_a_run(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert "not a run directory" in _err(capsys)
+
+
+def test_backends_lists_the_registry(capsys):
+    assert main(["backends", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    names = {r["name"] for r in rows}
+    assert {"statevector", "statevector_reference", "aer_statevector"} <= names
+    sv = next(r for r in rows if r["name"] == "statevector")
+    assert sv["needs_credentials"] is False and "seed" in sv["settings"]
+
+
+def test_setting_a_backend_does_not_take(tmp_path, capsys):
+    assert main(["train", "--shots", "100", "--out", str(tmp_path), "--quiet"]) == 2
+    assert "does not take setting(s) shots" in _err(capsys)
