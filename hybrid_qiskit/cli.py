@@ -54,7 +54,8 @@ def _add_train(sub) -> None:
     p.add_argument("--classes", help="keep only these classes, e.g. 0,1")
     p.add_argument("--limit-train", type=int, help="use at most N training images")
     p.add_argument("--limit-test", type=int, help="use at most N test images")
-    p.add_argument("--model", choices=("hybrid", "classical", "quantum"))
+    p.add_argument("--model", choices=("hybrid", "classical", "quantum", "pixel_classical"),
+                   help="hybrid LeNet, its classical baseline, a quantum-only QNN on pooled pixels, or its baseline")
     p.add_argument("--qubits", type=int, help="width of the quantum head")
     p.add_argument("--feature-map", choices=("angle", "zz"))
     p.add_argument("--ansatz", choices=("real_amplitudes", "efficient_su2"))
@@ -129,7 +130,7 @@ def backend_for_run(cfg, args):
     """The backend handle: the flags' backend if --backend is given, else the run's own."""
     from backends import create_backend
 
-    if cfg.model == "classical":
+    if cfg.model in ("classical", "pixel_classical"):
         return None
     seed = args.seed if getattr(args, "seed", None) is not None else cfg.seed
     if args.backend:

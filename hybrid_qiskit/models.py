@@ -22,14 +22,14 @@ from torch import nn
 
 from hybrid_qiskit.errors import CheckpointError, HybridQiskitError
 
-MODEL_KINDS = ("hybrid", "classical", "quantum")
+MODEL_KINDS = ("hybrid", "classical", "quantum", "pixel_classical")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild a model (saved inside every checkpoint)."""
 
-    kind: str = "hybrid"  # hybrid | classical | quantum
+    kind: str = "hybrid"  # hybrid | classical | quantum | pixel_classical
     num_qubits: int = 8  # head width: inputs = outputs = qubits
     feature_map: str = "angle"  # angle | zz
     ansatz: str = "real_amplitudes"  # real_amplitudes | efficient_su2
@@ -135,17 +135,21 @@ class ClassicalLeNet(StagedClassifier):
 
 class QuantumOnly(StagedClassifier):
     """A pure QNN classifier: the image average-pooled to n pixels, one angle per qubit,
-    the quantum head, and a linear readout of ⟨Z⟩ (no CNN)."""
+    the quantum head, and a linear readout of ⟨Z⟩ (no CNN).
 
-    def __init__(self, config: ModelConfig, quantum_layer: nn.Module):
+    With ``quantum_layer=None`` it is its classical baseline (``pixel_classical``): the same
+    pooled pixels through ``tanh(Linear(n, n))`` instead of the QNN."""
+
+    def __init__(self, config: ModelConfig, quantum_layer: nn.Module | None):
         super().__init__()
         self.config = config
         side = math.isqrt(config.num_qubits)
         if side * side != config.num_qubits:
             raise HybridQiskitError("the quantum-only model pools images to a square: use 1, 4, 9 or 16 qubits")
         self.pool = nn.AdaptiveAvgPool2d(side)
-        self.head = quantum_layer
-        self.readout = nn.Linear(config.num_qubits, config.num_classes)
+        n = config.num_qubits
+        self.head = quantum_layer if quantum_layer is not None else nn.Sequential(nn.Linear(n, n), nn.Tanh())
+        self.readout = nn.Linear(n, config.num_classes)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return to_angles(self.pool(images.mean(dim=1, keepdim=True)).flatten(1))
@@ -182,6 +186,8 @@ def build_model(config: ModelConfig, backend=None, *, seed: int = 0) -> StagedCl
     torch.manual_seed(seed)
     if config.kind == "classical":
         return ClassicalLeNet(config, matched_width(config))
+    if config.kind == "pixel_classical":
+        return QuantumOnly(config, None)
     if backend is None:
         raise ValueError(f"model {config.kind!r} needs a backend handle")
     from hybrid_qiskit.circuits import build_head_circuit

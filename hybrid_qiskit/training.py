@@ -123,7 +123,7 @@ def load_splits(cfg: TrainConfig):
 
 def make_backend(cfg: TrainConfig):
     """The backend handle for a quantum model, or None for the classical baseline."""
-    if cfg.model == "classical":
+    if cfg.model in ("classical", "pixel_classical"):
         return None
     from backends import create_backend
 

@@ -142,3 +142,15 @@ def test_backends_lists_the_registry(capsys):
 def test_setting_a_backend_does_not_take(tmp_path, capsys):
     assert main(["train", "--shots", "100", "--out", str(tmp_path), "--quiet"]) == 2
     assert "does not take setting(s) shots" in _err(capsys)
+
+
+def test_train_on_mnist_files_in_torchvision_layout_offline(tmp_path, capsys):
+    from tests.test_data import _write_mnist_like
+
+    _write_mnist_like(tmp_path / "data", "MNIST")
+    for model, qubits in (("quantum", "4"), ("pixel_classical", "4")):
+        assert main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "data"), "--classes", "0,1",
+                     "--model", model, "--qubits", qubits, "--reps", "1", "--epochs", "1", "--batch-size", "16",
+                     "--out", str(tmp_path / "runs"), "--name", model, "--quiet"]) == 0
+        metrics = json.loads((tmp_path / "runs" / model / "metrics.json").read_text())
+        assert metrics["model"] == model and 0 <= metrics["test_accuracy"] <= 1
