@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 train: $(STAMP)
-	$(BIN)/hybrid-qiskit train --config experiments/digits.toml
+	# --resume: continues an interrupted run, and only re-reports a finished one.
+	$(BIN)/hybrid-qiskit train --config experiments/digits.toml --resume
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

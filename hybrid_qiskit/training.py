@@ -136,9 +136,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False) -> dic
 
     run_dir = Path(cfg.out) / cfg.run_name()
     last_path = run_dir / "last.pt"
+    # --resume on a run that never started simply starts it (so `make train` can always pass it);
+    # on a finished run it only re-tests the best checkpoint and redraws the plots.
+    resume = resume and last_path.exists()
     if resume:
-        if not last_path.exists():
-            raise HybridQiskitError(f"nothing to resume in {run_dir} (no last.pt); drop --resume to start")
         saved, now = read_json(run_dir / "config.json"), _comparable(cfg)
         # Even the epoch count must match: the learning-rate schedule spans the whole run.
         diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
@@ -146,6 +147,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False) -> dic
             raise HybridQiskitError(f"--resume needs the run's own settings; these differ: {', '.join(diff)}")
     elif last_path.exists():
         raise HybridQiskitError(f"{run_dir} already holds a run; pass --resume to continue it, or --name for a new one")
+    if resume and not quiet:
+        print(f"resuming {run_dir}", flush=True)
 
     seed_everything(cfg.seed)
     splits = load_splits(cfg)
