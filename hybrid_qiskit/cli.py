@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: nothing finished is lost (runs resume with --resume)", file=sys.stderr)
+        print("interrupted: nothing finished was lost (train: rerun with --resume)", file=sys.stderr)
         return 130
 
 

@@ -6,6 +6,7 @@ On a backend with a pass manager the circuit is transpiled to the target's ISA O
 the observables follow the layout with ``apply_layout``.
 
 Example:
+    >>> import torch
     >>> from backends import create_backend
     >>> from hybrid_qiskit.circuits import build_head_circuit
     >>> head = build_head_circuit(2, reps=1)
@@ -24,6 +25,24 @@ from backends import BackendHandle
 from hybrid_qiskit.circuits import HeadCircuit
 
 
+class BroadcastEstimatorQNN(EstimatorQNN):
+    """An EstimatorQNN whose forward pass sends ONE PUB for all observables.
+
+    The stock forward sends one PUB per observable, each with the same parameter array: a
+    shot-based backend then runs every circuit once per observable (n times the shots for n
+    Z readouts that one measurement gives at once). Here the observables form a (K, 1) array
+    broadcast against the (N, P) parameter array, so commuting observables share shots, as on
+    hardware. Values are the stock ones (exact backends: identical; sampled: same distribution).
+    """
+
+    def _forward(self, input_data, weights):
+        parameter_values, num_samples = self._preprocess_forward(input_data, weights)
+        observables = [[obs] for obs in self._observables]
+        job = self.estimator.run([(self._circuit, observables, parameter_values)], precision=self._default_precision)
+        evs = np.asarray(job.result()[0].data.evs).reshape(len(observables), num_samples)
+        return evs.T
+
+
 def build_qnn(head: HeadCircuit, handle: BackendHandle) -> EstimatorQNN:
     """An EstimatorQNN for ``head`` on ``handle``'s backend.
 
@@ -33,7 +52,7 @@ def build_qnn(head: HeadCircuit, handle: BackendHandle) -> EstimatorQNN:
     if handle.pass_manager is not None:
         circuit = handle.pass_manager.run(circuit)
         observables = [o.apply_layout(circuit.layout) for o in observables]
-    return EstimatorQNN(
+    return BroadcastEstimatorQNN(
         circuit=circuit,
         estimator=handle.estimator,
         gradient=handle.gradient,
