@@ -35,6 +35,7 @@ class BackendHandle:
         precision: the precision passed to ``estimator.run``; 0 on exact backends (a positive
             precision makes exact estimators add Gaussian noise), ``1/sqrt(shots)`` on sampled ones.
         exact: True when results carry no shot noise.
+        remote: True when jobs run on a remote service (IBM Quantum) and outlive this process.
         description: JSON-able facts written into every run's metadata (name, target, shots,
             noise, transpiler settings, seed).
     """
@@ -45,6 +46,7 @@ class BackendHandle:
     pass_manager: Any = None
     precision: float = 0.0
     exact: bool = True
+    remote: bool = False
     description: dict = field(default_factory=dict)
 
 
@@ -117,7 +119,7 @@ def create_backend(name: str, **settings: Any) -> BackendHandle:
 
 
 # Importing the modules registers their backends.
-from backends import statevector  # noqa: E402,F401
+from backends import aer_noisy, ibm_local, ibm_runtime, statevector  # noqa: E402,F401
 
 __all__ = [
     "BackendHandle",
