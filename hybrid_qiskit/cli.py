@@ -26,7 +26,7 @@ def add_backend_flags(p: argparse.ArgumentParser, *, default_backend: str | None
     g = p.add_argument_group("backend")
     g.add_argument("--backend", default=default_backend, help="registry name (see `hybrid-qiskit backends`)")
     g.add_argument("--device", help="fake device (fake_manila, ...) or IBM QPU name")
-    g.add_argument("--shots", type=int, help="shots per circuit (unset: exact where the backend allows)")
+    g.add_argument("--shots", type=int, help="shots per circuit (shot-based backends; exact ones take none)")
     g.add_argument("--optimization-level", type=int, choices=range(4), help="transpiler optimization level")
     g.add_argument("--noise-scale", type=float, help="multiply the device's error rates (0 = noiseless)")
     g.add_argument("--resilience-level", type=int, choices=range(3), help="IBM runtime error mitigation level")
@@ -232,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     except HybridQiskitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `hybrid-qiskit backends | head`: the reader left, nothing is wrong
+        sys.stdout = None
+        return 0
     except KeyboardInterrupt:
         print("interrupted: nothing finished was lost (train: rerun with --resume)", file=sys.stderr)
         return 130

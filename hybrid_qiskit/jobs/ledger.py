@@ -1,0 +1,380 @@
+"""The job ledger: one SQLite file per run directory (``<run_dir>/jobs.sqlite``), and a small
+user-level index that maps job ids to run directories so ``fetch JOB_ID`` finds them.
+
+Why SQLite: every write is a transaction, so a crash leaves the file as it was before or after
+a write, never half; and several processes may submit into the same run at once. The file is
+opened in WAL mode (readers never block the writer) with a busy timeout, and every write runs
+in ``BEGIN IMMEDIATE`` (it takes the write lock up front, so two writers queue instead of
+failing halfway with "database is locked"). ``synchronous=FULL``: a job id is on disk before
+anyone waits on it, even across a power cut.
+
+Arrays (parameter values, expectation values) are stored as ``.npy`` bytes: exact float64,
+self-describing shape, no pickle. Small lists (labels, indices, settings) are JSON.
+
+The index lives in ``$HYBRID_QISKIT_HOME/index.sqlite`` (default:
+``${XDG_DATA_HOME:-~/.local/share}/hybrid-qiskit/index.sqlite``); it only maps job ids to run
+directories. The run's ledger is the source of truth: losing the index loses nothing
+(``--run-dir`` finds the jobs).
+
+Example:
+    >>> with Ledger(tmp / "jobs.sqlite") as ledger:   # doctest: +SKIP
+    ...     ledger.jobs(pending_only=True)
+    []
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import sqlite3
+import time
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hybrid_qiskit.errors import HybridQiskitError
+
+SCHEMA_VERSION = 1
+LEDGER_NAME = "jobs.sqlite"
+BUSY_TIMEOUT_MS = 60_000  # a writer holds the lock for milliseconds; a minute means "stuck"
+
+# Job states. The service's own (QUEUED, RUNNING, DONE, ERROR, CANCELLED) plus LOST: a local
+# job whose process ended before its result arrived (local jobs live only in that process).
+FINAL = ("DONE", "ERROR", "CANCELLED", "LOST")
+PENDING = ("SUBMITTED", "QUEUED", "RUNNING")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS submissions (
+    submission_id     TEXT PRIMARY KEY,
+    created_at        TEXT NOT NULL,     -- ISO 8601, UTC
+    run_dir           TEXT NOT NULL,     -- absolute, at submit time
+    model_sha256      TEXT NOT NULL,     -- of model.pt: fetch refuses to decode with other weights
+    backend           TEXT NOT NULL,     -- registry name
+    device            TEXT,
+    settings          TEXT NOT NULL,     -- JSON: create_backend settings (to run a job again)
+    description       TEXT NOT NULL,     -- JSON: the backend handle's description
+    split             TEXT NOT NULL,     -- test | val
+    positions         TEXT NOT NULL,     -- JSON: each sample's position in the split
+    source_indices    TEXT,              -- JSON: each sample's index in the source pool (test)
+    labels            TEXT NOT NULL,     -- JSON: true labels
+    circuit_qpy       BLOB NOT NULL,     -- the ISA circuit (QPY)
+    parameter_names   TEXT NOT NULL,     -- JSON: column order of parameter_values
+    observables       TEXT NOT NULL,     -- JSON: the laid-out observables, [[pauli, re, im], ...]
+    parameter_values  BLOB NOT NULL,     -- npy (N, P): classical features and head weights
+    exact_expvals     BLOB NOT NULL,     -- npy (N, n): the same samples, exact statevector
+    exact_predictions TEXT NOT NULL,     -- JSON
+    max_rows          INTEGER NOT NULL   -- rows per job
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id        TEXT PRIMARY KEY,
+    submission_id TEXT NOT NULL REFERENCES submissions(submission_id),
+    row_start     INTEGER NOT NULL,      -- this job runs rows [row_start, row_stop)
+    row_stop      INTEGER NOT NULL,
+    remote        INTEGER NOT NULL,      -- 1: IBM Quantum keeps it (fetch by id); 0: in-process
+    status        TEXT NOT NULL,
+    reason        TEXT,                  -- why ERROR, CANCELLED or LOST
+    host          TEXT NOT NULL,         -- the submitting process, to tell a dead local job
+    pid           INTEGER NOT NULL,
+    pid_started   TEXT,                  -- that process's start time (a reused pid is not it)
+    session_id    TEXT,
+    replaces      TEXT,                  -- the job id this one runs again
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL,
+    finished_at   TEXT,
+    expvals       BLOB,                  -- npy (rows, n), raw, when DONE
+    stds          BLOB,
+    metadata      TEXT                   -- JSON: the PUB result's metadata
+);
+CREATE INDEX IF NOT EXISTS jobs_by_submission ON jobs(submission_id);
+"""
+
+INDEX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id        TEXT PRIMARY KEY,
+    run_dir       TEXT NOT NULL,
+    submission_id TEXT NOT NULL,
+    created_at    TEXT NOT NULL
+);
+"""
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def to_npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def from_npy(blob: bytes | None) -> np.ndarray | None:
+    return None if blob is None else np.load(io.BytesIO(blob), allow_pickle=False)
+
+
+def _connect(path: Path, schema: str) -> sqlite3.Connection:
+    """Open (creating if needed) a database in WAL mode with the schema in place.
+
+    Two processes creating the same file at once both run this: the busy timeout makes the
+    second wait for the first's lock, and ``CREATE ... IF NOT EXISTS`` makes the schema step
+    idempotent. Switching to WAL can still report "locked" once while the other process holds
+    the file, so it is retried.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # isolation_level=None: no implicit transactions; every write says BEGIN IMMEDIATE itself.
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    for attempt in range(50):
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            break
+        except sqlite3.OperationalError:
+            if attempt == 49:
+                raise
+            time.sleep(0.05)
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        conn.close()
+        raise HybridQiskitError(f"{path} was written by a newer hybrid-qiskit (schema {version}); upgrade to read it")
+    with _immediate(conn):
+        for statement in _statements(schema):
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return conn
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of a schema script (executescript would COMMIT our open transaction)."""
+    lines = [line.split("--")[0] for line in script.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+@contextmanager
+def _immediate(conn: sqlite3.Connection):
+    """One write transaction: the write lock is taken at BEGIN, so it cannot fail midway on
+    another writer; any exception rolls everything back."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def process_start_time(pid: int) -> str | None:
+    """When process ``pid`` started (Linux /proc clock ticks since boot), or None if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 2 (the command name) may hold spaces: split after its closing parenthesis.
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[19]  # field 22 of the file: starttime
+
+
+def process_alive(host: str, pid: int, started: str | None) -> bool | None:
+    """True / False for a process on this host; None when it ran on another host (unknown)."""
+    if host != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: the pid exists, trust it
+    state = stat.rsplit(")", 1)[1].split()[0]
+    if state in ("Z", "X"):  # killed, not yet reaped by its parent
+        return False
+    return started is None or process_start_time(pid) == started
+
+
+class Ledger:
+    """The jobs of one run directory. Use as a context manager (closes the connection)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._conn = _connect(self.path, SCHEMA)
+
+    @classmethod
+    def for_run(cls, run_dir: str | Path) -> Ledger:
+        return cls(Path(run_dir) / LEDGER_NAME)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------- writes
+    def add_submission(self, record: dict[str, Any]) -> None:
+        """Insert a submission; ``record`` has the columns of ``submissions`` (arrays as numpy,
+        lists and dicts as Python objects)."""
+        row = dict(record)
+        for key in ("settings", "description", "positions", "source_indices", "labels", "parameter_names",
+                    "observables", "exact_predictions"):
+            row[key] = json.dumps(row[key], default=str)
+        for key in ("parameter_values", "exact_expvals"):
+            row[key] = to_npy(row[key])
+        cols = ", ".join(row)
+        marks = ", ".join(f":{k}" for k in row)
+        with _immediate(self._conn) as c:
+            c.execute(f"INSERT INTO submissions ({cols}) VALUES ({marks})", row)
+
+    def add_job(self, job_id: str, submission_id: str, rows: tuple[int, int], *, remote: bool,
+                status: str = "SUBMITTED", session_id: str | None = None,
+                replaces: str | None = None, replaced_status: str | None = None,
+                replaced_reason: str | None = None) -> None:
+        """Record a job the moment the service (or the local simulator) has accepted it.
+
+        With ``replaces``, the job this one runs again gets ``replaced_status`` and
+        ``replaced_reason`` in the same transaction: the ledger never shows the old job pending
+        while the new one is missing.
+        """
+        pid, stamp = os.getpid(), now()
+        with _immediate(self._conn) as c:
+            c.execute(
+                "INSERT INTO jobs (job_id, submission_id, row_start, row_stop, remote, status, host, pid,"
+                " pid_started, session_id, replaces, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, submission_id, rows[0], rows[1], int(remote), status, socket.gethostname(), pid,
+                 process_start_time(pid), session_id, replaces, stamp, stamp),
+            )
+            if replaces:
+                c.execute(
+                    "UPDATE jobs SET status = COALESCE(?, status), reason = COALESCE(?, reason), updated_at = ?,"
+                    " finished_at = COALESCE(finished_at, ?) WHERE job_id = ? AND status != 'DONE'",
+                    (replaced_status, replaced_reason, stamp, stamp, replaces),
+                )
+
+    def set_status(self, job_id: str, status: str, reason: str | None = None) -> None:
+        stamp = now()
+        finished = stamp if status in FINAL else None
+        with _immediate(self._conn) as c:
+            c.execute(
+                "UPDATE jobs SET status = ?, reason = COALESCE(?, reason), updated_at = ?,"
+                " finished_at = COALESCE(finished_at, ?) WHERE job_id = ? AND status != 'DONE'",
+                (status, reason, stamp, finished, job_id),
+            )
+
+    def store_result(self, job_id: str, expvals: np.ndarray, stds: np.ndarray | None, metadata: Any) -> None:
+        """Mark a job DONE with its raw results. A job already DONE keeps its first results
+        (fetching twice changes nothing)."""
+        stamp = now()
+        with _immediate(self._conn) as c:
+            c.execute(
+                "UPDATE jobs SET status = 'DONE', reason = NULL, expvals = ?, stds = ?, metadata = ?,"
+                " updated_at = ?, finished_at = ? WHERE job_id = ? AND status != 'DONE'",
+                (to_npy(expvals), None if stds is None else to_npy(stds),
+                 json.dumps(metadata, default=str), stamp, stamp, job_id),
+            )
+
+    # ------------------------------------------------------------- reads
+    def submission(self, submission_id: str) -> dict[str, Any]:
+        row = self._conn.execute("SELECT * FROM submissions WHERE submission_id = ?", (submission_id,)).fetchone()
+        if row is None:
+            raise HybridQiskitError(f"no submission {submission_id} in {self.path}")
+        out = dict(row)
+        for key in ("settings", "description", "positions", "source_indices", "labels", "parameter_names",
+                    "observables", "exact_predictions"):
+            out[key] = json.loads(out[key]) if out[key] is not None else None
+        for key in ("parameter_values", "exact_expvals"):
+            out[key] = from_npy(out[key])
+        return out
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        row = self._conn.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return None if row is None else _job_dict(row)
+
+    def jobs(self, submission_id: str | None = None, *, pending_only: bool = False) -> list[dict[str, Any]]:
+        sql, args = "SELECT * FROM jobs", []
+        where = []
+        if submission_id:
+            where.append("submission_id = ?")
+            args.append(submission_id)
+        if pending_only:
+            where.append(f"status IN ({', '.join('?' * len(PENDING))})")
+            args.extend(PENDING)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._conn.execute(sql + " ORDER BY rowid", args).fetchall()  # submission order
+        return [_job_dict(r) for r in rows]
+
+    def submission_ids(self) -> list[str]:
+        return [r[0] for r in self._conn.execute("SELECT submission_id FROM submissions ORDER BY rowid")]
+
+
+def _job_dict(row: sqlite3.Row) -> dict[str, Any]:
+    out = dict(row)
+    out["remote"] = bool(out["remote"])
+    out["expvals"] = from_npy(out["expvals"])
+    out["stds"] = from_npy(out["stds"])
+    out["metadata"] = json.loads(out["metadata"]) if out["metadata"] else None
+    return out
+
+
+# ------------------------------------------------------------------ user-level index
+def index_path() -> Path:
+    """``$HYBRID_QISKIT_HOME/index.sqlite``, else the XDG data folder (tests point it at tmp)."""
+    home = os.environ.get("HYBRID_QISKIT_HOME")
+    if home:
+        return Path(home) / "index.sqlite"
+    data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data) / "hybrid-qiskit" / "index.sqlite"
+
+
+def index_add(job_id: str, run_dir: str | Path, submission_id: str) -> str | None:
+    """Map ``job_id`` to its run directory; returns a warning instead of raising, because the
+    run's ledger already holds the job (an unwritable home folder must not fail a submission)."""
+    try:
+        conn = _connect(index_path(), INDEX_SCHEMA)
+        try:
+            with _immediate(conn) as c:
+                c.execute("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?)",
+                          (job_id, str(Path(run_dir).resolve()), submission_id, now()))
+        finally:
+            conn.close()
+    except (sqlite3.Error, OSError) as exc:
+        return f"could not add job {job_id} to the job index {index_path()} ({exc}); fetch it with --run-dir {run_dir}"
+    return None
+
+
+def index_lookup(job_id: str) -> str | None:
+    """The run directory recorded for ``job_id``, or None."""
+    path = index_path()
+    if not path.exists():
+        return None
+    conn = _connect(path, INDEX_SCHEMA)
+    try:
+        row = conn.execute("SELECT run_dir FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+    finally:
+        conn.close()
+    return None if row is None else row[0]
+
+
+def index_run_dirs() -> list[str]:
+    """Every run directory the index knows, oldest first."""
+    path = index_path()
+    if not path.exists():
+        return []
+    conn = _connect(path, INDEX_SCHEMA)
+    try:
+        rows = conn.execute("SELECT run_dir, MIN(created_at) AS t FROM jobs GROUP BY run_dir ORDER BY t").fetchall()
+    finally:
+        conn.close()
+    return [r[0] for r in rows]

@@ -1,0 +1,426 @@
+"""Hardware inference jobs: submit, ledger, fetch; local jobs, IBM Quantum jobs (through a test
+double of the service), crashes, concurrent submitters.
+
+Fresh processes are expensive (each imports torch and qiskit), so one module fixture starts
+three submitters at once into one run: one finishes, two are killed while they wait. Its tests
+fetch from this process, which never saw the jobs. Everything else runs in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from hybrid_qiskit.cli import main
+from hybrid_qiskit.jobs.ledger import Ledger, index_lookup, process_alive
+from tests import runtime_double
+from tests.jobs_helper import fake_submission
+
+REPO = Path(__file__).resolve().parents[1]
+DEVICE = ["--device", "fake_manila"]
+
+
+# ------------------------------------------------------------------ helpers and fixtures
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    """The user-level job index for this module (never the real ~/.local/share)."""
+    return tmp_path_factory.mktemp("hybrid-qiskit-home")
+
+
+@pytest.fixture(autouse=True)
+def _home_env(home, monkeypatch):
+    monkeypatch.setenv("HYBRID_QISKIT_HOME", str(home))
+
+
+def copy_run(tiny_run: Path, dest: Path) -> Path:
+    shutil.copytree(tiny_run, dest, ignore=shutil.ignore_patterns("*.png", "last.pt"))
+    return dest
+
+
+def spawn(home: Path, *helper_args: str) -> subprocess.Popen:
+    """``hybrid-qiskit`` in a fresh process, through tests/jobs_helper.py (for its hooks)."""
+    env = {**os.environ, "HYBRID_QISKIT_HOME": str(home), "PYTHONWARNINGS": "ignore"}
+    return subprocess.Popen([sys.executable, "-m", "tests.jobs_helper", *helper_args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def ledger_rows(run: Path) -> list[tuple]:
+    """(job_id, status, has results) straight from the file, as another process sees it."""
+    if not (run / "jobs.sqlite").exists():
+        return []
+    conn = sqlite3.connect(run / "jobs.sqlite", timeout=30)
+    try:
+        return conn.execute("SELECT job_id, status, expvals IS NOT NULL FROM jobs ORDER BY rowid").fetchall()
+    except sqlite3.OperationalError:  # the schema is being created right now
+        return []
+    finally:
+        conn.close()
+
+
+def wait_for_jobs(proc: subprocess.Popen, run: Path, count: int, timeout: float = 120) -> list[tuple]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = ledger_rows(run)
+        if len(rows) >= count:
+            return rows
+        if proc.poll() is not None:
+            pytest.fail(f"the submitting process exited ({proc.returncode}) first:\n{proc.stdout.read()}")
+        time.sleep(0.2)
+    proc.kill()
+    pytest.fail(f"no job in {run} after {timeout}s")
+
+
+def submit_args(run: Path, *extra: str) -> list[str]:
+    return ["submit", str(run), "--backend", "ibm_local", *DEVICE, "--shots", "1000", *extra]
+
+
+# ------------------------------------------------------------------ the PUB is the model's head
+def test_pub_values_follow_the_circuit_and_reproduce_model_quantum(tiny_run):
+    """One PUB with (n, 1) observables and (N, P) values gives model.quantum's ⟨Z⟩, on the plain
+    circuit (statevector) and on an ISA circuit with a layout (fake_manila, noise off)."""
+    from backends import create_backend
+    from hybrid_qiskit.checkpoints import load_checkpoint, restore_model
+    from hybrid_qiskit.jobs.pubs import expvals_of, head_pub
+
+    payload = load_checkpoint(tiny_run / "model.pt")
+    angles = torch.as_tensor(np.random.default_rng(0).uniform(0.1, 3.0, (5, 4)), dtype=torch.float32)
+    for handle in (create_backend("statevector"),
+                   create_backend("aer_noisy_exact", device="fake_manila", noise_scale=0.0, seed=1)):
+        model = restore_model(payload, handle)
+        pub = head_pub(model, angles.numpy())
+        assert pub.values.shape == (5, len(pub.circuit.parameters))
+        evs, _ = expvals_of(handle.estimator.run([pub.rows(0, 5)]).result()[0])
+        with torch.no_grad():
+            expected = model.quantum(angles).numpy()
+        np.testing.assert_allclose(evs, expected, atol=1e-5, err_msg=handle.name)
+
+
+def test_rows_are_split_evenly_within_the_job_limits(tiny_run):
+    from backends import create_backend
+    from hybrid_qiskit.checkpoints import load_checkpoint, restore_model
+    from hybrid_qiskit.jobs.pubs import MAX_EXECUTIONS, chunks, default_max_rows, head_pub
+
+    assert chunks(10, 4) == [(0, 3), (3, 7), (7, 10)]
+    assert chunks(3, 100) == [(0, 3)]
+    model = restore_model(load_checkpoint(tiny_run / "model.pt"), create_backend("ibm_local", device="fake_manila"))
+    pub = head_pub(model, np.zeros((2, 4)))
+    assert default_max_rows(pub, 4096) <= 1000
+    assert default_max_rows(pub, 1_000_000) * 1_000_000 <= MAX_EXECUTIONS  # one measured basis: all Z
+
+
+# ------------------------------------------------------------------ the ledger on its own
+def test_ledger_keeps_arrays_exactly_and_first_results_win(tmp_path):
+    from hybrid_qiskit.jobs.ledger import from_npy, to_npy
+
+    a = np.random.default_rng(1).normal(size=(3, 4))
+    assert np.array_equal(from_npy(to_npy(a)), a)
+    with Ledger(tmp_path / "jobs.sqlite") as ledger:
+        ledger.add_submission(fake_submission("s1"))
+        ledger.add_job("j1", "s1", (0, 3), remote=True)
+        ledger.store_result("j1", a, None, {"k": 1})
+        ledger.store_result("j1", a + 1, None, {})  # a second fetch changes nothing
+        ledger.set_status("j1", "ERROR", "late")
+        job = ledger.job("j1")
+    assert job["status"] == "DONE" and np.array_equal(job["expvals"], a) and job["reason"] is None
+
+
+def test_two_processes_hammering_one_ledger_lose_nothing(tmp_path):
+    """The ledger's write path alone, 2 processes x 40 submissions at full speed."""
+    script = (
+        "import sys, numpy as np\n"
+        "from tests.jobs_helper import fake_submission\n"
+        "from hybrid_qiskit.jobs.ledger import Ledger\n"
+        "tag = sys.argv[1]\n"
+        "with Ledger(sys.argv[2]) as ledger:\n"
+        "    for i in range(40):\n"
+        "        sid = f'{tag}-{i}'\n"
+        "        ledger.add_submission(fake_submission(sid))\n"
+        "        ledger.add_job(f'job-{sid}', sid, (0, 3), remote=False)\n"
+        "        ledger.store_result(f'job-{sid}', np.full((3, 4), i, float), None, {})\n"
+    )
+    path = tmp_path / "jobs.sqlite"
+    procs = [subprocess.Popen([sys.executable, "-c", script, tag, str(path)], cwd=REPO) for tag in "ab"]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    with Ledger(path) as ledger:
+        jobs = ledger.jobs()
+        assert len(ledger.submission_ids()) == 80 and len(jobs) == 80
+        for job in jobs:
+            i = int(job["submission_id"].split("-")[1])
+            assert job["status"] == "DONE" and np.array_equal(job["expvals"], np.full((3, 4), i, float))
+    assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_process_alive_tells_live_dead_and_foreign_processes():
+    from hybrid_qiskit.jobs.ledger import process_start_time
+
+    me, host = os.getpid(), socket.gethostname()
+    assert process_alive(host, me, process_start_time(me)) is True
+    assert process_alive(host, me, "1") is False  # same pid, another process (reused)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert process_alive(host, child.pid, None) is False
+    assert process_alive("some-other-host", me, None) is None
+
+
+# ------------------------------------------------------------------ three submitters at once
+@pytest.fixture(scope="module")
+def fleet(tiny_run, home, tmp_path_factory):
+    """Three processes submit into the same run at the same moment:
+
+    * ``done``: ibm_local, 12 samples in 2 jobs; it waits and finishes normally, noting what the
+      ledger held when it first asked for each result;
+    * ``local``: ibm_local in batch mode, its simulation stalled, SIGKILLed while waiting;
+    * ``ibm``: ibm_runtime through the service double, queued, SIGKILLed while waiting.
+    """
+    base = tmp_path_factory.mktemp("fleet")
+    run, store, note = copy_run(tiny_run, base / "run"), base / "service", base / "observed.jsonl"
+    runtime_double.set_script(store, None, ["QUEUED"])  # queued until a test releases it
+    procs = {
+        "done": spawn(home, "--observe", str(note), "--", *submit_args(run, "--samples", "12", "--max-rows", "6")),
+        "local": spawn(home, "--stall-local", "--", *submit_args(run, "--samples", "6", "--mode", "batch")),
+        "ibm": spawn(home, "--fake-runtime", str(store), "--", "submit", str(run), "--backend", "ibm_runtime", *DEVICE,
+                     "--shots", "1000", "--samples", "6", "--wait", "--poll", "0.1"),
+    }
+    output = procs["done"].communicate(timeout=300)[0]
+    assert procs["done"].returncode == 0, output
+    wait_for_jobs(procs["local"], run, 3)
+    wait_for_jobs(procs["ibm"], run, 4)
+    time.sleep(0.5)  # let both settle into their waiting loops
+    pids = {}
+    for name in ("local", "ibm"):
+        pids[name] = procs[name].pid
+        procs[name].send_signal(signal.SIGKILL)
+        procs[name].communicate(timeout=30)
+    with Ledger.for_run(run) as ledger:
+        jobs = {name: [j for j in ledger.jobs() if j["pid"] == (pids.get(name) or procs["done"].pid)]
+                for name in procs}
+    return SimpleNamespace(run=run, store=store, note=note, jobs=jobs)
+
+
+def test_three_processes_submitting_at_once_all_land_intact(fleet):
+    from hybrid_qiskit.jobs.pubs import pub_from_ledger
+
+    with Ledger.for_run(fleet.run) as ledger:
+        subs = [ledger.submission(s) for s in ledger.submission_ids()]
+        jobs = ledger.jobs()
+        assert sorted(len(s["labels"]) for s in subs) == [6, 6, 12] and len(jobs) == 4
+        for sub in subs:  # each submission can be run again from the ledger alone
+            pub = pub_from_ledger(sub)
+            assert pub.values.shape == (len(sub["labels"]), pub.circuit.num_parameters)
+    assert [len(fleet.jobs[k]) for k in ("done", "local", "ibm")] == [2, 1, 1]
+    for job in fleet.jobs["done"]:
+        assert job["status"] == "DONE" and job["expvals"].shape == (6, 4) and np.isfinite(job["expvals"]).all()
+    assert fleet.jobs["local"][0]["status"] in ("SUBMITTED", "RUNNING")
+    assert fleet.jobs["ibm"][0]["status"] in ("SUBMITTED", "QUEUED")
+    assert all(index_lookup(j["job_id"]) == str(fleet.run.resolve()) for j in jobs)
+    assert sqlite3.connect(fleet.run / "jobs.sqlite").execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    # Each finished job was in the ledger, without results, when its result was first asked for.
+    observed = [json.loads(line) for line in fleet.note.read_text().splitlines()]
+    assert sorted(o["job_id"] for o in observed) == sorted(j["job_id"] for j in fleet.jobs["done"])
+    assert all(o["recorded"] and not o["had_results"] for o in observed)
+
+
+def test_fetch_in_a_fresh_process_matches_evaluate_on_the_same_device(fleet, capsys):
+    """This process never saw the jobs: it fetches them by id and finishes the forward pass.
+    The accuracy and ⟨Z⟩ match `evaluate` on the same noisy device and samples within shot noise;
+    a second fetch changes nothing."""
+    from torch.utils.data import TensorDataset
+
+    from backends import create_backend
+    from hybrid_qiskit.checkpoints import restore_model
+    from hybrid_qiskit.cli import load_run
+    from hybrid_qiskit.training import evaluate, load_splits
+
+    jobs = fleet.jobs["done"]
+    with Ledger.for_run(fleet.run) as ledger:
+        sub = ledger.submission(jobs[0]["submission_id"])
+    out = fleet.run / "jobs" / sub["submission_id"]
+    shutil.rmtree(out)  # written by the submitter; this process must produce it from the ledger
+    assert main(["fetch", jobs[0]["job_id"]]) == 0
+    first = {name: (out / name).read_bytes() for name in ("predictions.csv", "result.json")}
+    result = json.loads(first["result.json"])
+    assert "accuracy" in capsys.readouterr().out
+
+    cfg, payload = load_run(str(fleet.run))
+    handle = create_backend("ibm_local", device="fake_manila", shots=1000, seed=cfg.seed)
+    images, labels = (t[:12] for t in load_splits(cfg).test.tensors)
+    reference = evaluate(restore_model(payload, handle), TensorDataset(images, labels))
+    fetched = np.concatenate([j["expvals"] for j in jobs])
+    sigma = np.concatenate([j["stds"] for j in jobs])
+    assert np.all(np.abs(fetched - reference.expvals) <= 5 * np.sqrt(2) * sigma + 1e-3)
+    assert abs(result["accuracy"] - reference.accuracy) <= 2 / 12
+    csv_rows = [line.split(",") for line in first["predictions.csv"].decode().splitlines()[1:]]
+    predictions = np.array([int(r[3]) for r in csv_rows])
+    assert result["accuracy"] == pytest.approx(float((predictions == np.array(sub["labels"])).mean()))
+    assert result["agreement_with_exact"] == pytest.approx(
+        float((predictions == np.array(sub["exact_predictions"])).mean()))
+
+    assert main(["fetch", jobs[1]["job_id"], "--run-dir", str(fleet.run)]) == 0
+    assert {name: (out / name).read_bytes() for name in first} == first
+    with Ledger.for_run(fleet.run) as ledger:
+        assert [ledger.job(j["job_id"])["finished_at"] for j in jobs] == [j["finished_at"] for j in jobs]
+
+
+def test_local_job_killed_while_waiting_is_run_again_by_a_new_process(fleet, capsys):
+    (killed,) = fleet.jobs["local"]
+    job_id = killed["job_id"]
+    assert main(["fetch", job_id]) == 0
+    out = capsys.readouterr().out
+    assert f"job {job_id} LOST" in out and "re-ran rows 0-5 locally from the ledger" in out
+    with Ledger.for_run(fleet.run) as ledger:
+        old = ledger.job(job_id)
+        (new,) = [j for j in ledger.jobs() if j["replaces"] == job_id]
+    assert old["status"] == "LOST" and "ended before the result arrived" in old["reason"]
+    assert new["status"] == "DONE" and new["expvals"].shape == (6, 4)
+    assert (fleet.run / "jobs" / killed["submission_id"] / "predictions.csv").exists()
+    assert main(["fetch", job_id]) == 0  # the old id still works: it leads to the re-run
+    assert "was re-run as" in capsys.readouterr().out
+
+
+def test_ibm_job_killed_while_waiting_is_fetched_by_id_from_a_new_process(fleet, monkeypatch, capsys):
+    (killed,) = fleet.jobs["ibm"]
+    job_id = killed["job_id"]
+    runtime_double.install(fleet.store, monkeypatch)
+    assert main(["fetch", job_id]) == 3  # still queued at "IBM Quantum"
+    assert "not finished yet" in capsys.readouterr().out
+    runtime_double.set_script(fleet.store, job_id, ["RUNNING", "DONE"])
+    assert main(["fetch", job_id, "--wait", "--poll", "0.01"]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    assert runtime_double.calls(fleet.store).count(job_id) == 2  # service.job(id), once per fetch
+    with Ledger.for_run(fleet.run) as ledger:
+        jobs = ledger.jobs(killed["submission_id"])
+    assert [(j["job_id"], j["status"]) for j in jobs] == [(job_id, "DONE")]  # nothing re-submitted
+    assert (fleet.run / "jobs" / killed["submission_id"] / "predictions.csv").exists()
+
+
+def test_fetch_refuses_to_decode_with_a_changed_checkpoint(fleet, tmp_path, capsys):
+    run = copy_run(fleet.run, tmp_path / "run")
+    job_id = fleet.jobs["done"][0]["job_id"]
+    with open(run / "model.pt", "ab") as fh:
+        fh.write(b"retrained")
+    assert main(["fetch", job_id, "--run-dir", str(run)]) == 1
+    out = capsys.readouterr().out
+    assert "changed since submission" in out and "kept in the ledger" in out
+
+
+# ------------------------------------------------------------------ IBM Quantum statuses and errors
+def test_ibm_jobs_statuses_failures_ctrl_c_and_rerun(tiny_run, tmp_path, monkeypatch, capsys):
+    """Through the service double: Ctrl-C while waiting leaves the jobs to fetch later; DONE,
+    ERROR and CANCELLED are recorded with their reasons; --rerun submits failed rows again."""
+    import hybrid_qiskit.jobs.tracking as tracking
+
+    run, store = copy_run(tiny_run, tmp_path / "run"), tmp_path / "service"
+    runtime_double.install(store, monkeypatch)
+    runtime_double.set_script(store, None, ["QUEUED"])
+
+    def ctrl_c(_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setenv("HYBRID_QISKIT_HOME", str(tmp_path / "home"))  # --all-pending sees only this test's jobs
+    monkeypatch.setattr(tracking, "time", SimpleNamespace(sleep=ctrl_c, monotonic=time.monotonic))
+    rc = main(["submit", str(run), "--backend", "ibm_runtime", *DEVICE, "--samples", "6", "--max-rows", "2",
+               "--shots", "500", "--wait"])
+    assert rc == 130
+    ids = [r[0] for r in ledger_rows(run)]
+    err = capsys.readouterr().err
+    assert len(ids) == 3 and all(f"job {i} still queued; fetch it later with: hybrid-qiskit fetch {i}" in err for i in ids)
+    monkeypatch.setattr(tracking, "time", time)
+
+    runtime_double.set_script(store, ids[0], ["DONE"])
+    runtime_double.set_script(store, ids[1], ["ERROR"], error="Error code 1517; the QPU needs calibration")
+    runtime_double.set_script(store, ids[2], ["CANCELLED"])
+    assert main(["fetch", "--all-pending"]) == 1
+    assert [r[1] for r in ledger_rows(run)] == ["DONE", "ERROR", "CANCELLED"]
+    assert main(["jobs", str(run)]) == 0
+    listing = capsys.readouterr().out
+    assert "the QPU needs calibration" in listing and "cancelled" in listing
+    assert not list(run.glob("jobs/*/predictions.csv"))  # two thirds missing: nothing decoded yet
+
+    runtime_double.set_script(store, None, ["RUNNING", "DONE"])
+    assert main(["fetch", "--rerun", ids[1], ids[2], "--wait", "--poll", "0.01"]) == 0
+    with Ledger.for_run(run) as ledger:
+        jobs = ledger.jobs()
+    assert [j["status"] for j in jobs] == ["DONE", "ERROR", "CANCELLED", "DONE", "DONE"]
+    assert [j["replaces"] for j in jobs[3:]] == ids[1:] and "re-run as job" in jobs[1]["reason"]
+    assert len(list(run.glob("jobs/*/predictions.csv"))) == 1
+
+
+def test_ctrl_c_on_a_local_job_marks_it_lost_and_fetch_runs_it_again(tiny_run, tmp_path, monkeypatch, capsys):
+    import hybrid_qiskit.jobs.commands as commands
+    import hybrid_qiskit.jobs.tracking as tracking
+
+    def ctrl_c(_):
+        raise KeyboardInterrupt
+
+    def leave(code):  # the CLI leaves at once (the simulation thread cannot be stopped)
+        raise SystemExit(code)
+
+    run = copy_run(tiny_run, tmp_path / "run")
+    monkeypatch.setattr(tracking, "time", SimpleNamespace(sleep=ctrl_c, monotonic=time.monotonic))
+    monkeypatch.setattr(commands.os, "_exit", leave)
+    with pytest.raises(SystemExit) as stop:
+        main(submit_args(run, "--samples", "4"))
+    assert stop.value.code == 130
+    ((job_id, status, has_results),) = ledger_rows(run)
+    assert (status, has_results) == ("LOST", 0)
+    assert f"`hybrid-qiskit fetch {job_id}` runs it again" in capsys.readouterr().err
+    monkeypatch.setattr(tracking, "time", time)
+    assert main(["fetch", job_id]) == 0
+    with Ledger.for_run(run) as ledger:
+        old, new = ledger.jobs()
+    assert "interrupted (Ctrl-C)" in old["reason"] and new["replaces"] == job_id and new["status"] == "DONE"
+
+
+def test_clear_one_line_errors(tiny_run, tmp_path, capsys):
+    run = copy_run(tiny_run, tmp_path / "run")
+    (run / "model.pt").unlink()
+    cases = [
+        (["fetch", "no-such-job"], "unknown job id 'no-such-job'"),
+        (["fetch"], "--all-pending"),
+        (["jobs", str(run)], "has no job ledger"),
+        (["submit", str(run), "--samples", "2"], "submit needs --backend"),
+        (["submit", str(run), "--backend", "ibm_local", "--samples", "2"], "no checkpoint at"),
+        (["submit", str(tmp_path), "--backend", "ibm_local", "--samples", "2"], "not a run directory"),
+        (["submit", str(copy_run(tiny_run, tmp_path / "ok")), "--backend", "ibm_local", "--samples", "100000"],
+         "--samples must be between 1 and"),
+    ]
+    for argv, expected in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], (argv, err)
+
+
+# ------------------------------------------------------------------ real IBM Quantum
+@pytest.mark.hardware
+@pytest.mark.skipif(not os.environ.get("QISKIT_IBM_TOKEN"), reason="needs QISKIT_IBM_TOKEN")
+def test_real_service_submit_then_fetch_by_id(tiny_run, tmp_path, capsys):
+    """Against IBM Quantum: 4 samples on QISKIT_IBM_DEVICE (default: the least busy QPU). Set
+    HYBRID_QISKIT_HARDWARE_WAIT=1 to wait for the result (queues can take hours)."""
+    run = copy_run(tiny_run, tmp_path / "run")
+    device = os.environ.get("QISKIT_IBM_DEVICE")
+    argv = ["submit", str(run), "--backend", "ibm_runtime", "--samples", "4", "--shots", "1000"]
+    assert main(argv + (["--device", device] if device else [])) == 0
+    (job_id, status, _), = ledger_rows(run)
+    assert status == "SUBMITTED"
+    wait = ["--wait", "--poll", "30"] if os.environ.get("HYBRID_QISKIT_HARDWARE_WAIT") else []
+    rc = main(["fetch", job_id, *wait])
+    assert rc in ((0,) if wait else (0, 3)), capsys.readouterr()
+    assert ledger_rows(run)[0][1] in ("QUEUED", "RUNNING", "DONE")
+    with Ledger.for_run(run) as ledger:  # an id the service does not know: reported, not a crash
+        ledger.add_job("d0000000000000000000", ledger.submission_ids()[0], (0, 4), remote=True)
+    rc = main(["fetch", "d0000000000000000000", "--run-dir", str(run)])
+    captured = capsys.readouterr()
+    assert rc in (1, 2) and "d0000000000000000000" in captured.out + captured.err
