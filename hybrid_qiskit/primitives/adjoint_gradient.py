@@ -3,9 +3,16 @@
 EstimatorQNN's backward pass hands its gradient a list of ``batch x observables`` (circuit,
 observable, parameter set) triples, all sharing one circuit. The stock parameter-shift gradient
 turns that into ``2 x parameters`` shifted PUBs per triple, each a separate simulation. Here the
-triples are grouped by circuit, the distinct parameter sets and observables are found, and one
-adjoint sweep over the batch (:func:`~.batched_statevector.adjoint_gradient`) yields every
-derivative. Values equal the parameter-shift gradient to floating-point accuracy (tested).
+triples are grouped by circuit, the distinct parameter sets and observables are found (the QNN's
+``np.tile`` of its batch is recognized without sorting), and one adjoint sweep over the batch
+(:func:`~.batched_statevector.adjoint_gradient`) yields every derivative. Values equal the
+parameter-shift gradient to floating-point accuracy (tested).
+
+Gotchas:
+    * The final states come from the shared estimator's forward pass when it ran on exactly the
+      same parameter values (a training step's forward then backward), else they are simulated.
+    * Like the estimator, ``run`` computes before it returns; the job comes back done.
+    * Gradients are exact whatever the estimator's precision.
 
 Example:
     >>> from hybrid_qiskit.primitives import BatchedStatevectorEstimator, AdjointEstimatorGradient
@@ -27,7 +34,14 @@ from qiskit_machine_learning.algorithm_job import AlgorithmJob
 from qiskit_machine_learning.gradients import BaseEstimatorGradient, EstimatorGradientResult
 
 from .batched_statevector import adjoint_gradient
-from .estimator import BatchedStatevectorEstimator
+from .estimator import BatchedStatevectorEstimator, EagerJob
+
+
+class _EagerAlgorithmJob(EagerJob, AlgorithmJob):
+    """An AlgorithmJob that computes when submitted (see :class:`~.estimator.EagerJob`)."""
+
+    def submit(self) -> None:
+        self._submit()  # AlgorithmJob.submit would reach PrimitiveJob's threaded _submit
 
 
 class AdjointEstimatorGradient(BaseEstimatorGradient):
@@ -40,6 +54,19 @@ class AdjointEstimatorGradient(BaseEstimatorGradient):
 
     def __init__(self, estimator: BatchedStatevectorEstimator | None = None):
         super().__init__(estimator or BatchedStatevectorEstimator())
+        self._seen: dict[int, tuple] = {}
+
+    def _compiled(self, obs: BaseOperator):
+        """The estimator's compiled form of ``obs``, remembered per object (EstimatorQNN passes
+        the same observable objects on every call)."""
+        hit = self._seen.get(id(obs))
+        if hit is None or hit[0] is not obs:
+            spo = obs if isinstance(obs, SparsePauliOp) else SparsePauliOp(obs)
+            hit = (obs, self._estimator.observable(spo))
+            self._seen[id(obs)] = hit
+            if len(self._seen) > 256:
+                self._seen.pop(next(iter(self._seen)))
+        return hit[1]
 
     def run(
         self,
@@ -62,7 +89,7 @@ class AdjointEstimatorGradient(BaseEstimatorGradient):
             raise ValueError(
                 "circuits, observables, parameter values and parameters must have equal lengths"
             )
-        job = AlgorithmJob(self._run, circuits, observables, parameter_values, parameters, **options)
+        job = _EagerAlgorithmJob(self._run, circuits, observables, parameter_values, parameters, **options)
         job.submit()
         return job
 
@@ -78,21 +105,26 @@ class AdjointEstimatorGradient(BaseEstimatorGradient):
         gradients: list[np.ndarray | None] = [None] * len(circuits)
         metadata: list[dict | None] = [None] * len(circuits)
 
-        groups: dict[int, list[int]] = {}
-        for i, circuit in enumerate(circuits):
-            groups.setdefault(id(circuit), []).append(i)
+        first = circuits[0] if len(circuits) else None
+        if all(c is first for c in circuits):  # EstimatorQNN: one circuit, batch x observables
+            groups = {id(first): list(range(len(circuits)))} if len(circuits) else {}
+        else:
+            groups: dict[int, list[int]] = {}
+            for i, circuit in enumerate(circuits):
+                groups.setdefault(id(circuit), []).append(i)
 
         for members in groups.values():
             circuit = circuits[members[0]]
             program = estimator.program(circuit)
-            values = np.asarray([parameter_values[i] for i in members], dtype=float)
+            if isinstance(parameter_values, np.ndarray) and len(members) == len(parameter_values):
+                values = np.asarray(parameter_values, dtype=float)
+            else:
+                values = np.asarray([parameter_values[i] for i in members], dtype=float)
             if values.ndim != 2 or values.shape[1] != len(program.parameters):
                 raise ValueError(
                     f"a circuit with {len(program.parameters)} parameters got parameter sets "
                     f"of shape {values.shape}"
                 )
-            # A QNN repeats each parameter set once per observable: simulate each only once.
-            rows, row_of = np.unique(values, axis=0, return_inverse=True)
             obs_keys: dict[int, int] = {}
             compiled = []
             obs_of = np.empty(len(members), dtype=int)
@@ -100,26 +132,50 @@ class AdjointEstimatorGradient(BaseEstimatorGradient):
                 key = id(observables[i])
                 if key not in obs_keys:
                     obs_keys[key] = len(compiled)
-                    obs = observables[i]
-                    obs = obs if isinstance(obs, SparsePauliOp) else SparsePauliOp(obs)
-                    compiled.append(estimator.observable(obs))
+                    compiled.append(self._compiled(observables[i]))
                 obs_of[k] = obs_keys[key]
             if any(o.num_qubits != program.num_qubits for o in compiled):
                 raise ValueError("an observable's qubit count differs from its circuit's")
-            _, grads = adjoint_gradient(program, rows, compiled)  # (K, R, P)
+            rows, row_of = _distinct_rows(values, len(compiled))
+            # The estimator's forward pass on these parameter sets already has the final states.
+            states = estimator.cached_states(program, rows)
+            _, grads = adjoint_gradient(program, rows, compiled, state=states)  # (K, R, P)
+            full = grads[obs_of, row_of]  # (members, P)
 
-            column = {p: j for j, p in enumerate(program.parameters)}
+            names = list(program.parameters)
+            if len(members) == len(circuits) and all(p is None for p in parameters):
+                gradients = list(full)  # the QNN's call: one group, every parameter
+                metadata = [{"parameters": names} for _ in members]
+                break
+            column = None
             for k, i in enumerate(members):
-                full = grads[obs_of[k], row_of.ravel()[k]]
                 params = parameters[i]
                 if params is None:
-                    params = program.parameters
-                    gradients[i] = full.copy()
-                else:
-                    try:
-                        gradients[i] = full[[column[p] for p in params]]
-                    except KeyError as exc:
-                        raise ValueError(f"parameter {exc.args[0]} is not in the circuit") from None
+                    gradients[i] = full[k]
+                    metadata[i] = {"parameters": names}
+                    continue
+                if column is None:
+                    column = {p: j for j, p in enumerate(program.parameters)}
+                try:
+                    gradients[i] = full[k, [column[p] for p in params]]
+                except KeyError as exc:
+                    raise ValueError(f"parameter {exc.args[0]} is not in the circuit") from None
                 metadata[i] = {"parameters": list(params)}
         return EstimatorGradientResult(gradients=gradients, metadata=metadata, options=Options(**options))
 
+
+def _distinct_rows(values: np.ndarray, num_observables: int) -> tuple[np.ndarray, np.ndarray]:
+    """Parameter sets to simulate, and the one each row of ``values`` uses.
+
+    EstimatorQNN repeats its batch once per observable (``np.tile``): that is recognized
+    without sorting; anything else goes through ``np.unique``.
+    """
+    m = len(values)
+    if num_observables > 1 and m % num_observables == 0:
+        blocks = values.reshape(num_observables, m // num_observables, values.shape[1])
+        if (blocks == blocks[0]).all():
+            return np.ascontiguousarray(blocks[0]), np.tile(np.arange(m // num_observables), num_observables)
+    if num_observables == 1:
+        return np.ascontiguousarray(values), np.arange(m)
+    rows, row_of = np.unique(values, axis=0, return_inverse=True)
+    return rows, row_of.ravel()
