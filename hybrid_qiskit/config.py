@@ -73,19 +73,21 @@ class TrainConfig:
 FIELD_NAMES = {f.name for f in fields(TrainConfig)}
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML override file; unknown keys are an error naming them."""
+def load_toml(path: str | Path, known: set[str] | None = None) -> dict[str, Any]:
+    """Read a TOML override file; keys outside ``known`` (default: TrainConfig's fields) are an
+    error naming them."""
     path = Path(path)
+    known = FIELD_NAMES if known is None else known
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise HybridQiskitError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise HybridQiskitError(f"config file {path} is not valid TOML: {exc}") from None
-    unknown = sorted(set(data) - FIELD_NAMES)
+    unknown = sorted(set(data) - known)
     if unknown:
         raise HybridQiskitError(
-            f"config file {path} has unknown key(s): {', '.join(unknown)}; known: {', '.join(sorted(FIELD_NAMES))}"
+            f"config file {path} has unknown key(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
     return data
 

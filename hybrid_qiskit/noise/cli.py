@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tomllib
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -66,17 +65,9 @@ def resolve_sweep(config_path: str | None, **overrides):
     names = {f.name for f in fields(SweepConfig)}
     cfg = SweepConfig()
     if config_path:
-        path = Path(config_path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise HybridQiskitError(f"config file not found: {path}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise HybridQiskitError(f"config file {path} is not valid TOML: {exc}") from None
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise HybridQiskitError(f"config file {path} has unknown key(s): {', '.join(unknown)}; "
-                                    f"known: {', '.join(sorted(names))}")
+        from hybrid_qiskit.config import load_toml
+
+        data = load_toml(config_path, names)
         cfg = replace(cfg, **data)
     return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 
