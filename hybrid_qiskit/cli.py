@@ -75,27 +75,20 @@ def _add_train(sub) -> None:
 
 
 def _train(args) -> int:
-    from hybrid_qiskit.config import resolve
+    from hybrid_qiskit.config import BACKEND_FLAGS, parse_setting, resolve
     from hybrid_qiskit.training import train
 
     keys = ("dataset", "data_dir", "download", "classes", "limit_train", "limit_test", "model", "qubits",
-            "feature_map", "ansatz", "reps", "reuploads", "backend", "epochs", "batch_size", "lr", "lr_schedule", "seed",
-            "out", "name")
+            "feature_map", "ansatz", "reps", "reuploads", "backend", "epochs", "batch_size", "lr", "lr_schedule",
+            "seed", "out", "name", *BACKEND_FLAGS)
     overrides = {k: getattr(args, k) for k in keys}
-    settings = backend_settings_from(args)
-    extra = {k: v for k, v in settings.items() if k not in _flag_names()}
-    overrides.update({k: v for k, v in settings.items() if k in _flag_names()})
+    # Settings without a flag of their own (--backend-setting K=V) go to the config's table.
+    extra = dict(parse_setting(s) for s in args.backend_setting)
     if extra:
         overrides["backend_settings"] = extra
     cfg = resolve(args.config, **overrides)
     train(cfg, resume=args.resume, quiet=args.quiet)
     return 0
-
-
-def _flag_names() -> tuple[str, ...]:
-    from hybrid_qiskit.config import BACKEND_FLAGS
-
-    return BACKEND_FLAGS
 
 
 # ---------------------------------------------------------------- evaluate
