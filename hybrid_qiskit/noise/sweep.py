@@ -133,16 +133,14 @@ def evaluate_cell(model: SweepModel, backend: str | None, settings: dict, mitiga
     """Rebuild ``model`` on the backend, evaluate it on ``data``: the metrics of one cell."""
     from backends import create_backend
     from hybrid_qiskit.checkpoints import restore_model
-    from hybrid_qiskit.noise.batching import MergingEstimator
     from hybrid_qiskit.noise.mitigation import with_readout_mitigation
     from hybrid_qiskit.training import evaluate
 
     t0 = time.perf_counter()
     handle = None
     if backend:
+        # The QNN already sends one PUB for all n ⟨Z_q⟩ (qnn.BroadcastEstimatorQNN).
         handle = create_backend(backend, **settings)
-        # One simulation per image for all n ⟨Z_q⟩, not n (see batching.py).
-        handle = replace(handle, estimator=MergingEstimator(handle.estimator))
     if mitigation == "readout":
         handle = with_readout_mitigation(handle)
     net = restore_model(model.payload, handle)
