@@ -9,9 +9,7 @@ and transpiled for the new target.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
+import io
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -19,33 +17,12 @@ from typing import Any
 import torch
 
 from hybrid_qiskit.errors import CheckpointError
+from hybrid_qiskit.fileio import atomic_write_bytes, read_json, write_json  # noqa: F401 - re-exported
 from hybrid_qiskit.models import ModelConfig, StagedClassifier, build_model
 
 FORMAT = "hybrid_qiskit.checkpoint/1"
 PACKAGES = ("hybrid-qiskit", "qiskit", "qiskit-aer", "qiskit-machine-learning", "qiskit-ibm-runtime",
             "torch", "torchvision", "numpy", "scikit-learn")
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new, never half
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: str | Path, data: Any) -> None:
-    _atomic_write(Path(path), lambda fh: fh.write((json.dumps(data, indent=2, default=str) + "\n").encode()))
-
-
-def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
 
 
 def package_versions() -> dict[str, str | None]:
@@ -61,7 +38,9 @@ def package_versions() -> dict[str, str | None]:
 def save_checkpoint(path: str | Path, model: StagedClassifier, **extra: Any) -> None:
     """Save the state dict with the model config (and ``extra``: epoch, metrics, optimizer...)."""
     payload = {"format": FORMAT, "model_config": model.config.to_dict(), "state_dict": model.state_dict(), **extra}
-    _atomic_write(Path(path), lambda fh: torch.save(payload, fh))
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -17,8 +17,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +84,7 @@ def decode(run_dir: str | Path, submission: dict, evs: np.ndarray) -> np.ndarray
 def write_outputs(run_dir: str | Path, submission: dict, jobs: list[dict], evs: np.ndarray,
                   owner: list[str], predictions: np.ndarray) -> dict:
     """Write predictions.csv and result.json; returns the summary (result.json's content)."""
-    from hybrid_qiskit.checkpoints import write_json
+    from hybrid_qiskit.fileio import atomic_write_text, write_json
 
     labels = np.asarray(submission["labels"])
     exact = np.asarray(submission["exact_predictions"])
@@ -99,7 +97,7 @@ def write_outputs(run_dir: str | Path, submission: dict, jobs: list[dict], evs: 
     for i, pos in enumerate(submission["positions"]):
         writer.writerow([pos, "" if sources[i] is None else sources[i], int(labels[i]), int(predictions[i]),
                          int(exact[i]), owner[i], *(repr(float(v)) for v in evs[i])])
-    _write_text(out / "predictions.csv", buf.getvalue())
+    atomic_write_text(out / "predictions.csv", buf.getvalue())
     done = [j for j in jobs if j["status"] == "DONE"]
     summary = {
         "submission_id": submission["submission_id"],
@@ -131,18 +129,3 @@ def finish(run_dir: str | Path, submission: dict, jobs: list[dict]) -> dict | No
         return None
     predictions = decode(run_dir, submission, evs)
     return write_outputs(run_dir, submission, jobs, evs, owner, predictions)
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Temporary file + rename: a reader sees the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

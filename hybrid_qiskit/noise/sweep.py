@@ -11,8 +11,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -21,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from hybrid_qiskit.errors import HybridQiskitError
+from hybrid_qiskit.fileio import atomic_write_text, write_json
 from hybrid_qiskit.noise.grid import (
     MITIGATIONS,
     NOISE_KINDS,
@@ -313,13 +312,12 @@ def aggregate(records: list[dict]) -> list[dict]:
 def write_outputs(out_dir: Path, cfg: SweepConfig, records: list[dict], models, baseline, run_dir) -> dict:
     """table.csv (one row per cell), summary.csv / summary.json (per setting) and the plots."""
     from hybrid_qiskit import plots
-    from hybrid_qiskit.checkpoints import write_json
 
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_csv(out_dir / "table.csv", [{f: r.get(f) for f in TABLE_FIELDS} for r in records], TABLE_FIELDS)
     rows = aggregate(records)
     _write_csv(out_dir / "summary.csv", rows, list(rows[0]))
-    _write_text(out_dir / "summary.md", markdown_table(rows))
+    atomic_write_text(out_dir / "summary.md", markdown_table(rows))
     grid = [r for r in rows if r["noise"] == cfg.noise]
     references = [{"label": f"exact simulation ({r['model']})", "accuracy": r["accuracy_mean"], "kind": "exact"}
                   for r in rows if r["noise"] == "exact"]
@@ -372,19 +370,7 @@ def _write_csv(path: Path, rows: list[dict], fields) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if v is None else round(v, 6) if isinstance(v, float) else v) for k, v in row.items()})
-    _write_text(path, buf.getvalue())
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Atomically (temporary file + rename): a reader never sees half a table."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, buf.getvalue())
 
 
 def markdown_table(rows: list[dict]) -> str:
