@@ -36,6 +36,9 @@ class BackendHandle:
             precision makes exact estimators add Gaussian noise), ``1/sqrt(shots)`` on sampled ones.
         exact: True when results carry no shot noise.
         remote: True when jobs run on a remote service (IBM Quantum) and outlive this process.
+        device: the full device (a ``BackendV2``: fake device or QPU) the pass manager targets,
+            None for exact simulation and all-to-all noise. Its configuration gives timing
+            figures (repetition delay) for cost estimates; jobs are laid out on it.
         description: JSON-able facts written into every run's metadata (name, target, shots,
             noise, transpiler settings, seed).
     """
@@ -47,6 +50,7 @@ class BackendHandle:
     precision: float = 0.0
     exact: bool = True
     remote: bool = False
+    device: Any = None
     description: dict = field(default_factory=dict)
 
 

@@ -155,6 +155,7 @@ def aer_noisy(
         pass_manager=pass_manager,
         precision=precision,
         exact=False,
+        device=backend,
         description={
             "name": "aer_noisy",
             "device": target["name"],
@@ -214,6 +215,7 @@ def aer_noisy_exact(
         pass_manager=pass_manager,
         precision=0.0,
         exact=True,
+        device=backend,
         description={
             "name": "aer_noisy_exact",
             "device": target["name"],

@@ -146,6 +146,7 @@ def runtime_handle(
         precision=precision,
         exact=False,
         remote=not local,  # hardware jobs outlive this process; local-mode jobs do not
+        device=backend,
         description={
             "name": name,
             "device": backend.name,
