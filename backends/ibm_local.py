@@ -2,19 +2,27 @@
 
 The offline stand-in for a QPU: the same executor-based ``Estimator``, options (shots,
 resilience level, twirling, dynamical decoupling) and job/session/batch modes as
-``ibm_runtime``, with ``mode`` a fake device, so the runtime simulates the job on Aer with the
-device's noise model. Tests and demos use it; no account is needed.
+``ibm_runtime``. Circuits are transpiled for the FULL device (the layout a QPU job would use);
+each job then runs on the reduced device of the qubits the circuit touches
+(:mod:`backends.reduced`), given to the runtime's Estimator as ``mode=``, so TREX, ZNE, twirling
+and DD run the runtime's own code while memory and time follow the head's width, not the
+device's 120-156 qubits. Local mode has no queue: a session or batch is recorded (and closed)
+like on hardware, and its jobs run one by one on the reduced device.
 
 Example:
     >>> from backends import create_backend
-    >>> handle = create_backend("ibm_local", device="fake_manila", shots=256, seed=1)
+    >>> handle = create_backend("ibm_local", device="fake_fez", shots=256, seed=1)
     >>> handle.description["estimator"]
-    'qiskit_ibm_runtime.executor_estimator.Estimator (local testing mode, Aer)'
+    'qiskit_ibm_runtime.executor_estimator.Estimator (local testing mode, Aer, reduced device)'
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from backends import BackendHandle, register_backend
+
+DEFAULT_DEVICE = "fake_fez"
 
 
 @register_backend(
@@ -23,7 +31,7 @@ from backends import BackendHandle, register_backend
 )
 def ibm_local(
     *,
-    device: str = "fake_manila",
+    device: str = DEFAULT_DEVICE,
     shots: int = 1024,
     optimization_level: int = 1,
     resilience_level: int = 1,
@@ -39,11 +47,15 @@ def ibm_local(
     Raises:
         HybridQiskitError: an unknown device or a bad setting.
     """
+    from qiskit_ibm_runtime.executor_estimator import Estimator
+
     from backends.devices import describe_device, get_fake_backend
     from backends.ibm_runtime import runtime_handle
+    from backends.reduced import ReducedDeviceEstimator
+    from hybrid_qiskit.primitives import BatchedParamShiftEstimatorGradient
 
     backend = get_fake_backend(device)
-    return runtime_handle(
+    handle = runtime_handle(
         "ibm_local",
         backend,
         shots=shots,
@@ -57,5 +69,25 @@ def ibm_local(
         extra={
             "target": describe_device(backend),
             "noise": {"kind": "device", "device": backend.name},
+        },
+    )
+    full = handle.estimator
+    # A fresh runtime Estimator per job, on the reduced device, with the handle's options as
+    # they are at that moment (submit sets job tags after the handle is built).
+    estimator = ReducedDeviceEstimator(
+        backend,
+        lambda reduced: Estimator(mode=reduced, options=full.options),
+        cache_inner=False,
+        options=full.options,
+    )
+    estimator.mode = full.mode  # the Session/Batch that close() ends, as on hardware
+    return replace(
+        handle,
+        estimator=estimator,
+        gradient=BatchedParamShiftEstimatorGradient(estimator, precision=handle.precision),
+        description={
+            **handle.description,
+            "estimator": handle.description["estimator"].replace("Aer)", "Aer, reduced device)"),
+            "simulated": "only the physical qubits the circuit touches (reduced device)",
         },
     )

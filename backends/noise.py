@@ -143,11 +143,25 @@ def _device_stand_in(backend, target):
     return ScaledDevice(name=f"{backend.name}_scaled")
 
 
+def device_noise_summary(backend, noise_scale: float = 1.0) -> dict:
+    """What :func:`device_noise` would report about ``backend``'s noise, without building it.
+
+    Building the Aer model of a whole 156-qubit device takes ~8 s; the description of a run only
+    needs the scaled medians, and simulation builds the model of the reduced device instead.
+    """
+    scale = _check_scale(noise_scale)
+    summary = {"kind": "device", "device": backend.name, "noise_scale": scale}
+    if scale == 0:
+        return {**summary, "kind": "none (device noise scaled to 0)"}
+    target = backend.target
+    return {**summary, **_medians(target if scale == 1 else scale_target(target, scale))}
+
+
 def device_noise(backend, noise_scale: float = 1.0) -> NoiseSpec:
     """The noise of fake device ``backend`` with every error rate times ``noise_scale``.
 
     Args:
-        backend: a BackendV2 with calibration data (a fake device).
+        backend: a BackendV2 with calibration data (a fake device, or its reduced device).
         noise_scale: 0 = noiseless, 1 = the device, 2 = twice as noisy.
 
     Returns:
@@ -160,10 +174,10 @@ def device_noise(backend, noise_scale: float = 1.0) -> NoiseSpec:
     from qiskit_aer.noise.device import basic_device_readout_errors
 
     scale = _check_scale(noise_scale)
-    target = backend.target
-    summary = {"kind": "device", "device": backend.name, "noise_scale": scale}
+    summary = device_noise_summary(backend, scale)
     if scale == 0:
-        return NoiseSpec(None, summary={**summary, "kind": "none (device noise scaled to 0)"})
+        return NoiseSpec(None, summary=summary)
+    target = backend.target
     if scale == 1:  # the device as it is: no copy needed
         scaled, model = target, NoiseModel.from_backend(backend)
     else:
@@ -174,7 +188,6 @@ def device_noise(backend, noise_scale: float = 1.0) -> NoiseSpec:
         qubits[0]: (float(error.probabilities[0][1]), float(error.probabilities[1][0]))
         for qubits, error in basic_device_readout_errors(target=scaled)
     }
-    summary.update(_medians(scaled))
     return NoiseSpec(model, readout=readout, summary=summary)
 
 
@@ -205,7 +218,7 @@ def parametric_noise(
     one_qubit_gates,
     two_qubit_gates,
     depolarizing: float = 0.0,
-    depolarizing_2q: float = 0.0,
+    depolarizing_2q: float | None = None,
     readout_error: float = 0.0,
     t1: float | None = None,
     t2: float | None = None,
@@ -218,8 +231,10 @@ def parametric_noise(
     Args:
         one_qubit_gates: gate names that get the one-qubit errors (``rz`` is skipped: virtual).
         two_qubit_gates: gate names that get the two-qubit errors.
-        depolarizing: one-qubit depolarizing probability per gate.
-        depolarizing_2q: two-qubit depolarizing probability per gate.
+        depolarizing: depolarizing probability p per gate.
+        depolarizing_2q: two-qubit depolarizing probability per gate (None: ``depolarizing``,
+            so that "p = 0.03" means one model everywhere: every gate, as the noise sweep's
+            depolarizing level does).
         readout_error: probability that a measured bit flips (both ways).
         t1: relaxation time in µs (None: no thermal relaxation).
         t2: dephasing time in µs (default: t1); must be <= 2·t1.
@@ -241,6 +256,8 @@ def parametric_noise(
     )
 
     scale = _check_scale(noise_scale)
+    if depolarizing_2q is None:
+        depolarizing_2q = depolarizing
     for key, p in (
         ("depolarizing", depolarizing),
         ("depolarizing_2q", depolarizing_2q),

@@ -175,11 +175,10 @@ def _backends(args) -> int:
     from backends import backend_spec, list_backends
 
     if args.devices:
-        from backends.devices import list_fake_devices
+        from backends.devices import device_table, list_fake_devices
 
         devices = list_fake_devices()
-        print(json.dumps(devices, indent=2) if args.json else "\n".join(
-            f"{d['name']:<22} {d['num_qubits']:>4} qubits" for d in devices))
+        print(json.dumps(devices, indent=2) if args.json else device_table(devices))
         return 0
     rows = []
     for name in list_backends():

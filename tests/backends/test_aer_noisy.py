@@ -42,7 +42,7 @@ Z3 = [SparsePauliOp.from_sparse_list([("Z", [q], 1.0)], 3) for q in range(3)]
 
 
 def test_noiseless_shots_agree_with_exact_within_4_sigma():
-    handle = create_backend("aer_noisy", device="fake_manila", noise_scale=0, shots=20_000, seed=3)
+    handle = create_backend("aer_noisy", device="fake_fez", noise_scale=0, shots=20_000, seed=3)
     head = build_head_circuit(3, reps=1)
     x = np.random.default_rng(0).uniform(0, np.pi, (4, 3))
     qnn, ref = build_qnn(head, handle), build_qnn(head, create_backend("statevector"))
@@ -55,7 +55,7 @@ def test_noiseless_shots_agree_with_exact_within_4_sigma():
 def test_abs_z_shrinks_as_noise_scale_rises():
     exact = [
         run(
-            create_backend("aer_noisy_exact", device="fake_manila", noise_scale=s, seed=1),
+            create_backend("aer_noisy_exact", device="fake_fez", noise_scale=s, seed=1),
             flips(),
             Z3,
         )[0].ravel()
@@ -67,7 +67,7 @@ def test_abs_z_shrinks_as_noise_scale_rises():
     # the same with real shots: noiseless is exact; twice the noise is clearly below the device
     shots = [
         run(
-            create_backend("aer_noisy", device="fake_manila", noise_scale=s, shots=8000, seed=2),
+            create_backend("aer_noisy", device="fake_fez", noise_scale=s, shots=8000, seed=2),
             flips(),
             Z3,
         )
@@ -107,7 +107,7 @@ def test_pauli_bases_other_than_z_are_measured_right():
     observables = [SparsePauliOp(p) for p in ("XI", "IY", "YZ", "XX")] + [
         SparsePauliOp(["ZZ", "YY"], [1.0, 0.5])
     ]
-    handle = create_backend("aer_noisy", device="fake_manila", noise_scale=0, shots=40_000, seed=8)
+    handle = create_backend("aer_noisy", device="fake_fez", noise_scale=0, shots=40_000, seed=8)
     evs, stds = run(handle, qc, observables)
     exact = np.array([Statevector(qc).expectation_value(o).real for o in observables])
     assert np.all(np.abs(evs.ravel() - exact) <= 4 * stds.ravel() + 1e-12)
@@ -115,7 +115,7 @@ def test_pauli_bases_other_than_z_are_measured_right():
 
 def test_isa_basis_coupling_and_non_trivial_layout():
     handle = create_backend(
-        "aer_noisy", device="fake_manila", noise_scale=0, shots=20_000, optimization_level=3, seed=0
+        "aer_noisy", device="fake_fez", noise_scale=0, shots=20_000, optimization_level=3, seed=0
     )
     head = build_head_circuit(4, reps=1)
     isa = handle.pass_manager.run(head.circuit)
@@ -123,7 +123,7 @@ def test_isa_basis_coupling_and_non_trivial_layout():
     assert layout != list(range(4)), "pick a seed whose layout is not the trivial one"
     ops = set(isa.count_ops())
     assert ops <= set(handle.description["target"]["basis_gates"])
-    edges = set(get_fake_backend("fake_manila").coupling_map.get_edges())
+    edges = set(get_fake_backend("fake_fez").coupling_map.get_edges())
     for inst in isa.data:
         if inst.operation.num_qubits == 2:
             assert tuple(isa.find_bit(q).index for q in inst.qubits) in edges

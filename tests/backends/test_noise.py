@@ -83,3 +83,18 @@ def test_fold_readout_single_and_product_terms():
     expected = (0.9 * 0.2 * SparsePauliOp("ZI") + 0.9 * 0.6 * SparsePauliOp("ZZ")).to_matrix()
     np.testing.assert_allclose(zz.to_matrix(), expected)
     assert fold_readout(SparsePauliOp(["IZ"]), NoiseSpec(model=None)) == SparsePauliOp(["IZ"])
+
+
+def test_summary_without_a_model_is_the_models_summary(manila):
+    from backends.noise import device_noise_summary
+
+    for scale in (0, 1, 3):
+        assert device_noise_summary(manila, scale) == device_noise(manila, scale).summary
+
+
+def test_one_depolarizing_p_means_every_gate():
+    """``depolarizing=p`` alone is p on one- and two-qubit gates (as the noise sweep's level)."""
+    spec = parametric_noise(**GATES, depolarizing=0.03)
+    assert spec.summary["depolarizing"] == spec.summary["depolarizing_2q"] == 0.03
+    assert {"cx", "sx", "x"} <= set(spec.model.noise_instructions)
+    assert parametric_noise(**GATES, depolarizing=0.03, depolarizing_2q=0.0).summary["depolarizing_2q"] == 0.0
