@@ -23,7 +23,7 @@ Example:
 from __future__ import annotations
 
 import difflib
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from hybrid_qiskit.errors import HybridQiskitError
 
@@ -88,17 +88,16 @@ def device_table(devices: list[dict]) -> str:
     return "\n".join(lines) + "\n(2q error, readout: medians over the device's calibration snapshot)"
 
 
-@lru_cache(maxsize=None)
+@cache
 def device_facts(name: str) -> dict:
     """JSON-able facts of fake device ``name``, read from its snapshot without building a target.
 
     Keys: name, num_qubits, processor (e.g. ``Heron r2``), status (``current`` or ``retired``),
     median_error_2q, median_readout_error, calibrated (the snapshot's date).
     """
-    import statistics
-
     import json
     import os
+    import statistics
 
     cls, n = _devices()[normalize_device_name(name)]
     backend = cls()
