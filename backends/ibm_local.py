@@ -25,6 +25,21 @@ from backends import BackendHandle, register_backend
 DEFAULT_DEVICE = "fake_fez"
 
 
+def _simulator(reduced, method: str):
+    """The reduced device as the Aer simulator that local mode runs, with an explicit method.
+
+    Local mode would build ``AerSimulator.from_backend(device)`` with Aer's ``automatic`` method.
+    Which method is fastest depends on the shots each circuit execution gets (measured on 10
+    images, 8 qubits, fake_fez, 1024 shots): without twirling, every parameter set gets all its
+    shots and a density matrix, evolved once and sampled, took 1.7 s against 5.0 s; with TREX's
+    measurement twirling (16 randomizations of 64 shots), per-shot statevector trajectories took
+    23 s against 62 s for 160 density matrices.
+    """
+    from qiskit_aer import AerSimulator
+
+    return AerSimulator.from_backend(reduced, method=method)
+
+
 @register_backend(
     "ibm_local",
     summary="qiskit-ibm-runtime local testing mode on a fake device (offline QPU stand-in)",
@@ -72,11 +87,13 @@ def ibm_local(
         },
     )
     full = handle.estimator
+    twirled = resilience_level >= 1 or bool(twirling)  # many executions of few shots each
+    method = "statevector" if twirled else "density_matrix"
     # A fresh runtime Estimator per job, on the reduced device, with the handle's options as
     # they are at that moment (submit sets job tags after the handle is built).
     estimator = ReducedDeviceEstimator(
         backend,
-        lambda reduced: Estimator(mode=reduced, options=full.options),
+        lambda reduced: Estimator(mode=_simulator(reduced, method), options=full.options),
         cache_inner=False,
         options=full.options,
     )
@@ -89,5 +106,6 @@ def ibm_local(
             **handle.description,
             "estimator": handle.description["estimator"].replace("Aer)", "Aer, reduced device)"),
             "simulated": "only the physical qubits the circuit touches (reduced device)",
+            "simulator_method": method,
         },
     )
