@@ -25,7 +25,7 @@ def add_backend_flags(p: argparse.ArgumentParser, *, default_backend: str | None
     """Flags that choose and configure a backend (shared by every command that runs circuits)."""
     g = p.add_argument_group("backend")
     g.add_argument("--backend", default=default_backend, help="registry name (see `hybrid-qiskit backends`)")
-    g.add_argument("--device", help="fake device (fake_manila, ...) or IBM QPU name")
+    g.add_argument("--device", help="fake device (fake_fez, fake_miami, ...: hybrid-qiskit backends --devices) or IBM QPU name")
     g.add_argument("--shots", type=int, help="shots per circuit (shot-based backends; exact ones take none)")
     g.add_argument("--optimization-level", type=int, choices=range(4), help="transpiler optimization level")
     g.add_argument("--noise-scale", type=float, help="multiply the device's error rates (0 = noiseless)")

@@ -158,8 +158,8 @@ def test_train_on_mnist_files_in_torchvision_layout_offline(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("backend_args", [
-    ["--backend", "aer_noisy", "--device", "fake_manila", "--shots", "1024"],
-    ["--backend", "ibm_local", "--device", "fake_manila", "--shots", "1024", "--resilience-level", "0"],
+    ["--backend", "aer_noisy", "--device", "fake_fez", "--shots", "1024"],
+    ["--backend", "ibm_local", "--device", "fake_fez", "--shots", "1024", "--resilience-level", "0"],
 ])
 def test_exact_checkpoint_evaluates_on_noisy_and_local_runtime_backends(tiny_run, backend_args, capsys):
     # A checkpoint trained on exact simulation runs on a fake device: transpiled to its ISA,
