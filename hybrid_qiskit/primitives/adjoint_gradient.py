@@ -5,7 +5,7 @@ observable, parameter set) triples, all sharing one circuit. The stock parameter
 turns that into ``2 x parameters`` shifted PUBs per triple, each a separate simulation. Here the
 triples are grouped by circuit, the distinct parameter sets and observables are found (the QNN's
 ``np.tile`` of its batch is recognized without sorting), and one adjoint sweep over the batch
-(:func:`~.batched_statevector.adjoint_gradient`) yields every derivative. Values equal the
+(:func:`~.adjoint_sweep.adjoint_gradient`) yields every derivative. Values equal the
 parameter-shift gradient to floating-point accuracy (tested).
 
 Gotchas:
@@ -33,7 +33,7 @@ from qiskit.quantum_info.operators.base_operator import BaseOperator
 from qiskit_machine_learning.algorithm_job import AlgorithmJob
 from qiskit_machine_learning.gradients import BaseEstimatorGradient, EstimatorGradientResult
 
-from .batched_statevector import adjoint_gradient
+from .adjoint_sweep import adjoint_gradient
 from .estimator import BatchedStatevectorEstimator, EagerJob
 
 

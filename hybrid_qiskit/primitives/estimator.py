@@ -42,8 +42,9 @@ from qiskit.primitives.containers.estimator_pub import EstimatorPub, EstimatorPu
 from qiskit.providers import JobError
 from qiskit.quantum_info import SparsePauliOp
 
-from .batched_statevector import CompiledObservable, expectations, simulate
-from .program import Program, compile_circuit
+from .compiler import compile_circuit
+from .layers import Program
+from .simulate import CompiledObservable, expectations, simulate
 
 
 class EagerJob(PrimitiveJob):

@@ -29,7 +29,7 @@ from qiskit.transpiler.passes import TranslateParameterizedGates
 from qiskit_machine_learning.algorithm_job import AlgorithmJob
 from qiskit_machine_learning.gradients import BaseEstimatorGradient, EstimatorGradientResult
 
-from .program import Angle, compile_angle
+from .angles import Angle, compile_angle
 
 SHIFTABLE_GATES = ("rx", "ry", "rz", "p", "rxx", "ryy", "rzz", "rzx")
 
