@@ -85,16 +85,28 @@ def compile_circuit(circuit: QuantumCircuit, parameters: Sequence[Parameter] | N
         parameters: the column order of the parameter arrays (default: ``circuit.parameters``,
             the order the V2 primitives use for a PUB's parameter values).
 
+    ``initialize`` and ``reset`` on qubits that no gate has touched yet act on |0⟩: an
+    initialize is then its state preparation, a reset nothing. Anywhere else they are not
+    unitary, and refused.
+
     Raises:
-        ValueError: for non-unitary instructions (measure, reset, conditionals).
+        ValueError: for non-unitary instructions (measure, conditionals, a reset or initialize
+            after gates on its qubits).
     """
     params = tuple(circuit.parameters if parameters is None else parameters)
     index = {p: i for i, p in enumerate(params)}
     names = {inst.operation.name for inst in circuit.data}
-    if names & {"measure", "reset"} or any(inst.clbits for inst in circuit.data):
-        raise ValueError("cannot simulate measurements, resets or classical control: estimator circuits must be unitary")
+    if "measure" in names or any(inst.clbits for inst in circuit.data):
+        raise ValueError("cannot simulate measurements or classical control: estimator circuits must be unitary")
+    if names & _RESETTING:
+        circuit = _without_initial_resets(circuit)
+        names = {inst.operation.name for inst in circuit.data}
     if names - set(SUPPORTED_GATES) - {"barrier"}:
         circuit = transpile(circuit, basis_gates=SUPPORTED_GATES, optimization_level=0)
+        left = {inst.operation.name for inst in circuit.data} - set(SUPPORTED_GATES) - {"barrier"}
+        if left:
+            raise ValueError(f"cannot simulate {', '.join(sorted(left))}: not unitary, or not reducible to "
+                             f"the simulator's gates ({', '.join(SUPPORTED_GATES)})")
     n = circuit.num_qubits
     layers: list[_Builder] = []
     for inst in circuit.data:
@@ -215,3 +227,36 @@ def _freeze(b: _Builder, n: int) -> Op | None:
         gens = np.array([t[0] for t in terms]).reshape(len(terms), 1 << n)
         return DiagonalLayer(q, phase, gens, tuple(t[1] for t in terms))
     return DenseGate(b.data["name"], tuple(b.data["order"]), b.data["matrix"], b.data["rotation"])
+
+
+_RESETTING = {"initialize", "reset"}
+
+
+def _without_initial_resets(circuit: QuantumCircuit) -> QuantumCircuit:
+    """``circuit`` with resets on untouched qubits dropped (they act on |0⟩) and each
+    ``initialize`` on untouched qubits replaced by its state preparation.
+
+    Raises:
+        ValueError: for a reset or initialize on a qubit that a gate has already touched.
+    """
+    out = circuit.copy_empty_like()
+    touched: set[int] = set()
+    for inst in circuit.data:
+        qubits = [circuit.find_bit(q).index for q in inst.qubits]
+        name = inst.operation.name
+        if name in _RESETTING:
+            if touched.intersection(qubits):
+                raise ValueError(
+                    f"cannot simulate {name} on qubit(s) {sorted(touched.intersection(qubits))} after gates on them: "
+                    "a reset there is not unitary (put initialize first, or use an Aer backend)"
+                )
+            if name == "initialize":  # its definition: resets, then the state preparation
+                for sub in inst.operation.definition.data:
+                    if sub.operation.name != "reset":
+                        mapped = [inst.qubits[inst.operation.definition.find_bit(q).index] for q in sub.qubits]
+                        out.append(sub.operation, mapped)
+        else:
+            out.append(inst)
+        if name != "barrier":
+            touched.update(qubits)
+    return out

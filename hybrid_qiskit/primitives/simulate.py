@@ -88,6 +88,9 @@ class CompiledObservable:
     def __init__(self, op: SparsePauliOp):
         op = op.simplify(atol=0)
         self.num_qubits = op.num_qubits
+        # A sum of Paulis (each Hermitian, phases folded into the coefficients) is Hermitian
+        # exactly when its coefficients are real.
+        self.hermitian = bool(np.allclose(np.imag(op.coeffs), 0))
         if not np.any(op.paulis.x):
             # ⟨b|Z-string|b⟩ = (-1)^{popcount(b & zmask)}
             idx = np.arange(1 << op.num_qubits)
