@@ -20,6 +20,8 @@ from qiskit.primitives.containers.estimator_pub import EstimatorPub, EstimatorPu
 from qiskit.primitives.containers.observables_array import ObservablesArray
 from qiskit.quantum_info import PauliList
 
+from hybrid_qiskit.primitives.pubs import broadcast_rows, parameter_rows
+
 
 def active_qubits(circuit: QuantumCircuit) -> frozenset[int]:
     """Indices of the qubits any instruction of ``circuit`` touches."""
@@ -91,7 +93,7 @@ class AerShotEstimator(BaseEstimatorV2):
     def _run(self, pubs: list[EstimatorPub]) -> PrimitiveResult:
         results: list = [None] * len(pubs)
         groups: dict[tuple, list[int]] = {}
-        values = [_parameter_rows(pub) for pub in pubs]
+        values = [parameter_rows(pub) for pub in pubs]
         for i, pub in enumerate(pubs):
             key = (id(pub.circuit), pub.precision, values[i].shape, values[i].tobytes())
             groups.setdefault(key, []).append(i)
@@ -175,16 +177,6 @@ class AerShotEstimator(BaseEstimatorV2):
         return np.asarray(keys, dtype=np.int64), np.asarray(counts, dtype=float), np.asarray(row)
 
 
-def _parameter_rows(pub: EstimatorPub) -> np.ndarray:
-    """The PUB's parameter sets as a (rows, parameters) array, in ``circuit.parameters`` order."""
-    shape = pub.parameter_values.shape
-    rows = int(np.prod(shape)) if shape else 1
-    params = list(pub.circuit.parameters)
-    if not params:
-        return np.zeros((rows, 0))
-    return pub.parameter_values.as_array(params).reshape(rows, len(params))
-
-
 def _pub_result(pub: EstimatorPub, term_ev: dict, rows: int, shots: int) -> PubResult:
     """Combine Pauli-term estimates into the PUB's observables, broadcast to the PUB's shape."""
     obs_flat = pub.observables.ravel().tolist()  # [{pauli label: coeff}]
@@ -195,12 +187,8 @@ def _pub_result(pub: EstimatorPub, term_ev: dict, rows: int, shots: int) -> PubR
             term = ones if set(label) == {"I"} else term_ev[label]
             evs_table[k] += np.real(coeff) * term
             var_table[k] += abs(coeff) ** 2 * (1 - term**2) / shots  # terms taken as independent
-    bshape = pub.parameter_values.shape
-    oi, bi = np.broadcast_arrays(
-        np.arange(len(obs_flat)).reshape(pub.observables.shape), np.arange(rows).reshape(bshape)
-    )
-    evs = evs_table[oi, bi]
-    stds = np.sqrt(np.maximum(var_table[oi, bi], 0))
+    evs = broadcast_rows(pub, evs_table)
+    stds = np.sqrt(np.maximum(broadcast_rows(pub, var_table), 0))
     metadata = {
         "target_precision": pub.precision,
         "shots": shots,

@@ -6,7 +6,9 @@
 * ``statevector_reference``: the stock stack, Qiskit's ``StatevectorEstimator`` with
   qiskit-machine-learning's ``ParamShiftEstimatorGradient``, kept so anyone can compare.
 * ``aer_statevector``: Aer's statevector method; exact with ``shots=None``, or shot-sampled
-  (real measurements in each Pauli basis) with ``shots=N``.
+  (real measurements in each Pauli basis) with ``shots=N``. Each sampled run gets its own
+  simulator seed, drawn from the handle's seed: fresh shot noise on every step and evaluation,
+  and the same sequence in every process.
 """
 
 from __future__ import annotations
@@ -88,14 +90,10 @@ def aer_statevector(*, shots: int | None = None, seed: int | None = None) -> Bac
         precision = 0.0
         kind = "qiskit_aer.primitives.EstimatorV2 (exact)"
     else:
-        from qiskit.primitives import BackendEstimatorV2
-
         # Measures every Pauli basis with real shots, so shot noise is genuine sampling noise.
-        backend = AerSimulator(method="statevector", seed_simulator=seed)
+        backend = AerSimulator(method="statevector")
         precision = shots_precision(shots)
-        estimator = BackendEstimatorV2(
-            backend=backend, options={"default_precision": precision, "seed_simulator": seed}
-        )
+        estimator = _reseeded_estimator(backend, precision, seed)
         kind = "qiskit.primitives.BackendEstimatorV2(AerSimulator)"
     return BackendHandle(
         name="aer_statevector",
@@ -113,3 +111,39 @@ def aer_statevector(*, shots: int | None = None, seed: int | None = None) -> Bac
             "seed": seed,
         },
     )
+
+
+def _reseeded_estimator(backend, precision: float, seed: int | None):
+    """A ``BackendEstimatorV2`` whose every run gets a simulator seed drawn from ``seed``.
+
+    A fixed ``seed_simulator`` would repeat the same shot noise on every call. Runs compute
+    before ``run`` returns (as our own estimators do), so the seed set for a run is the one it
+    uses even when several threads share the estimator.
+    """
+    import threading
+
+    import numpy as np
+    from qiskit.primitives import BackendEstimatorV2
+    from qiskit.primitives.containers.estimator_pub import EstimatorPub
+
+    from hybrid_qiskit.primitives.estimator import EagerJob
+
+    class ReseededBackendEstimator(BackendEstimatorV2):
+        def __init__(self):
+            super().__init__(backend=backend, options={"default_precision": precision})
+            self._seeds = None if seed is None else np.random.default_rng(seed)
+            self._lock = threading.Lock()
+
+        def run(self, pubs, *, precision=None):
+            if precision is None:
+                precision = self.options.default_precision
+            coerced = [EstimatorPub.coerce(pub, precision) for pub in pubs]
+            self._validate_pubs(coerced)
+            with self._lock:
+                if self._seeds is not None:
+                    self.options.seed_simulator = int(self._seeds.integers(2**31))
+                job = EagerJob(self._run, coerced)
+                job._submit()
+            return job
+
+    return ReseededBackendEstimator()

@@ -122,8 +122,9 @@ def load_run(run_dir: str):
 def backend_for_run(cfg, args):
     """The backend handle: the flags' backend if --backend is given, else the run's own."""
     from backends import create_backend
+    from hybrid_qiskit.models import is_quantum
 
-    if cfg.model in ("classical", "pixel_classical"):
+    if not is_quantum(cfg.model):
         return None
     seed = args.seed if getattr(args, "seed", None) is not None else cfg.seed
     if args.backend:

@@ -23,6 +23,23 @@ from torch import nn
 from hybrid_qiskit.errors import CheckpointError, HybridQiskitError
 
 MODEL_KINDS = ("hybrid", "classical", "quantum", "pixel_classical")
+# The kinds with a quantum stage. Everything that must know (backends, sweeps, submissions, the
+# CLI) asks :func:`is_quantum`: the model kinds are defined here and nowhere else.
+QUANTUM_KINDS = ("hybrid", "quantum")
+
+
+def is_quantum(kind: str) -> bool:
+    """Whether models of ``kind`` have a quantum stage (a head to run on a backend).
+
+    The classical ones (``classical``, ``pixel_classical``) are the baselines of the quantum
+    ones (``hybrid``, ``quantum``): same data, same budget, ``tanh(Linear)`` for the head.
+
+    Raises:
+        HybridQiskitError: for an unknown kind.
+    """
+    if kind not in MODEL_KINDS:
+        raise HybridQiskitError(f"unknown model {kind!r}; known: {', '.join(MODEL_KINDS)}")
+    return kind in QUANTUM_KINDS
 
 
 @dataclass(frozen=True)
@@ -40,8 +57,12 @@ class ModelConfig:
     num_classes: int = 10
 
     def __post_init__(self):
-        if self.kind not in MODEL_KINDS:
-            raise HybridQiskitError(f"unknown model {self.kind!r}; known: {', '.join(MODEL_KINDS)}")
+        is_quantum(self.kind)  # refuses an unknown kind
+
+    @property
+    def is_quantum(self) -> bool:
+        """Whether this model has a quantum stage (see :func:`is_quantum`)."""
+        return is_quantum(self.kind)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -88,6 +109,11 @@ class StagedClassifier(nn.Module):
     """encode -> quantum -> decode (see the module docstring)."""
 
     config: ModelConfig
+
+    @property
+    def is_quantum(self) -> bool:
+        """Whether the quantum stage is a QNN (else it is the baseline's ``tanh(Linear)``)."""
+        return self.config.is_quantum
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -168,14 +194,16 @@ def quantum_weight_count(config: ModelConfig) -> int:
 def matched_width(config: ModelConfig) -> int:
     """Bottleneck width m of the classical baseline whose parameter count is closest to the
     hybrid model's: the hybrid head has 85n + P + (n+1)C parameters after the CNN, the
-    classical one 85m + (m² + m) + (m+1)C."""
+    classical one 85m + (m² + m) + (m+1)C. Narrower than n when P is small, wider when the
+    head has many weights (m = n costs 85n + n² + n + (n+1)C)."""
     n, c, p = config.num_qubits, config.num_classes, quantum_weight_count(config)
     target = 85 * n + p + (n + 1) * c
 
     def cost(m: int) -> int:
         return abs(85 * m + m * m + m + (m + 1) * c - target)
 
-    return min(range(1, n + 1), key=cost)
+    # The classical count grows faster than 86m, so no width past target/86 + 1 can be closer.
+    return min(range(1, max(n, target // 86 + 1) + 1), key=cost)
 
 
 def build_model(config: ModelConfig, backend=None, *, seed: int = 0) -> StagedClassifier:
@@ -186,7 +214,7 @@ def build_model(config: ModelConfig, backend=None, *, seed: int = 0) -> StagedCl
     torch.manual_seed(seed)
     if config.kind == "classical":
         return ClassicalLeNet(config, matched_width(config))
-    if config.kind == "pixel_classical":
+    if not config.is_quantum:  # pixel_classical: the quantum-only model's baseline
         return QuantumOnly(config, None)
     if backend is None:
         raise ValueError(f"model {config.kind!r} needs a backend handle")

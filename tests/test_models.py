@@ -48,3 +48,48 @@ def test_quantum_only_model_on_pooled_pixels():
 def test_unknown_model_kind():
     with pytest.raises(HybridQiskitError):
         ModelConfig(kind="transformer")
+
+
+def test_each_model_kind_knows_whether_it_is_quantum():
+    from hybrid_qiskit.models import MODEL_KINDS, is_quantum
+
+    assert {k for k in MODEL_KINDS if is_quantum(k)} == {"hybrid", "quantum"}
+    for kind in MODEL_KINDS:
+        cfg = ModelConfig(kind=kind, num_qubits=4, reps=1)
+        assert cfg.is_quantum == is_quantum(kind)
+        model = build_model(cfg, create_backend("statevector") if cfg.is_quantum else None)
+        assert model.is_quantum == cfg.is_quantum
+    with pytest.raises(HybridQiskitError):
+        is_quantum("transformer")
+
+
+def test_matched_width_widens_the_baseline_for_a_head_with_many_weights():
+    from hybrid_qiskit.models import matched_width
+
+    # 312 quantum weights: a 4-wide tanh head would leave the baseline ~290 parameters short.
+    many = ModelConfig(num_qubits=4, reps=12, ansatz="efficient_su2", reuploads=3, num_classes=10)
+    width = matched_width(many)
+    assert width > many.num_qubits
+    hybrid = build_model(many, create_backend("statevector"))
+    classical = build_model(ModelConfig(**{**many.to_dict(), "kind": "classical"}))
+    gap = abs(count_parameters(hybrid) - count_parameters(classical))
+    assert gap <= 85 + width + 10  # within one bottleneck unit
+
+
+def test_a_pixel_classical_run_is_a_sweep_baseline_not_a_swept_model(tmp_path, capsys):
+    import json
+
+    from hybrid_qiskit.cli import main
+    from tests.conftest import train_tiny
+
+    quantum = train_tiny(tmp_path, "q", "--model", "quantum", "--epochs", "1")
+    pixels = train_tiny(tmp_path, "px", "--model", "pixel_classical", "--epochs", "1")
+    assert main(["noise-sweep", str(pixels), "--levels", "0", "--shots", "exact", "--limit", "8", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "classical" in err and "--baseline" in err and "\n" not in err
+    argv = ["noise-sweep", str(quantum), "--levels", "0", "--shots", "exact", "--baseline", str(pixels),
+            "--name", "px", "--limit", "8", "--quiet"]
+    assert main(argv) == 0
+    summary = json.loads((quantum / "noise" / "px" / "summary.json").read_text())
+    assert 0 <= summary["classical_baseline"]["accuracy"] <= 1
+    assert {r["model"] for r in summary["rows"] if r["noise"] == "depolarizing"} == {"q"}

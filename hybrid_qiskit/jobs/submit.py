@@ -79,11 +79,12 @@ def _prepare(run_dir: Path, backend: str, settings: dict, samples: int, split: s
     from backends import create_backend
     from hybrid_qiskit.checkpoints import restore_model
     from hybrid_qiskit.cli import load_run
+    from hybrid_qiskit.models import is_quantum
     from hybrid_qiskit.training import load_splits
 
     cfg, payload = load_run(str(run_dir))
-    if cfg.model == "classical":
-        raise HybridQiskitError("a classical baseline has no quantum head to run on hardware")
+    if not is_quantum(cfg.model):
+        raise HybridQiskitError(f"a {cfg.model} model is a classical baseline: it has no quantum head to run on hardware")
     settings.setdefault("seed", cfg.seed)
     splits = load_splits(cfg)  # the run's own config: the same split, in the same order
     data = getattr(splits, split)

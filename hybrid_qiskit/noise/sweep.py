@@ -172,13 +172,15 @@ class Job:
 
 def load_models(run_dir, cfg: SweepConfig) -> tuple[list[SweepModel], SweepModel | None]:
     """The swept models (the run, then each --compare) and the classical baseline, checked."""
+    from hybrid_qiskit.models import is_quantum
+
     main = load_model(run_dir)
-    if main.config.model == "classical":
+    if not is_quantum(main.config.model):
         raise HybridQiskitError(f"{run_dir} holds a classical model: nothing quantum to sweep (use it as --baseline)")
     models = [main]
     for path in cfg.compare:
         other = load_model(path)
-        if other.config.model == "classical":
+        if not is_quantum(other.config.model):
             raise HybridQiskitError(f"--compare {path} holds a classical model; pass it as --baseline")
         check_same_data(main, other, "--compare")
         if other.label in {m.label for m in models}:
@@ -187,9 +189,9 @@ def load_models(run_dir, cfg: SweepConfig) -> tuple[list[SweepModel], SweepModel
     baseline = None
     if cfg.baseline:
         baseline = load_model(cfg.baseline)
-        if baseline.config.model != "classical":
+        if is_quantum(baseline.config.model):
             raise HybridQiskitError(f"--baseline {cfg.baseline} is a {baseline.config.model} model; "
-                                    "train one with --model classical")
+                                    "train one with --model classical (or pixel_classical)")
         check_same_data(main, baseline, "--baseline")
     _check_device_widths(cfg, models)
     return models, baseline

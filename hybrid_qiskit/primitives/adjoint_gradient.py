@@ -5,7 +5,7 @@ observable, parameter set) triples, all sharing one circuit. The stock parameter
 turns that into ``2 x parameters`` shifted PUBs per triple, each a separate simulation. Here the
 triples are grouped by circuit, the distinct parameter sets and observables are found (the QNN's
 ``np.tile`` of its batch is recognized without sorting), and one adjoint sweep over the batch
-(:func:`~.batched_statevector.adjoint_gradient`) yields every derivative. Values equal the
+(:func:`~.adjoint_sweep.adjoint_gradient`) yields every derivative. Values equal the
 parameter-shift gradient to floating-point accuracy (tested).
 
 Gotchas:
@@ -13,6 +13,8 @@ Gotchas:
       same parameter values (a training step's forward then backward), else they are simulated.
     * Like the estimator, ``run`` computes before it returns; the job comes back done.
     * Gradients are exact whatever the estimator's precision.
+    * It simulates with a :class:`BatchedStatevectorEstimator` (sharing its caches); any other
+      estimator is refused: use :class:`~.param_shift.BatchedParamShiftEstimatorGradient`.
 
 Example:
     >>> from hybrid_qiskit.primitives import BatchedStatevectorEstimator, AdjointEstimatorGradient
@@ -28,70 +30,44 @@ import numpy as np
 from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter
 from qiskit.providers import Options
-from qiskit.quantum_info import SparsePauliOp
 from qiskit.quantum_info.operators.base_operator import BaseOperator
-from qiskit_machine_learning.algorithm_job import AlgorithmJob
-from qiskit_machine_learning.gradients import BaseEstimatorGradient, EstimatorGradientResult
+from qiskit.transpiler.passmanager import BasePassManager
+from qiskit_machine_learning.gradients import DerivativeType, EstimatorGradientResult
 
-from .batched_statevector import adjoint_gradient
-from .estimator import BatchedStatevectorEstimator, EagerJob
-
-
-class _EagerAlgorithmJob(EagerJob, AlgorithmJob):
-    """An AlgorithmJob that computes when submitted (see :class:`~.estimator.EagerJob`)."""
-
-    def submit(self) -> None:
-        self._submit()  # AlgorithmJob.submit would reach PrimitiveJob's threaded _submit
+from .adjoint_sweep import adjoint_gradient
+from .estimator import BatchedStatevectorEstimator
+from .gradient_base import BatchedEstimatorGradient
 
 
-class AdjointEstimatorGradient(BaseEstimatorGradient):
+class AdjointEstimatorGradient(BatchedEstimatorGradient):
     """Exact adjoint-method gradient of ⟨O⟩ for :class:`BatchedStatevectorEstimator`.
 
     Args:
-        estimator: the exact estimator whose compiled-circuit cache is shared. (Gradients are
-            always exact; the estimator's precision does not apply to them.)
+        estimator: the exact estimator whose compiled-circuit cache is shared (a new one if
+            None). Gradients are always exact; the estimator's precision does not apply to them.
+        options: default run options, recorded in each result (as by the base class).
+        derivative_type: ``DerivativeType.REAL`` only.
+        pass_manager: transpiles each circuit once before it is simulated.
+
+    Raises:
+        TypeError: for an estimator other than a :class:`BatchedStatevectorEstimator`.
     """
 
-    def __init__(self, estimator: BatchedStatevectorEstimator | None = None):
-        super().__init__(estimator or BatchedStatevectorEstimator())
-        self._seen: dict[int, tuple] = {}
-
-    def _compiled(self, obs: BaseOperator):
-        """The estimator's compiled form of ``obs``, remembered per object (EstimatorQNN passes
-        the same observable objects on every call)."""
-        hit = self._seen.get(id(obs))
-        if hit is None or hit[0] is not obs:
-            spo = obs if isinstance(obs, SparsePauliOp) else SparsePauliOp(obs)
-            hit = (obs, self._estimator.observable(spo))
-            self._seen[id(obs)] = hit
-            if len(self._seen) > 256:
-                self._seen.pop(next(iter(self._seen)))
-        return hit[1]
-
-    def run(
+    def __init__(
         self,
-        circuits: Sequence[QuantumCircuit],
-        observables: Sequence[BaseOperator],
-        parameter_values: Sequence[Sequence[float]] | np.ndarray,
-        parameters: Sequence[Sequence[Parameter] | None] | None = None,
-        **options,
-    ) -> AlgorithmJob:
-        # The base class validates every triple separately (a set comparison of parameters per
-        # circuit): with a QNN's batch x observables triples that costs more than the gradient
-        # itself. The same checks are done once per distinct circuit in ``_run``.
-        if isinstance(circuits, QuantumCircuit):
-            circuits = (circuits,)
-        if isinstance(observables, BaseOperator):
-            observables = (observables,)
-        if parameters is None:
-            parameters = [None] * len(circuits)
-        if not (len(circuits) == len(observables) == len(parameter_values) == len(parameters)):
-            raise ValueError(
-                "circuits, observables, parameter values and parameters must have equal lengths"
+        estimator: BatchedStatevectorEstimator | None = None,
+        options: Options | None = None,
+        derivative_type: DerivativeType = DerivativeType.REAL,
+        pass_manager: BasePassManager | None = None,
+    ):
+        if estimator is None:
+            estimator = BatchedStatevectorEstimator()
+        if not isinstance(estimator, BatchedStatevectorEstimator):
+            raise TypeError(
+                f"AdjointEstimatorGradient simulates with a BatchedStatevectorEstimator, not a "
+                f"{type(estimator).__name__}: use BatchedParamShiftEstimatorGradient with other estimators"
             )
-        job = _EagerAlgorithmJob(self._run, circuits, observables, parameter_values, parameters, **options)
-        job.submit()
-        return job
+        super().__init__(estimator, options, derivative_type, pass_manager)
 
     def _run(
         self,
@@ -114,7 +90,7 @@ class AdjointEstimatorGradient(BaseEstimatorGradient):
                 groups.setdefault(id(circuit), []).append(i)
 
         for members in groups.values():
-            circuit = circuits[members[0]]
+            circuit, _ = self.to_run(circuits[members[0]], observables[members[0]])
             program = estimator.program(circuit)
             if isinstance(parameter_values, np.ndarray) and len(members) == len(parameter_values):
                 values = np.asarray(parameter_values, dtype=float)
@@ -132,10 +108,8 @@ class AdjointEstimatorGradient(BaseEstimatorGradient):
                 key = id(observables[i])
                 if key not in obs_keys:
                     obs_keys[key] = len(compiled)
-                    compiled.append(self._compiled(observables[i]))
+                    compiled.append(estimator.observable(self.to_run(circuits[i], observables[i])[1]))
                 obs_of[k] = obs_keys[key]
-            if any(o.num_qubits != program.num_qubits for o in compiled):
-                raise ValueError("an observable's qubit count differs from its circuit's")
             rows, row_of = _distinct_rows(values, len(compiled))
             # The estimator's forward pass on these parameter sets already has the final states.
             states = estimator.cached_states(program, rows)

@@ -6,13 +6,16 @@ PUBs of one ``run`` that share a circuit and parameter values (EstimatorQNN send
 observable, all with the same values) share one evolution, and every observable is read off
 the same final states. Results are the exact expectation values (``precision=0``) or, like the
 reference estimator, those values plus Gaussian noise of standard deviation ``precision`` when
-a positive precision is asked for.
+a positive precision is asked for; with a ``seed``, the noise generator is seeded afresh for
+every PUB, exactly as ``StatevectorEstimator`` does (the same PUB gives the same values).
 
 Gotchas:
     * ``run`` computes before it returns (the job comes back done): a thread hand-off per call
       cost more than the simulation itself on a busy 2-core machine.
-    * Observable objects are remembered by identity (EstimatorQNN passes the same ones on every
-      call): do not change a SparsePauliOp in place between runs.
+    * Compiled circuits and observables are cached; a circuit or observable changed in place
+      is seen as the new one it is (see :mod:`.caches`).
+    * Circuits are compiled by ``run`` itself: one that cannot be simulated (a reset after
+      gates, a measurement) is refused there, in one line, before any work.
     * The last few final states are kept (keyed by program and parameter values) so that
       :class:`~.adjoint_gradient.AdjointEstimatorGradient` on the same estimator can skip the
       forward evolution of the backward pass.
@@ -42,8 +45,11 @@ from qiskit.primitives.containers.estimator_pub import EstimatorPub, EstimatorPu
 from qiskit.providers import JobError
 from qiskit.quantum_info import SparsePauliOp
 
-from .batched_statevector import CompiledObservable, expectations, simulate
-from .program import Program, compile_circuit
+from .caches import CircuitCache, observable_key
+from .compiler import compile_circuit
+from .layers import Program
+from .pubs import broadcast_rows, parameter_rows
+from .simulate import CompiledObservable, expectations, simulate
 
 
 class EagerJob(PrimitiveJob):
@@ -69,51 +75,43 @@ class BatchedStatevectorEstimator(BaseEstimatorV2):
 
     Args:
         default_precision: precision used when ``run`` is given none; 0 means exact values.
-        seed: seed for the Gaussian noise added when precision > 0.
-        cache_size: how many compiled circuits to keep (keyed by circuit identity: the QNN
-            passes the same circuit object on every call).
+        seed: seed of the Gaussian noise added when precision > 0; as in ``StatevectorEstimator``,
+            every PUB draws from a generator seeded afresh (a Generator is used as it is).
+        cache_size: how many compiled circuits to keep.
     """
 
-    def __init__(self, *, default_precision: float = 0.0, seed: int | None = None, cache_size: int = 32):
+    _OBSERVABLES_KEPT = 512  # compiled observables and observable arrays (each cache)
+
+    def __init__(self, *, default_precision: float = 0.0, seed: int | np.random.Generator | None = None,
+                 cache_size: int = 32):
         self._default_precision = default_precision
-        self._rng = np.random.default_rng(seed)
-        self._cache_size = cache_size
-        self._programs: OrderedDict[int, tuple[QuantumCircuit, Program]] = OrderedDict()
-        self._observables: dict[tuple, CompiledObservable] = {}
-        # SparsePauliOp objects (by shape and ids) -> ObservablesArray, and ObservablesArray
-        # (by id) -> its compiled observables. The objects are kept so that a reused id (of a
-        # freed object) is never mistaken for them.
-        self._observable_arrays: dict[tuple, tuple[tuple[SparsePauliOp, ...], ObservablesArray]] = {}
-        self._compiled_arrays: dict[int, tuple[ObservablesArray, list[CompiledObservable]]] = {}
-        self._states: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._seed = seed
+        self._programs: CircuitCache[Program] = CircuitCache(compile_circuit, cache_size)
+        self._observables: OrderedDict[tuple, CompiledObservable] = OrderedDict()
+        # Observable arrays by content: (shape, observable keys) -> (ObservablesArray, compiled).
+        self._observable_arrays: OrderedDict[tuple, tuple[ObservablesArray, list[CompiledObservable]]] = OrderedDict()
+        # (id(program), shape, values) -> (program, final states). The program is held, so that
+        # its id cannot be given to another program while its states are kept.
+        self._states: OrderedDict[tuple, tuple[Program, np.ndarray]] = OrderedDict()
 
     @property
     def default_precision(self) -> float:
         return self._default_precision
 
     def program(self, circuit: QuantumCircuit) -> Program:
-        """The compiled program for ``circuit`` (compiled once, then cached by identity)."""
-        key = id(circuit)
-        hit = self._programs.get(key)
-        # A stale id (the object was freed and the id reused) is caught by the identity check.
-        if hit is not None and hit[0] is circuit:
-            self._programs.move_to_end(key)
-            return hit[1]
-        program = compile_circuit(circuit)
-        self._programs[key] = (circuit, program)
-        if len(self._programs) > self._cache_size:
-            self._programs.popitem(last=False)
-        return program
+        """The compiled program for ``circuit`` (compiled once, recompiled after an edit)."""
+        return self._programs.get(circuit)
 
     def observable(self, terms: dict[str, complex] | SparsePauliOp) -> CompiledObservable:
         """The compiled form of an observable given as ``{pauli: coeff}`` or a SparsePauliOp."""
         if isinstance(terms, SparsePauliOp):
-            terms = dict(zip(terms.paulis.to_labels(), terms.coeffs))
-        key = tuple(sorted(terms.items()))
+            key, op = ("op", *observable_key(terms)), terms
+        else:
+            key, op = tuple(sorted(terms.items())), None
         obs = self._observables.get(key)
         if obs is None:
-            obs = CompiledObservable(SparsePauliOp(list(terms), list(terms.values())))
-            self._observables[key] = obs
+            obs = CompiledObservable(op if op is not None else SparsePauliOp(list(terms), list(terms.values())))
+            _bounded_put(self._observables, key, obs, self._OBSERVABLES_KEPT)
         return obs
 
     # -- final-state cache, shared with the adjoint gradient ------------------------------
@@ -127,12 +125,11 @@ class BatchedStatevectorEstimator(BaseEstimatorV2):
     def cached_states(self, program: Program, values: np.ndarray) -> np.ndarray | None:
         """Final states (2**n, B) from an earlier ``run`` of ``program`` on exactly ``values``
         (float64, (B, P)), or None."""
-        return self._states.get(self._state_key(program, values))
+        hit = self._states.get(self._state_key(program, values))
+        return hit[1] if hit is not None and hit[0] is program else None
 
     def _keep_states(self, program: Program, values: np.ndarray, states: np.ndarray) -> None:
-        self._states[self._state_key(program, values)] = states
-        while len(self._states) > self._STATES_KEPT:
-            self._states.popitem(last=False)
+        _bounded_put(self._states, self._state_key(program, values), (program, states), self._STATES_KEPT)
 
     # -- running --------------------------------------------------------------------------
 
@@ -141,14 +138,22 @@ class BatchedStatevectorEstimator(BaseEstimatorV2):
             precision = self._default_precision
         if precision < 0:
             raise ValueError("precision must be non-negative")
-        job = EagerJob(self._run, self._coerce(pubs, precision))
+        coerced = self._coerce(pubs, precision)
+        # Compiled here, not in the job: a circuit that cannot be simulated is refused before any work.
+        programs = [self.program(pub.circuit) for pub, _ in coerced]
+        for (pub, compiled), program in zip(coerced, programs):
+            if any(o.num_qubits != program.num_qubits for o in compiled):
+                raise ValueError("an observable's qubit count differs from its circuit's")
+            if pub.precision and not all(o.hermitian for o in compiled):
+                raise ValueError("Given operator is not Hermitian and noise cannot be added.")
+        job = EagerJob(self._run, coerced, programs)
         job._submit()
         return job
 
-    def _coerce(self, pubs: Iterable[EstimatorPubLike], precision: float) -> list[EstimatorPub]:
-        """``EstimatorPub.coerce`` for each PUB, converting each observable object (or nested
-        list of them) and each parameter array once: EstimatorQNN sends the same observable
-        objects on every call, and PUBs of one call may share a parameter array."""
+    def _coerce(self, pubs: Iterable[EstimatorPubLike], precision: float) -> list[tuple[EstimatorPub, list]]:
+        """``EstimatorPub.coerce`` for each PUB, with its compiled observables (``ravel()``
+        order). Observable arrays are converted once per content (EstimatorQNN sends the same
+        observables on every call) and parameter arrays once per call (its PUBs may share one)."""
         out, bindings = [], {}
         for pub in pubs:
             flat = None
@@ -156,7 +161,8 @@ class BatchedStatevectorEstimator(BaseEstimatorV2):
                     and isinstance(pub[2], np.ndarray)):
                 flat = _flatten_observables(pub[1])
             if flat is None:
-                out.append(EstimatorPub.coerce(pub, precision))
+                coerced = EstimatorPub.coerce(pub, precision)
+                out.append((coerced, [self.observable(o) for o in coerced.observables.ravel().tolist()]))
                 continue
             circuit, obs, values = pub[:3]
             shape, objects = flat
@@ -166,15 +172,13 @@ class BatchedStatevectorEstimator(BaseEstimatorV2):
                         f"The number of qubits of the circuit ({circuit.num_qubits}) does not match "
                         f"the number of qubits of an observable ({o.num_qubits})."
                     )
-            key = (shape, tuple(map(id, objects)))
+            key = (shape, tuple(observable_key(o) for o in objects))
             hit = self._observable_arrays.get(key)
-            if hit is None or any(a is not b for a, b in zip(hit[0], objects)):
+            if hit is None:
                 array = ObservablesArray.coerce(obs)
                 array.validate()
-                hit = (objects, array)
-                self._observable_arrays[key] = hit
-                if len(self._observable_arrays) > 512:
-                    self._observable_arrays.pop(next(iter(self._observable_arrays)))
+                hit = (array, [self.observable(o) for o in objects])
+                _bounded_put(self._observable_arrays, key, hit, self._OBSERVABLES_KEPT)
             bkey = (id(circuit), id(values))
             if bkey not in bindings:
                 array = BindingsArray.coerce({tuple(circuit.parameters): values})
@@ -190,24 +194,23 @@ class BatchedStatevectorEstimator(BaseEstimatorV2):
                 raise ValueError("precision must be non-negative.")
             # Everything EstimatorPub.validate checks was checked above, once per object; the
             # shapes' broadcastability is checked by the constructor.
-            out.append(EstimatorPub(circuit, hit[1], bindings[bkey], pub_precision, validate=False))
+            out.append((EstimatorPub(circuit, hit[0], bindings[bkey], pub_precision, validate=False), hit[1]))
         return out
 
-    def _run(self, pubs: list[EstimatorPub]) -> PrimitiveResult:
+    def _run(self, pubs: list[tuple[EstimatorPub, list]], programs: list[Program]) -> PrimitiveResult:
         # One evolution per distinct (circuit, parameter values); PUBs sharing it are answered
         # from the same final states.
         groups: list[tuple[Program, object, np.ndarray, list[int]]] = []
-        for i, pub in enumerate(pubs):
-            program = self.program(pub.circuit)
+        for i, ((pub, _), program) in enumerate(zip(pubs, programs)):
             bindings = pub.parameter_values
             for g_program, g_bindings, g_values, members in groups:
                 if g_program is program and (
-                    g_bindings is bindings or _same_values(g_values, self._values(program, pub))
+                    g_bindings is bindings or _same_values(g_values, parameter_rows(pub, program.parameters))
                 ):
                     members.append(i)
                     break
             else:
-                groups.append((program, bindings, self._values(program, pub), [i]))
+                groups.append((program, bindings, parameter_rows(pub, program.parameters), [i]))
         results: list[PubResult | None] = [None] * len(pubs)
         for program, _, values, members in groups:
             states = simulate(program, values)  # (2**n, rows)
@@ -217,7 +220,7 @@ class BatchedStatevectorEstimator(BaseEstimatorV2):
             pub_rows = {}
             for i in members:
                 rows = []
-                for obs in self._compiled_observables(pubs[i].observables, program):
+                for obs in pubs[i][1]:
                     if id(obs) not in index:
                         index[id(obs)] = len(observables)
                         observables.append(obs)
@@ -225,57 +228,26 @@ class BatchedStatevectorEstimator(BaseEstimatorV2):
                 pub_rows[i] = rows
             table = expectations(states, observables)  # (n_obs, rows)
             for i in members:
-                results[i] = self._pub_result(pubs[i], table[pub_rows[i]])
+                results[i] = self._pub_result(pubs[i][0], table[pub_rows[i]])
         return PrimitiveResult(results, metadata={"version": 2})
 
-    def _compiled_observables(self, array: ObservablesArray, program: Program) -> list[CompiledObservable]:
-        """The compiled observables of ``array`` in ``ravel()`` order (cached per array object:
-        :meth:`_coerce` reuses one array per observable object)."""
-        hit = self._compiled_arrays.get(id(array))
-        if hit is not None and hit[0] is array:
-            compiled = hit[1]
-        else:
-            compiled = [self.observable(o) for o in array.ravel().tolist()]
-            self._compiled_arrays[id(array)] = (array, compiled)
-            if len(self._compiled_arrays) > 512:
-                self._compiled_arrays.pop(next(iter(self._compiled_arrays)))
-        if any(o.num_qubits != program.num_qubits for o in compiled):
-            raise ValueError("an observable's qubit count differs from its circuit's")
-        return compiled
-
-    @staticmethod
-    def _values(program: Program, pub: EstimatorPub) -> np.ndarray:
-        """The PUB's parameter sets as a float64 (rows, P) array in ``program.parameters`` order."""
-        bindings = pub.parameter_values
-        rows = int(np.prod(bindings.shape)) if bindings.shape else 1
-        P = len(program.parameters)
-        if not P:
-            return np.zeros((rows, 0))
-        data = bindings.data
-        if len(data) == 1 and next(iter(data)) == program.parameter_names:
-            values = next(iter(data.values()))  # already in column order: skip the name lookup
-        else:
-            values = bindings.as_array(program.parameters)
-        return np.ascontiguousarray(values, dtype=float).reshape(rows, P)
-
     def _pub_result(self, pub: EstimatorPub, table: np.ndarray) -> PubResult:
-        """Broadcast the (n_obs, rows) table to the PUB's shape (observables x parameters)."""
-        bshape = pub.parameter_values.shape
-        oshape = pub.observables.shape
-        if not oshape:  # one observable (EstimatorQNN's PUBs): no broadcasting to do
-            evs = table[0].reshape(bshape)
-        else:
-            oi, bi = np.broadcast_arrays(
-                np.arange(table.shape[0]).reshape(oshape), np.arange(table.shape[1]).reshape(bshape)
-            )
-            evs = table[oi, bi]
+        evs = broadcast_rows(pub, table)
         if pub.precision:
-            evs = np.asarray(self._rng.normal(evs, pub.precision))
+            # A generator seeded afresh per PUB, drawing in the PUB's row-major order: the very
+            # draws of StatevectorEstimator(seed=...), so a seeded PUB's noise is reproducible.
+            evs = np.asarray(np.random.default_rng(self._seed).normal(evs, pub.precision))
         stds = np.full(evs.shape, float(pub.precision))
         data = DataBin(evs=evs, stds=stds, shape=evs.shape)
         return PubResult(
             data, metadata={"target_precision": pub.precision, "circuit_metadata": pub.circuit.metadata}
         )
+
+
+def _bounded_put(cache: OrderedDict, key, value, size: int) -> None:
+    cache[key] = value
+    while len(cache) > size:
+        cache.popitem(last=False)
 
 
 def _same_values(a: np.ndarray, b: np.ndarray) -> bool:

@@ -15,21 +15,19 @@ circuit run is the one given (an ISA circuit stays an ISA circuit: only paramete
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter, ParameterExpression, ParameterVector
 from qiskit.providers import Options
-from qiskit.quantum_info import SparsePauliOp
-from qiskit.quantum_info.operators.base_operator import BaseOperator
 from qiskit.transpiler.passes import TranslateParameterizedGates
-from qiskit_machine_learning.algorithm_job import AlgorithmJob
-from qiskit_machine_learning.gradients import BaseEstimatorGradient, EstimatorGradientResult
+from qiskit.transpiler.passmanager import BasePassManager
+from qiskit_machine_learning.gradients import DerivativeType, EstimatorGradientResult
 
-from .program import Angle, compile_angle
+from .angles import Angle, compile_angle
+from .caches import CircuitCache
+from .gradient_base import BatchedEstimatorGradient
 
 SHIFTABLE_GATES = ("rx", "ry", "rz", "p", "rxx", "ryy", "rzz", "rzx")
 
@@ -80,54 +78,37 @@ def _is_symbolic(value) -> bool:
     return isinstance(value, ParameterExpression) and bool(value.parameters)
 
 
-class BatchedParamShiftEstimatorGradient(BaseEstimatorGradient):
+class BatchedParamShiftEstimatorGradient(BatchedEstimatorGradient):
     """Parameter-shift gradient for any V2 estimator, batched into one PUB per circuit.
 
     Args:
         estimator: any ``BaseEstimatorV2`` (Aer, BackendEstimatorV2, the IBM runtime's).
-        precision: precision passed to ``estimator.run`` (0 for exact estimators,
-            ``1/sqrt(shots)`` for sampled ones).
+        options: default run options, recorded in each result (as by the base class).
+        derivative_type: ``DerivativeType.REAL`` only.
+        pass_manager: transpiles each circuit once before its shifted copies run; observables
+            follow its layout.
+        precision: passed to ``estimator.run``; None (the default, as in
+            qiskit-machine-learning) lets the estimator use its own default precision.
+        cache_size: how many circuits' rewritten forms to keep.
     """
 
-    def __init__(self, estimator, precision: float = 0.0, cache_size: int = 32):
-        super().__init__(estimator)
+    def __init__(
+        self,
+        estimator,
+        options: Options | None = None,
+        derivative_type: DerivativeType = DerivativeType.REAL,
+        pass_manager: BasePassManager | None = None,
+        *,
+        precision: float | None = None,
+        cache_size: int = 32,
+    ):
+        super().__init__(estimator, options, derivative_type, pass_manager, cache_size=cache_size)
         self._precision = precision
-        self._cache_size = cache_size
-        self._shift_circuits: OrderedDict[int, tuple[QuantumCircuit, ShiftCircuit]] = OrderedDict()
+        self._shift_circuits: CircuitCache[ShiftCircuit] = CircuitCache(make_shift_circuit, cache_size)
 
     def shift_circuit(self, circuit: QuantumCircuit) -> ShiftCircuit:
-        """The rewritten circuit for ``circuit`` (built once, cached by identity)."""
-        hit = self._shift_circuits.get(id(circuit))
-        if hit is not None and hit[0] is circuit:
-            return hit[1]
-        shift = make_shift_circuit(circuit)
-        self._shift_circuits[id(circuit)] = (circuit, shift)
-        if len(self._shift_circuits) > self._cache_size:
-            self._shift_circuits.popitem(last=False)
-        return shift
-
-    def run(
-        self,
-        circuits: Sequence[QuantumCircuit],
-        observables: Sequence[BaseOperator],
-        parameter_values,
-        parameters: Sequence[Sequence[Parameter] | None] | None = None,
-        **options,
-    ) -> AlgorithmJob:
-        # Validated once per distinct circuit in _run (see AdjointEstimatorGradient.run).
-        if isinstance(circuits, QuantumCircuit):
-            circuits = (circuits,)
-        if isinstance(observables, BaseOperator):
-            observables = (observables,)
-        if parameters is None:
-            parameters = [None] * len(circuits)
-        if not (len(circuits) == len(observables) == len(parameter_values) == len(parameters)):
-            raise ValueError(
-                "circuits, observables, parameter values and parameters must have equal lengths"
-            )
-        job = AlgorithmJob(self._run, circuits, observables, parameter_values, parameters, **options)
-        job.submit()
-        return job
+        """The rewritten circuit for ``circuit`` (built once, rebuilt after an in-place edit)."""
+        return self._shift_circuits.get(circuit)
 
     def _run(self, circuits, observables, parameter_values, parameters, **options) -> EstimatorGradientResult:
         gradients: list = [None] * len(circuits)
@@ -139,7 +120,7 @@ class BatchedParamShiftEstimatorGradient(BaseEstimatorGradient):
         # Build every group's PUB first and submit them together: one estimator job.
         plans, pubs = [], []
         for members in groups.values():
-            shift = self.shift_circuit(circuits[members[0]])
+            shift = self.shift_circuit(self.to_run(circuits[members[0]], observables[members[0]])[0])
             values = np.asarray([parameter_values[i] for i in members], dtype=float)
             if values.ndim != 2 or values.shape[1] != len(shift.parameters):
                 raise ValueError(
@@ -152,8 +133,7 @@ class BatchedParamShiftEstimatorGradient(BaseEstimatorGradient):
                 key = id(observables[i])
                 if key not in seen:
                     seen[key] = len(obs_list)
-                    obs = observables[i]
-                    obs_list.append(obs if isinstance(obs, SparsePauliOp) else SparsePauliOp(obs))
+                    obs_list.append(self.to_run(circuits[i], observables[i])[1])
                 obs_of[k] = seen[key]
             R, G = len(rows), len(shift.phi)
             phi = np.stack([a.value(rows) for a in shift.angles], axis=1) if G else np.zeros((R, 0))

@@ -62,3 +62,32 @@ def test_credentialed_backends_without_account_fail_clearly(name, monkeypatch, t
     with pytest.raises(MissingCredentialsError, match="save_account") as info:
         create_backend(name)
     assert "\n" not in str(info.value)
+
+
+
+def aer_shot_draws() -> list[float]:
+    """Three shot-sampled ⟨Z⟩ of H|0⟩ from one seeded ``aer_statevector`` handle."""
+    from qiskit import QuantumCircuit
+    from qiskit.quantum_info import SparsePauliOp
+
+    qc = QuantumCircuit(1)
+    qc.h(0)
+    est = create_backend("aer_statevector", shots=64, seed=11).estimator
+    return [float(est.run([(qc, SparsePauliOp("Z"))]).result()[0].data.evs) for _ in range(3)]
+
+
+def test_aer_statevector_shots_draw_afresh_each_call_and_reproducibly():
+    """Shot noise differs from call to call (a fixed simulator seed repeated the same noise on
+    every training step), and the same seed gives the same sequence in another process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    draws = aer_shot_draws()
+    assert len(set(draws)) > 1
+    assert aer_shot_draws() == draws  # a new handle with the same seed
+    root = Path(__file__).resolve().parents[2]
+    code = "from tests.backends.test_all_backends import aer_shot_draws; print(aer_shot_draws())"
+    env = {**os.environ, "PYTHONPATH": str(root), "PYTHONHASHSEED": "123"}
+    there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root, env=env)
+    assert json.loads(there.stdout) == draws

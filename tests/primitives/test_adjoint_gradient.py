@@ -10,13 +10,9 @@ from qiskit.quantum_info import SparsePauliOp
 from qiskit_machine_learning.gradients import BaseEstimatorGradient, ParamShiftEstimatorGradient
 
 from hybrid_qiskit.primitives import AdjointEstimatorGradient, BatchedStatevectorEstimator
-from hybrid_qiskit.primitives.batched_statevector import (
-    CompiledObservable,
-    adjoint_gradient,
-    expectations,
-    simulate,
-)
-from hybrid_qiskit.primitives.program import compile_circuit
+from hybrid_qiskit.primitives.adjoint_sweep import adjoint_gradient
+from hybrid_qiskit.primitives.compiler import compile_circuit
+from hybrid_qiskit.primitives.simulate import CompiledObservable, expectations, simulate
 
 from ._circuits import random_circuit
 
@@ -130,15 +126,15 @@ def test_wide_head_with_reuploads_matches_finite_differences(fm, ansatz):
 def test_slabbed_sweep_gives_the_same_gradients(monkeypatch):
     """Wide states are swept a few rows at a time; force one row per slab and compare."""
     from hybrid_qiskit.circuits import build_head_circuit
-    from hybrid_qiskit.primitives import batched_statevector
+    from hybrid_qiskit.primitives import adjoint_sweep
 
     for qc in (random_circuit(3, 30, seed=11), build_head_circuit(4, feature_map="zz", reuploads=2).circuit):
         program = compile_circuit(qc)
         obs = [CompiledObservable(o) for o in _observables(qc.num_qubits)]
         values = np.random.default_rng(0).uniform(-3, 3, (5, qc.num_parameters))
         whole = adjoint_gradient(program, values, obs)
-        monkeypatch.setattr(batched_statevector, "SWEEP_BYTES", 1)
-        monkeypatch.setattr(batched_statevector, "SLAB_BYTES", 1)
+        monkeypatch.setattr(adjoint_sweep, "SWEEP_BYTES", 1)
+        monkeypatch.setattr(adjoint_sweep, "SLAB_BYTES", 1)
         slabbed = adjoint_gradient(program, values, obs)
         monkeypatch.undo()
         np.testing.assert_allclose(slabbed[0], whole[0], atol=1e-14)

@@ -119,3 +119,57 @@ def test_circuit_compiled_once_per_object():
     est = BatchedStatevectorEstimator()
     assert est.program(qc) is est.program(qc)
     assert est.program(qc.copy()) is not est.program(qc)
+
+
+def test_a_seeded_pub_gives_the_same_noisy_values_every_time():
+    """As Qiskit's StatevectorEstimator: a fresh generator from the seed for every PUB."""
+    qc = real_amplitudes(2, reps=1)
+    values = np.random.default_rng(2).uniform(-3, 3, (4, qc.num_parameters))
+    est = BatchedStatevectorEstimator(seed=5)
+    pub = (qc, [[Z0], [SparsePauliOp("ZZ")]], values)
+    first = est.run([pub], precision=0.1).result()[0].data.evs
+    again = est.run([pub, pub], precision=0.1).result()
+    np.testing.assert_array_equal(again[0].data.evs, first)
+    np.testing.assert_array_equal(again[1].data.evs, first)
+    stock = StatevectorEstimator(seed=5).run([pub], precision=0.1).result()[0].data.evs
+    np.testing.assert_allclose(first, stock, atol=1e-12)  # the very same draws
+    unseeded = BatchedStatevectorEstimator()
+    a, b = (unseeded.run([pub], precision=0.1).result()[0].data.evs for _ in range(2))
+    assert not np.array_equal(a, b)
+
+
+def test_noise_on_a_non_hermitian_observable_is_refused():
+    qc = QuantumCircuit(1)
+    est = BatchedStatevectorEstimator()
+    with pytest.raises(ValueError, match="Hermitian"):
+        est.run([(qc, 1j * SparsePauliOp("Z"))], precision=0.1).result()
+
+
+def test_initialize_is_simulated_where_it_starts_its_qubits():
+    """Initialize on fresh qubits is state preparation (its resets do nothing on |0⟩)."""
+    from qiskit.circuit import Parameter
+
+    x = Parameter("x")
+    qc = QuantumCircuit(2)
+    qc.initialize([0.5, 0.5, 0.5, 0.5])
+    qc.crx(x, 0, 1)
+    one = QuantumCircuit(2)
+    one.h(0)
+    one.initialize("1", 1)  # qubit 1 is still fresh
+    obs = [SparsePauliOp("XX"), SparsePauliOp("ZI"), SparsePauliOp("IX")]
+    _compare([(qc, obs, [np.pi / 2]), (one, obs)])
+
+
+def test_non_unitary_resets_fail_in_one_clear_line_before_any_work():
+    bell = QuantumCircuit(2)
+    bell.h(0)
+    bell.cx(0, 1)
+    late_init = bell.copy()
+    late_init.initialize([0, 1], 0)
+    reset = bell.copy()
+    reset.reset(0)
+    est = BatchedStatevectorEstimator()
+    for qc in (late_init, reset):
+        with pytest.raises(ValueError, match="reset") as info:
+            est.run([(qc, SparsePauliOp("ZZ"))])  # raised by run, not by result()
+        assert "\n" not in str(info.value)

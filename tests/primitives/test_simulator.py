@@ -9,8 +9,9 @@ from qiskit.circuit import Parameter
 from qiskit.quantum_info import SparsePauliOp, Statevector
 
 from hybrid_qiskit.circuits import ANSATZE, FEATURE_MAPS, build_head_circuit
-from hybrid_qiskit.primitives.batched_statevector import CompiledObservable, expectations, simulate
-from hybrid_qiskit.primitives.program import compile_angle, compile_circuit
+from hybrid_qiskit.primitives.angles import compile_angle
+from hybrid_qiskit.primitives.compiler import compile_circuit
+from hybrid_qiskit.primitives.simulate import CompiledObservable, expectations, simulate
 
 from ._circuits import random_circuit
 

@@ -1,0 +1,170 @@
+"""The adjoint (reverse-mode) gradient of a compiled program, for many observables at once.
+
+The adjoint method (Jones & Gacon 2020, arXiv:2009.02823): with ψ the state after a gate and
+λ = U_{later}^† O ψ_final, a rotation U = exp(-iθG) contributes d⟨O⟩/dθ = 2 Re⟨λ|(-iG)|ψ⟩. One
+forward and one backward sweep give every gate's derivative; the chain rule through each
+angle's expression gives the derivative per circuit parameter.
+
+The state is stacked with one co-state per observable (L = 1 + K), so every layer is undone once
+per step for all of them. All gates of a layer commute, so every derivative of a layer is taken
+at the point after it, as one batched matrix product of the co-states against ``(-2iG_g)|ψ⟩``
+(built a cache-sized slab of rows at a time). The sweep runs on cache-sized slabs of rows
+(:data:`SWEEP_BYTES`): rows are independent, and a 12-qubit stack of 32 rows (14 MB) would
+otherwise go through memory for every layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+
+from .kernels import Batch, Buffers, apply_dense, apply_op, blas_threads
+from .layers import Program, Rotation, generator
+from .simulate import CompiledObservable, as_values, evolve, expectations
+
+
+@lru_cache(maxsize=256)
+def _local_derivative_maps(n: int, gates: tuple[tuple[int, str], ...]) -> tuple[np.ndarray, np.ndarray]:
+    """For one-qubit rotations (qubit, name) with off-diagonal generators: the index map
+    i -> i ^ (1 << q) (R, N) and coefficients c (R, N) with (-2iG ψ)[i] = c[i] ψ[i ^ (1 << q)]."""
+    idx = np.arange(1 << n)
+    flips, coeffs = [], []
+    for q, name in gates:
+        g = _minus_2i_generator(name)
+        flips.append(idx ^ (1 << q))
+        coeffs.append(np.where((idx >> q) & 1, g[1, 0], g[0, 1]))
+    coeffs = np.array(coeffs)
+    return np.array(flips), (coeffs.real.copy() if np.allclose(coeffs.imag, 0) else coeffs)
+
+
+@lru_cache(maxsize=64)
+def _minus_2i_generator(name: str) -> np.ndarray:
+    """-2iG (the factor 2 of d⟨O⟩/dθ = 2 Re⟨λ|-iG|ψ⟩ folded in); real where it can be."""
+    g = -2j * generator(name)
+    return g.real.copy() if np.allclose(g.imag, 0) else g
+
+
+def _derivative_states(psi_t: np.ndarray, op, rotations: Sequence[Rotation]) -> np.ndarray:
+    """-2iG_r|ψ⟩ for each rotation r of ``op``: shape (B, R, N), from ψ transposed (B, N)."""
+    B, N = psi_t.shape
+    if op.kind == "local":
+        qubit = {id(g.rotation): g.qubit for g in op.gates if g.rotation is not None}
+        gates = tuple((qubit[id(r)], r.name) for r in rotations)
+        if B * N * len(gates) <= 1 << 15:  # small: one gather and one multiply for all gates
+            flips, coeffs = _local_derivative_maps(N.bit_length() - 1, gates)
+            return psi_t[:, flips] * coeffs
+        # Large: two strided scaled copies per gate (off-diagonal one-qubit generators).
+        gens = [_minus_2i_generator(name) for _, name in gates]
+        out = np.empty((B, len(gates), N), dtype=np.result_type(psi_t, *gens))
+        for r, ((q, _), g) in enumerate(zip(gates, gens)):
+            src = psi_t.reshape(B, N >> (q + 1), 2, 1 << q)
+            dst = out[:, r].reshape(src.shape)
+            np.multiply(src[:, :, 1], g[0, 1], out=dst[:, :, 0])
+            np.multiply(src[:, :, 0], g[1, 0], out=dst[:, :, 1])
+        return out
+    if op.kind == "diag":
+        rows = [i for i, r in enumerate(op.rotations) if any(r is x for x in rotations)]
+        return psi_t[:, None, :] * (-2j * op.generators[rows])
+    g = _minus_2i_generator(op.rotation.name)
+    d = apply_dense(np.ascontiguousarray(psi_t.T)[:, :, None], op, g)  # (N, B, 1)
+    return d[:, :, 0].T[:, None, :]
+
+
+SLAB_BYTES = 4 << 20  # derivative states are built this many bytes at a time (cache-sized)
+# The adjoint sweep runs on slabs of rows whose (N, rows, 1+K) stack is about this size, so that
+# it stays in cache through every layer: 12 qubits, batch 32 (a 14 MB stack) measured 15-25%
+# faster; below ~2 MB per batch nothing changes.
+SWEEP_BYTES = 2 << 20
+
+
+def _layer_derivatives(stack: np.ndarray, op, rotations: Sequence[Rotation]) -> np.ndarray:
+    """d⟨O_k⟩/dθ_r = 2 Re⟨λ_k|-iG_r|ψ⟩ for one layer: (B, K, R), from the stack (N, B, 1+K)
+    at the point after the layer. Rows are taken in slabs so that the (rows, R, N) derivative
+    states stay in cache instead of making a round trip through memory."""
+    N, B, L = stack.shape
+    R = len(rotations)
+    out = np.empty((B, L - 1, R))
+    rows = max(1, SLAB_BYTES // (R * N * stack.itemsize))
+    for b0 in range(0, B, rows):
+        b1 = min(B, b0 + rows)
+        psi_t = np.ascontiguousarray(stack[:, b0:b1, 0].T)  # (rows, N)
+        d = _derivative_states(psi_t, op, rotations)  # (rows, R, N)
+        lam = stack[:, b0:b1, 1:].transpose(1, 2, 0)  # (rows, K, N), a view
+        if np.iscomplexobj(d) or np.iscomplexobj(lam):
+            out[b0:b1] = np.matmul(lam, d.conj().transpose(0, 2, 1)).real
+        else:
+            np.matmul(lam, d.transpose(0, 2, 1), out=out[b0:b1])
+    return out
+
+
+def adjoint_gradient(
+    program: Program,
+    values: np.ndarray,
+    observables: Sequence[CompiledObservable],
+    *,
+    state: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Expectation values and their gradients w.r.t. every circuit parameter.
+
+    Args:
+        program: the compiled circuit.
+        values: parameter sets (B, P), columns in ``program.parameters`` order.
+        observables: K observables.
+        state: the final states (2**n, B) for ``values`` when already known (the estimator's
+            forward pass computed them); simulated otherwise.
+
+    Returns:
+        ``(evs, grads)`` with evs (K, B) and grads (K, B, P).
+    """
+    with blas_threads():
+        return _adjoint_gradient(program, as_values(program, values), observables, state)
+
+
+def _adjoint_gradient(program, values, observables, state):
+    B, P, n, K = values.shape[0], values.shape[1], program.num_qubits, len(observables)
+    psi = evolve(program, Batch(program, values))[:, :, 0] if state is None else state
+    evs = expectations(psi, observables)
+    grads = np.zeros((K, B, P))
+    if K == 0 or all(c is None for c in program.chain_rules):
+        return evs, grads
+    # A Y in an observable makes even a real program's co-states complex.
+    complex_obs = any(np.iscomplexobj(o.diag if o.diag is not None else o.matrix.data) for o in observables)
+    dtype = np.dtype(complex if np.iscomplexobj(psi) or complex_obs else float)
+    # Rows are independent: sweep them in slabs whose stack stays in cache across all layers.
+    rows = max(1, SWEEP_BYTES // ((1 << n) * (1 + K) * dtype.itemsize))
+    for b0 in range(0, B, rows):
+        b1 = min(B, b0 + rows)
+        grads[:, b0:b1] = _sweep(program, values[b0:b1], psi[:, b0:b1], observables, dtype)
+    return evs, grads
+
+
+def _sweep(program, values, psi, observables, dtype) -> np.ndarray:
+    """The adjoint sweep for parameter sets ``values`` (B, P) with final states ``psi`` (N, B):
+    gradients (K, B, P)."""
+    B, P, K = values.shape[0], values.shape[1], len(observables)
+    batch = Batch(program, values)
+    ops = program.ops
+    first = next(i for i, c in enumerate(program.chain_rules) if c is not None)
+    # Slot 0: ψ; slots 1..K: λ_k = O_k ψ. One layer application serves all of them.
+    if all(o.diag is not None for o in observables):  # the QNN's Z readouts: one product
+        table = np.stack([np.ones(psi.shape[0])] + [o.diag for o in observables], axis=1)  # (N, 1+K)
+        stack = np.multiply(psi[:, :, None], table[:, None, :], dtype=dtype)
+    else:
+        stack = np.empty((psi.shape[0], B, 1 + K), dtype=dtype)
+        stack[:, :, 0] = psi
+        for k, o in enumerate(observables):
+            stack[:, :, 1 + k] = o.apply(psi)
+    bufs = Buffers(stack.shape, dtype)
+    grads_t = np.zeros((B, K, P))  # (B, K, P) while accumulating: rows of the matmul below
+    for i in range(len(ops) - 1, first - 1, -1):
+        op, chain = ops[i], program.chain_rules[i]
+        if chain is not None:
+            dtheta = _layer_derivatives(stack, op, chain.rotations)  # (B, K, R)
+            grads_t += dtheta @ chain.constant
+            for r, j, partial in chain.varying:
+                grads_t[:, :, j] += partial(values)[:, None] * dtheta[:, :, r]
+        if i > first:  # nothing before the first parametrized layer needs its inverse
+            stack = apply_op(stack, op, batch, True, bufs)
+    return grads_t.transpose(1, 0, 2)

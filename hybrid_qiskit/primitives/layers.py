@@ -1,0 +1,291 @@
+"""The program the batched simulator runs: native gates, and the four kinds of layer.
+
+Gates are grouped (by :mod:`.compiler`) into four kinds of layer, chosen so that every layer is
+one or two passes over the state and every gate inside a layer commutes with the others (so the
+adjoint method can take all of a layer's derivatives at one point of its sweep):
+
+* :class:`LocalLayer` -- one-qubit gates on distinct qubits (an RY layer, H on every qubit).
+* :class:`DiagonalLayer` -- any number of diagonal gates (RZ, P, CZ, RZZ, ...): one phase vector.
+* :class:`Permutation` -- a basis permutation (X, CX, SWAP): a whole CX entangling layer is one.
+* :class:`DenseGate` -- anything else (RXX, CRY, ECR, ...), applied as a k-qubit matrix.
+
+Conventions: qubit q is bit q of the basis index (Qiskit's little-endian order); a k-qubit
+gate matrix is indexed little-endian over its qargs, as ``Gate.to_matrix()`` returns it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+from qiskit.circuit import Parameter
+
+from .angles import Angle, Const
+
+# Gates applied natively. Anything else is first rewritten into these by the transpiler.
+ROTATIONS = {"rx", "ry", "rz", "p", "rzz", "rxx", "ryy", "crx", "cry", "crz", "cp"}
+_FIXED = {"id", "x", "y", "z", "h", "s", "sdg", "t", "tdg", "sx", "sxdg", "cx", "cy", "cz", "swap", "ecr"}
+SUPPORTED_GATES = sorted(ROTATIONS | _FIXED)
+
+_X = np.array([[0, 1], [1, 0]], dtype=complex)
+_Y = np.array([[0, -1j], [1j, 0]], dtype=complex)
+_Z = np.diag([1.0, -1.0]).astype(complex)
+_P1 = np.diag([0.0, 1.0]).astype(complex)
+
+
+def _kron_le(*mats: np.ndarray) -> np.ndarray:
+    """Kronecker product for little-endian qargs: mats[0] acts on qargs[0] (least significant)."""
+    out = np.array([[1.0 + 0j]])
+    for m in mats:
+        out = np.kron(m, out)
+    return out
+
+
+# d U(θ)/dθ = -i G U(θ) for each rotation: the generator G (little-endian over qargs).
+# Rotations exp(-iθ/2 P) have G = P/2; phase gates p/cp = exp(iθ P1) have G = -P1.
+_GENERATORS: dict[str, np.ndarray] = {
+    "rx": _X / 2,
+    "ry": _Y / 2,
+    "rz": _Z / 2,
+    "p": -_P1,
+    "rzz": _kron_le(_Z, _Z) / 2,
+    "rxx": _kron_le(_X, _X) / 2,
+    "ryy": _kron_le(_Y, _Y) / 2,
+    "crx": _kron_le(_P1, _X / 2),
+    "cry": _kron_le(_P1, _Y / 2),
+    "crz": _kron_le(_P1, _Z / 2),
+    "cp": -_kron_le(_P1, _P1),
+}
+_EIGEN = {name: np.linalg.eigh(g) for name, g in _GENERATORS.items()}
+DIAGONAL_GENERATORS = {
+    name: np.diag(g).real.copy() for name, g in _GENERATORS.items() if np.allclose(g, np.diag(np.diag(g)))
+}
+# Rotations that are real matrices for every angle, and whose -iG is real too.
+_REAL_ROTATIONS = {"ry", "cry"}
+
+
+def generator(name: str) -> np.ndarray:
+    """The generator G of rotation ``name`` (dU/dθ = -i G U)."""
+    return _GENERATORS[name]
+
+
+def rotation_matrices(name: str, theta: np.ndarray) -> np.ndarray:
+    """U(θ) = exp(-iθG) for each angle in ``theta``: shape theta.shape + (d, d).
+
+    Real (float64) for the real rotations (RY, CRY), complex otherwise.
+    """
+    if np.ndim(theta) == 0:  # one matrix for the whole batch: skip the array machinery
+        c, s = math.cos(theta / 2), math.sin(theta / 2)
+        if name == "ry":
+            return np.array([[c, -s], [s, c]])
+        if name == "rx":
+            return np.array([[c, -1j * s], [-1j * s, c]])
+    theta = np.asarray(theta, dtype=float)
+    if name in ("ry", "rx"):  # the workhorses: closed form
+        c, s = np.cos(theta / 2), np.sin(theta / 2)
+        if name == "ry":
+            return np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
+        s = -1j * s
+        return np.stack([np.stack([c + 0j, s], -1), np.stack([s, c + 0j], -1)], -2)
+    w, v = _EIGEN[name]
+    phases = np.exp(-1j * np.multiply.outer(theta, w))  # (..., d)
+    mats = np.einsum("ij,...j,kj->...ik", v, phases, v.conj())
+    return mats.real.copy() if name in _REAL_ROTATIONS else mats
+
+
+# --------------------------------------------------------------------------- layers
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """exp(-iθG) for generator ``name``, θ = ``angle(values)``."""
+
+    name: str
+    angle: Angle
+
+
+@dataclass(frozen=True)
+class LocalGate:
+    """A one-qubit gate of a :class:`LocalLayer`: a fixed 2x2 ``matrix`` or a ``rotation``
+    (RX or RY: the one-qubit rotations with an off-diagonal generator)."""
+
+    qubit: int
+    matrix: np.ndarray | None = None
+    rotation: Rotation | None = None
+
+
+@dataclass(frozen=True)
+class LocalLayer:
+    """One-qubit gates on distinct qubits (they commute)."""
+
+    gates: tuple[LocalGate, ...]
+    kind: str = field(default="local", init=False)
+
+    @property
+    def qubits(self) -> tuple[int, ...]:
+        return tuple(g.qubit for g in self.gates)
+
+    @property
+    def rotations(self) -> tuple[Rotation, ...]:
+        return tuple(g.rotation for g in self.gates if g.rotation is not None)
+
+
+@dataclass(frozen=True)
+class DiagonalLayer:
+    """``diag(phase) · exp(-i Σ_g θ_g diag(generators[g]))``: diagonal gates (they commute).
+
+    ``phase`` (N,) is the product of the fixed diagonal gates (None: all ones); row g of
+    ``generators`` (G, N) is the full diagonal of rotation g's generator.
+    """
+
+    qubits: tuple[int, ...]
+    phase: np.ndarray | None
+    generators: np.ndarray  # (G, N) real
+    rotations: tuple[Rotation, ...]
+    kind: str = field(default="diag", init=False)
+
+
+@dataclass(frozen=True)
+class Permutation:
+    """A basis permutation: new_state = state[perm]."""
+
+    qubits: tuple[int, ...]
+    perm: np.ndarray
+    inv_perm: np.ndarray
+    kind: str = field(default="perm", init=False)
+    rotations: tuple = field(default=(), init=False)
+
+
+@dataclass(frozen=True)
+class DenseGate:
+    """A k-qubit gate: a fixed ``matrix`` (d, d) or a ``rotation`` (RXX, CRY, ...)."""
+
+    name: str
+    qubits: tuple[int, ...]
+    matrix: np.ndarray | None = None
+    rotation: Rotation | None = None
+    kind: str = field(default="dense", init=False)
+
+    @property
+    def rotations(self) -> tuple[Rotation, ...]:
+        return () if self.rotation is None else (self.rotation,)
+
+
+Op = LocalLayer | DiagonalLayer | Permutation | DenseGate
+
+
+@dataclass(frozen=True)
+class Program:
+    num_qubits: int
+    parameters: tuple[Parameter, ...]  # column order of the parameter arrays
+    ops: tuple[Op, ...]
+
+    @cached_property
+    def is_real(self) -> bool:
+        """True when every gate is a real matrix (RY rotations, CX, H, Z, ...): the state then
+        stays real, and the simulator works in float64 (half the memory traffic of complex)."""
+        return all(_is_real(op) for op in self.ops)
+
+    @cached_property
+    def parameter_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.parameters)
+
+    @cached_property
+    def rotations(self) -> tuple[Rotation, ...]:
+        """Every rotation, in program order."""
+        return tuple(r for op in self.ops for r in op.rotations)
+
+    @cached_property
+    def angle_table(self) -> AngleTable:
+        """Every rotation angle at once: linear ones are one matrix product (see AngleTable)."""
+        return _angle_table(self.rotations, len(self.parameters))
+
+    @cached_property
+    def chain_rules(self) -> tuple[ChainRule | None, ...]:
+        """Per op, how its rotation angles depend on the parameters (None: they do not)."""
+        return tuple(_chain_rule(op, len(self.parameters)) for op in self.ops)
+
+
+@dataclass(frozen=True)
+class AngleTable:
+    """The angles of all rotations (columns g, in ``Program.rotations`` order) for a parameter
+    array (B, P): ``values @ linear + offset``, then the ``nonlinear`` ones overwritten."""
+
+    index: dict[int, int]  # id(rotation) -> g
+    linear: np.ndarray  # (P, G)
+    offset: np.ndarray  # (G,)
+    nonlinear: tuple[tuple[int, Callable[[np.ndarray], np.ndarray]], ...]
+    depends: np.ndarray  # (G, P) bool: angle g depends on parameter j
+
+    def angles(self, values: np.ndarray) -> np.ndarray:
+        theta = values @ self.linear + self.offset
+        for g, fn in self.nonlinear:
+            theta[:, g] = fn(values)
+        return theta
+
+
+def _angle_table(rotations: Sequence[Rotation], num_parameters: int) -> AngleTable:
+    G, P = len(rotations), num_parameters
+    linear, offset = np.zeros((P, G)), np.zeros(G)
+    depends = np.zeros((G, P), dtype=bool)
+    nonlinear = []
+    for g, rot in enumerate(rotations):
+        angle = rot.angle
+        for j, _ in angle.partials:
+            depends[g, j] = True
+        if all(isinstance(f, Const) for _, f in angle.partials):
+            for j, f in angle.partials:
+                linear[j, g] += f.value
+            offset[g] = float(angle.value(np.zeros((1, P)))[0])
+        else:
+            nonlinear.append((g, angle.value))
+    return AngleTable({id(r): g for g, r in enumerate(rotations)}, linear, offset, tuple(nonlinear), depends)
+
+
+@dataclass(frozen=True)
+class ChainRule:
+    """d(angle_r)/d(parameter_j) for one layer's rotations that depend on parameters.
+
+    Constant partials (every angle the head circuits use is linear in the parameters) form the
+    matrix ``constant`` (R, P), so the chain rule is one matrix product; others are ``varying``
+    (r, j, partial), evaluated per call (the ZZ feature map's products of inputs).
+    """
+
+    rotations: tuple[Rotation, ...]
+    constant: np.ndarray
+    varying: tuple[tuple[int, int, Callable[[np.ndarray], np.ndarray]], ...]
+
+
+def _chain_rule(op, num_parameters: int) -> ChainRule | None:
+    rotations = tuple(r for r in op.rotations if r.angle.partials)
+    if not rotations:
+        return None
+    constant = np.zeros((len(rotations), num_parameters))
+    varying = []
+    for r, rot in enumerate(rotations):
+        for j, partial in rot.angle.partials:
+            if isinstance(partial, Const):
+                constant[r, j] += partial.value
+            else:
+                varying.append((r, j, partial))
+    return ChainRule(rotations, constant, tuple(varying))
+
+
+def _is_real(op) -> bool:
+    if op.kind == "perm":
+        return True
+    if op.kind == "diag":
+        return not op.rotations and (op.phase is None or np.isrealobj(op.phase))
+    if op.kind == "local":
+        return all(
+            (g.rotation is not None and g.rotation.name in _REAL_ROTATIONS)
+            or (g.matrix is not None and np.isrealobj(g.matrix))
+            for g in op.gates
+        )
+    return (op.rotation is not None and op.rotation.name in _REAL_ROTATIONS) or (
+        op.matrix is not None and np.isrealobj(op.matrix)
+    )
+

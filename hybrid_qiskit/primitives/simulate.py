@@ -1,0 +1,141 @@
+"""Forward simulation of a compiled program on a batch of parameter sets, and observables.
+
+States are arrays of shape ``(2**n, B, L)`` (see :mod:`.kernels`); the forward pass uses L = 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from qiskit.quantum_info import SparsePauliOp
+
+from .kernels import Batch, Buffers, apply_op, blas_threads
+from .layers import LocalLayer, Program
+
+
+def _first_column(gate, batch: Batch) -> np.ndarray:
+    """Column 0 of a gate's matrix, the gate applied to |0⟩: (2,) or (B, 2)."""
+    rot = gate.rotation
+    if rot is None:
+        return gate.matrix[:, 0]
+    if rot.name not in ("ry", "rx"):
+        return batch.matrix(rot, False)[..., :, 0]
+    half = np.asarray(batch.angle(rot)) / 2
+    c, s = np.cos(half), np.sin(half)
+    return np.stack([c, s if rot.name == "ry" else -1j * s], axis=-1)
+
+
+def _product_state(op: LocalLayer, batch: Batch, n: int, dtype) -> np.ndarray:
+    """The first layer applied to |0…0⟩: ⊗_q (column 0 of gate q), shape (N, B, 1)."""
+    B = batch.values.shape[0]
+    cols = {g.qubit: _first_column(g, batch) for g in op.gates}
+    state = np.ones((1, B), dtype=dtype)
+    for q in range(n):
+        col = cols.get(q)
+        if col is None:
+            state = np.concatenate([state, np.zeros_like(state)])
+        else:
+            col = col.T if col.ndim == 2 else col[:, None]  # (2, B) or (2, 1)
+            state = (col[:, None, :] * state[None]).reshape(2 * state.shape[0], B)
+    return np.ascontiguousarray(state).reshape(1 << n, B, 1)  # (2, B) columns come transposed
+
+
+def evolve(program: Program, batch: Batch) -> np.ndarray:
+    """Final states (N, B, 1) from |0…0⟩."""
+    n = program.num_qubits
+    B = batch.values.shape[0]
+    dtype = float if program.is_real else complex
+    ops = program.ops
+    if ops and ops[0].kind == "local":
+        state, ops = _product_state(ops[0], batch, n, dtype), ops[1:]
+    else:
+        state = np.zeros((1 << n, B, 1), dtype=dtype)
+        state[0] = 1.0
+    bufs = Buffers(state.shape, dtype)
+    for op in ops:
+        state = apply_op(state, op, batch, False, bufs)
+    return state
+
+
+def as_values(program: Program, values) -> np.ndarray:
+    values = np.ascontiguousarray(values, dtype=float)
+    P = len(program.parameters)
+    if P == 0:  # (rows, 0): reshape(-1, 0) cannot tell the row count
+        return values.reshape(values.shape[0] if values.ndim > 1 else 1, 0)
+    return values.reshape(-1, P)
+
+
+def simulate(program: Program, values: np.ndarray) -> np.ndarray:
+    """Final states (2**n, B) from |0…0⟩, one column per row of ``values`` (B, P).
+
+    The circuit's global phase (and any a transpilation to the native gates adds) is left
+    out: it changes no expectation value.
+    """
+    values = as_values(program, values)
+    with blas_threads():
+        state = evolve(program, Batch(program, values))
+    return state.reshape(state.shape[0], state.shape[1])
+
+
+# --------------------------------------------------------------------------- observables
+
+
+class CompiledObservable:
+    """An observable ready to act on batches of states: a diagonal vector when it is made only
+    of I/Z Paulis (the QNN's default readout), else a sparse matrix."""
+
+    def __init__(self, op: SparsePauliOp):
+        op = op.simplify(atol=0)
+        self.num_qubits = op.num_qubits
+        # A sum of Paulis (each Hermitian, phases folded into the coefficients) is Hermitian
+        # exactly when its coefficients are real.
+        self.hermitian = bool(np.allclose(np.imag(op.coeffs), 0))
+        if not np.any(op.paulis.x):
+            # ⟨b|Z-string|b⟩ = (-1)^{popcount(b & zmask)}
+            idx = np.arange(1 << op.num_qubits)
+            diag = np.zeros(idx.shape, dtype=complex)
+            for zbits, coeff in zip(op.paulis.z, op.coeffs):
+                parity = np.zeros(idx.shape, dtype=np.int64)
+                for q in np.flatnonzero(zbits):
+                    parity ^= (idx >> q) & 1
+                diag += coeff * (1 - 2 * parity)
+            self.diag = diag.real.copy() if np.allclose(diag.imag, 0) else diag
+            self.matrix = None
+        else:
+            self.diag = None
+            self.matrix = op.to_matrix(sparse=True).tocsr()
+
+    def apply(self, states: np.ndarray) -> np.ndarray:
+        """O|ψ⟩ for states (N, B)."""
+        if self.diag is not None:
+            return states * self.diag[:, None]
+        return self.matrix @ states
+
+    def expectation(self, states: np.ndarray) -> np.ndarray:
+        """⟨ψ|O|ψ⟩ for states (N, B): shape (B,), real part (observables are Hermitian)."""
+        with blas_threads():
+            if self.diag is not None:
+                return np.real(self.diag) @ _probabilities(states)
+            return np.einsum("ib,ib->b", states.conj(), self.apply(states)).real
+
+
+def _probabilities(states: np.ndarray) -> np.ndarray:
+    if np.iscomplexobj(states):
+        return states.real**2 + states.imag**2
+    return states**2
+
+
+def expectations(states: np.ndarray, observables: Sequence[CompiledObservable]) -> np.ndarray:
+    """⟨ψ_b|O_k|ψ_b⟩ for states (N, B): shape (K, B). Diagonal observables share one product."""
+    out = np.empty((len(observables), states.shape[1]))
+    diag = [k for k, o in enumerate(observables) if o.diag is not None]
+    with blas_threads():
+        if diag:
+            table = np.stack([np.real(observables[k].diag) for k in diag])
+            out[diag] = table @ _probabilities(states)
+        for k, o in enumerate(observables):
+            if o.diag is None:
+                out[k] = o.expectation(states)
+    return out
+
