@@ -123,7 +123,9 @@ def _finalized(handle):
     """The runtime estimator's finalized options (resilience-level defaults applied), or None."""
     options = getattr(handle.estimator, "options", None)
     try:
-        from qiskit_ibm_runtime.executor_estimator.finalize_options import finalize_estimator_options
+        from qiskit_ibm_runtime.executor_estimator.finalize_options import (
+            finalize_estimator_options,
+        )
         from qiskit_ibm_runtime.options_models.estimator import EstimatorOptions
     except ImportError:
         return None

@@ -30,12 +30,12 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
 import socket
 import sqlite3
-import functools
 import tempfile
 import time
 from contextlib import contextmanager

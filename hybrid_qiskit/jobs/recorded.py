@@ -109,8 +109,8 @@ def may_hide_orphans(ledger: Ledger, sid: str) -> bool:
     return any(j.get("claimed_by") and j["job_id"] not in replaced for j in jobs)
 
 
-def adopt_orphans(ledger: Ledger, sub: dict[str, Any], services: dict, say: Say) -> list[str]:
-    """Record the submission's tagged IBM Quantum jobs that the ledger lacks; their ids.
+def find_orphans(ledger: Ledger, sub: dict[str, Any], services: dict, say: Say) -> list[dict[str, Any]]:
+    """The submission's tagged IBM Quantum jobs that the ledger lacks (nothing is written).
 
     Raises:
         HybridQiskitError: the service cannot be reached or asked.
@@ -122,7 +122,7 @@ def adopt_orphans(ledger: Ledger, sub: dict[str, Any], services: dict, say: Say)
     except Exception as exc:
         raise HybridQiskitError(f"could not ask IBM Quantum for the jobs of submission {sid}: {one_line(exc)}") from None
     known = {j["job_id"] for j in ledger.jobs()}
-    adopted = []
+    orphans = []
     for job in sorted(found, key=lambda j: str(getattr(j, "creation_date", "") or "")):
         jid = job.job_id()
         if jid in known:
@@ -131,14 +131,28 @@ def adopt_orphans(ledger: Ledger, sub: dict[str, Any], services: dict, say: Say)
         if rows is None:
             say(f"warning: IBM Quantum job {jid} carries submission {sid}'s tag but no rows; left alone")
             continue
-        status = status_name(job.status())
-        ledger.add_job(jid, sid, rows, remote=True, status=status if status in ("QUEUED", "RUNNING") else "SUBMITTED",
-                       replaces=replaces,
+        orphans.append({"job_id": jid, "rows": rows, "replaces": replaces, "status": status_name(job.status())})
+    return orphans
+
+
+def adopt_orphans(ledger: Ledger, sub: dict[str, Any], services: dict, say: Say,
+                  orphans: list[dict[str, Any]] | None = None) -> list[str]:
+    """Record the submission's tagged IBM Quantum jobs that the ledger lacks; their ids.
+
+    Raises:
+        HybridQiskitError: the service cannot be reached or asked.
+    """
+    sid = sub["submission_id"]
+    if orphans is None:
+        orphans = find_orphans(ledger, sub, services, say)
+    for o in orphans:
+        jid, rows, replaces = o["job_id"], o["rows"], o["replaces"]
+        status = o["status"] if o["status"] in ("QUEUED", "RUNNING") else "SUBMITTED"
+        ledger.add_job(jid, sid, rows, remote=True, status=status, replaces=replaces,
                        replaced_reason=f"re-run as job {jid} (found at IBM Quantum by its tag)" if replaces else None)
         warning = index_add(jid, ledger.path.parent, sid)
         if warning:
             say(f"warning: {warning}")
         say(f"job {jid} (rows {rows[0]}-{rows[1] - 1}) was accepted by IBM Quantum but missing from the "
             f"ledger; found by its tag and recorded")
-        adopted.append(jid)
-    return adopted
+    return [o["job_id"] for o in orphans]
