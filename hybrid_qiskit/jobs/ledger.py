@@ -261,9 +261,9 @@ def _connect_readonly(path: Path, tables: tuple[str, ...]) -> sqlite3.Connection
         try:
             _check(conn, path, tables)
             return conn
-        except sqlite3.OperationalError as exc:
+        except sqlite3.OperationalError:
             conn.close()
-            if "unable to open" not in str(exc) or "immutable" in flags:
+            if "immutable" in flags:  # SQLITE_CANTOPEN or READONLY_CANTINIT: no WAL index possible
                 raise
         except BaseException:
             conn.close()
