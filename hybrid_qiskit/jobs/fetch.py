@@ -131,6 +131,7 @@ def _visit_run(rdir: str, ids: list[str], state: _Fetch) -> None:
         subs = set(ledger.submission_ids())
     for sid in sorted(subs):
         _adopt(rdir, ledger, sid, state)
+        _check_client(ledger, sid, state)
     rows = [_follow(ledger, i, state) for i in ids] if ids else _open_jobs(ledger, rdir, state.rerun, state)
     for row in rows:
         _visit(rdir, ledger, row, state)
@@ -148,6 +149,21 @@ def _adopt(rdir: str, ledger: Ledger, sid: str, state: _Fetch) -> None:
     except HybridQiskitError as exc:
         state.say(f"warning: submission {sid}: {exc}")
     state.touched.setdefault(rdir, set()).add(sid)
+
+
+def _check_client(ledger: Ledger, sid: str, state: _Fetch) -> None:
+    """IBM Quantum results are post-processed here, by this qiskit-ibm-runtime's decoders: say so
+    when it is not the version the submission was made with."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    then = ledger.submission(sid).get("runtime_version")
+    try:
+        installed = version("qiskit-ibm-runtime")
+    except PackageNotFoundError:
+        return
+    if then and then != installed and any(j["remote"] and j["status"] != "DONE" for j in ledger.jobs(sid)):
+        state.say(f"note: submission {sid} was made with qiskit-ibm-runtime {then}; its results are decoded "
+                  f"with {installed}, installed here")
 
 
 def _credentialed(sub: dict) -> bool:
