@@ -53,6 +53,17 @@ class BackendHandle:
     device: Any = None
     description: dict = field(default_factory=dict)
 
+    def close(self) -> None:
+        """Close the Session / Batch the estimator runs in, if any: its queued jobs still run,
+        no new ones are accepted, and a session stops holding the QPU. Safe to call twice; a
+        no-op for simulators. Whoever builds a handle closes it, on error paths too."""
+        mode = getattr(self.estimator, "mode", None)
+        if mode is None or not callable(getattr(mode, "close", None)):
+            return
+        if getattr(mode, "_active", True) is False:  # already closed
+            return
+        mode.close()
+
 
 @dataclass(frozen=True)
 class BackendSpec:

@@ -11,10 +11,14 @@ Credentials come from ``QISKIT_IBM_TOKEN`` (with ``QISKIT_IBM_INSTANCE``, ``QISK
 or the saved account (``~/.qiskit/qiskit-ibm.json``); they are read only when this factory runs.
 Without them the factory raises :class:`MissingCredentialsError` saying how to save one.
 
-For a later jobs module: ``handle.estimator.backend()`` is the ``IBMBackend`` (its ``.service``
-fetches jobs with ``service.job(job_id)``), ``handle.estimator.mode`` the open Session / Batch
-(None in job mode; close it when done), and :func:`runtime_service` rebuilds a service from the
-``instance`` / ``channel`` recorded in the description.
+For the jobs module: ``handle.device`` is the ``IBMBackend`` (its configuration gives the
+repetition delay for cost estimates), ``handle.estimator.mode`` the open Session / Batch (None in
+job mode; ``handle.close()`` closes it, on error paths too), and :func:`runtime_service` rebuilds
+a service from the ``instance`` / ``channel`` recorded in the description.
+
+Open Plan accounts cannot open sessions (and a batch lives at most 10 minutes there):
+``mode="session"`` on such an account is refused in one line that suggests ``batch``, before
+anything is sent.
 """
 
 from __future__ import annotations
@@ -115,11 +119,17 @@ def runtime_handle(
         raise HybridQiskitError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     dd = _dd_sequence(dynamical_decoupling)
 
-    execution = {
-        "job": lambda: backend,
-        "session": lambda: Session(backend=backend),
-        "batch": lambda: Batch(backend=backend),
-    }[mode]()
+    try:
+        execution = {
+            "job": lambda: backend,
+            "session": lambda: Session(backend=backend),
+            "batch": lambda: Batch(backend=backend),
+        }[mode]()
+    except Exception as exc:  # the service refused to open it: one line, with the way out
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = ("; Open Plan accounts cannot open sessions: use --mode batch (or job)" if mode == "session"
+                else "; try --mode job")
+        raise HybridQiskitError(f"could not open a {mode} on {backend.name}: {first}{hint}") from None
     precision = shots_precision(shots)
     estimator = Estimator(mode=execution)
     options = estimator.options
@@ -168,6 +178,19 @@ def runtime_handle(
     )
 
 
+def _plan_of(service, backend) -> str | None:
+    """The plan ("open", "premium", ...) of the instance a backend belongs to, if the service
+    says; None when it cannot tell (then the session request itself decides)."""
+    try:
+        instance = getattr(backend, "_instance", None) or service.active_instance()
+        for inst in service.instances():
+            if instance in (inst.get("crn"), inst.get("name")):
+                return inst.get("plan")
+    except Exception:  # noqa: BLE001 - unknown plan: do not block, the service will answer
+        return None
+    return None
+
+
 @register_backend(
     "ibm_runtime",
     summary="IBM Quantum QPU via qiskit-ibm-runtime (executor Estimator; job/session/batch)",
@@ -208,6 +231,13 @@ def ibm_runtime(
             f"no IBM Quantum backend {device or '(least busy)'}: {str(exc).splitlines()[0]}"
         ) from None
     account = service.active_account() or {}
+    if mode == "session":
+        plan = _plan_of(service, backend)
+        if plan is not None and "open" in plan.lower():
+            raise HybridQiskitError(
+                f"--mode session is not available on the Open Plan (instance {account.get('instance') or '?'}); "
+                "use --mode batch (jobs grouped, at most 10 minutes on the Open Plan) or --mode job"
+            )
     return runtime_handle(
         "ibm_runtime",
         backend,

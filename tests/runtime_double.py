@@ -13,7 +13,11 @@ the same client-side post-processing a hardware result goes through; the result 
 
 Job states follow a per-job script (``QUEUED``, ``RUNNING``, ``DONE`` ... one step per
 ``status()`` call, the last one sticking); tests rewrite it with :func:`set_script` to release,
-fail or cancel a job. It leans on runtime internals (``IBMBackend`` fields, the params
+fail or cancel a job. ``service.jobs(job_tags=[...])`` answers from the stored jobs' tags, as the
+service filters them. :func:`set_behaviour` makes the service refuse jobs after a number of
+accepted ones (a chunk failing mid-submission), kill the submitting process right after it
+accepted a job (the crash window before the ledger write), or put the account on the Open Plan
+(``instances()`` reports plan ``open``). It leans on runtime internals (``IBMBackend`` fields, the params
 converters), acceptable for a double; the ``hardware`` tests cover the real service.
 
 ``tests/jobs_helper.py`` installs it in a subprocess (``--fake-runtime STORE``).
@@ -24,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +56,29 @@ def set_script(store: Path, job_id: str | None, script: list[str], error: str | 
     _write(store / f"{job_id}.json", state)
 
 
+def set_behaviour(store: Path, *, refuse_after: int | None = None, refusal: str = "Error code 1217; job refused",
+                  die_after: int | None = None, plan: str = "premium", least_busy: str = "fake_manila") -> None:
+    """How the service behaves from now on: refuse every job after ``refuse_after`` accepted
+    ones; ``os._exit`` the submitting process just after accepting job number ``die_after``
+    (counting every job accepted through this store); the account's plan; the device that
+    ``least_busy`` answers."""
+    store = Path(store)
+    store.mkdir(parents=True, exist_ok=True)
+    _write(store / "behaviour.json", {"refuse_after": refuse_after, "refusal": refusal, "die_after": die_after,
+                                      "plan": plan, "least_busy": least_busy})
+
+
+def _behaviour(store: Path) -> dict:
+    path = Path(store) / "behaviour.json"
+    return json.loads(path.read_text()) if path.exists() else {"plan": "premium"}
+
+
+def accepted(store: Path) -> list[str]:
+    """Ids of every job the service accepted, oldest first."""
+    log = Path(store) / "accepted.log"
+    return log.read_text().split() if log.exists() else []
+
+
 def calls(store: Path) -> list[str]:
     """Every ``service.job(id)`` call made so far (one id per line)."""
     log = Path(store) / "job_calls.log"
@@ -70,22 +98,53 @@ class FakeRuntimeService:
     def active_account(self) -> dict:
         return dict(ACCOUNT)
 
+    def active_instance(self) -> str:
+        return ACCOUNT["instance"]
+
+    def instances(self) -> list[dict]:
+        return [{"crn": ACCOUNT["instance"], "plan": _behaviour(self.store).get("plan", "premium"), "name": "fake"}]
+
     def backend(self, name: str):
         return _fake_ibm_backend(name, self)
 
     def least_busy(self, **_):
-        return self.backend("fake_manila")
+        return self.backend(_behaviour(self.store).get("least_busy", "fake_manila"))
 
-    def _run(self, *, program_id, options, inputs, calibration_id=None, dry_run=False):
+    def _run(self, *, program_id, options, inputs, calibration_id=None, dry_run=False, session_id=None, **_):
         """Where the client POSTs a job: keep its inputs, hand back a job."""
+        behaviour = _behaviour(self.store)
+        taken = accepted(self.store)
+        if behaviour.get("refuse_after") is not None and len(taken) >= behaviour["refuse_after"]:
+            from qiskit_ibm_runtime.exceptions import IBMRuntimeError
+
+            raise IBMRuntimeError(f"Failed to run program: {behaviour['refusal']}")
         job_id = "d" + uuid.uuid4().hex[:19]  # IBM job ids are 20 characters
         default_path = self.store / "default.json"
         default = json.loads(default_path.read_text()) if default_path.exists() else {"script": DEFAULT_SCRIPT}
         (self.store / f"{job_id}.inputs.json").write_text(json.dumps(inputs))
-        _write(self.store / f"{job_id}.json", {"backend": options["backend"], "tags": options.get("job_tags", []),
+        _write(self.store / f"{job_id}.json", {"backend": options["backend"], "tags": options.get("job_tags") or [],
                                                "program_id": program_id, "script": default["script"], "calls": 0,
-                                               "error": default.get("error")})
+                                               "error": default.get("error"), "session_id": session_id,
+                                               "created": datetime.now(UTC).isoformat()})
+        with open(self.store / "accepted.log", "a") as fh:
+            fh.write(job_id + "\n")
+        if behaviour.get("die_after") is not None and len(taken) + 1 == behaviour["die_after"]:
+            os._exit(137)  # killed after the service accepted the job, before the client heard back
         return FakeRuntimeJob(self, job_id)
+
+    def jobs(self, limit=10, skip=0, backend_name=None, pending=None, program_id=None, instance=None,
+             job_tags=None, session_id=None, created_after=None, created_before=None, descending=True, **_):
+        """The stored jobs carrying every tag in ``job_tags`` (newest first, like the service)."""
+        out = []
+        for job_id in accepted(self.store):
+            state = json.loads((self.store / f"{job_id}.json").read_text())
+            if job_tags and not set(job_tags) <= set(state["tags"]):
+                continue
+            if backend_name and state["backend"] != backend_name:
+                continue
+            out.append(FakeRuntimeJob(self, job_id))
+        out = out[::-1] if descending else out
+        return out[skip:] if limit is None else out[skip:skip + limit]
 
     def job(self, job_id: str):
         from qiskit_ibm_runtime.exceptions import RuntimeJobNotFound
@@ -107,6 +166,14 @@ class FakeRuntimeJob:
 
     def job_id(self) -> str:
         return self._job_id
+
+    @property
+    def tags(self) -> list:
+        return list(self._state()["tags"])
+
+    @property
+    def creation_date(self):
+        return datetime.fromisoformat(self._state()["created"])
 
     def _state(self) -> dict:
         return json.loads((self.service.store / f"{self._job_id}.json").read_text())

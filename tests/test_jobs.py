@@ -403,6 +403,383 @@ def test_clear_one_line_errors(tiny_run, tmp_path, capsys):
         assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], (argv, err)
 
 
+# ------------------------------------------------------------------ the cost before anything is sent
+def _head_pub(tiny_run, handle, rows: int):
+    from hybrid_qiskit.checkpoints import load_checkpoint, restore_model
+    from hybrid_qiskit.jobs.pubs import head_pub
+
+    model = restore_model(load_checkpoint(tiny_run / "model.pt"), handle)
+    angles = np.random.default_rng(0).uniform(0.1, 3.0, (rows, 4))
+    return head_pub(model, angles)
+
+
+def test_cost_plan_counts_mitigation_and_estimates_qpu_time(tiny_run):
+    """Executions per row and per job come from the runtime's own preparation: TREX adds a fixed
+    set of calibration circuits per job, ZNE (1, 3, 5) triples the executions and folds the
+    two-qubit gates 9x; QPU time is executions x (rep delay + circuit + readout)."""
+    from backends import create_backend
+    from hybrid_qiskit.jobs.cost import max_rows_per_job, overheads, plan_for, two_qubit_gates
+
+    plans = {}
+    for level in (0, 1, 2):
+        handle = create_backend("ibm_local", device="fake_manila", shots=1024, resilience_level=level, seed=1)
+        pub = _head_pub(tiny_run, handle, 100)
+        ov = overheads(handle, pub)
+        plans[level] = (ov, plan_for(handle, pub, [(0, 50), (50, 100)], ov), max_rows_per_job(ov))
+        base_2q = two_qubit_gates(pub.circuit)
+    (ov0, p0, rows0), (ov1, p1, _), (ov2, p2, rows2) = plans[0], plans[1], plans[2]
+    assert (ov0.executions_per_row, ov0.executions_per_job, ov0.circuits_per_row) == (1024, 0, 1)
+    assert p0.executions == 100 * 1024 and p0.jobs == 2 and p0.rows == 100 and p0.circuits == 100
+    assert p0.rep_delay_us == pytest.approx(250.0)  # fake_manila's configured default_rep_delay
+    assert 250 < p0.shot_us < 270 and p0.qpu_seconds == pytest.approx(p0.executions * p0.shot_us * 1e-6)
+    assert ov1.executions_per_row == 1024 and ov1.executions_per_job > 0 and "TREX" in ov1.mitigation
+    assert p1.executions == 100 * 1024 + 2 * ov1.executions_per_job
+    assert ov2.executions_per_row == 3 * 1024 and ov2.zne_factors == (1.0, 3.0, 5.0)
+    assert ov2.two_qubit_per_row == 9 * base_2q and "ZNE" in ov2.mitigation
+    assert p2.overhead > 3.0 and rows2 < rows0  # chunks shrink with the folded gates
+    assert "estimated QPU time" in "\n".join(p2.lines())
+
+
+def test_cost_plan_on_heron_matches_the_rule_of_thumb(tiny_run):
+    """2,000 images at 1,024 shots on a Heron (250 us repetition delay): about 8.5 QPU-minutes."""
+    from backends import create_backend
+    from hybrid_qiskit.jobs.cost import plan_for
+    from hybrid_qiskit.jobs.pubs import chunks
+
+    handle = create_backend("ibm_local", device="fake_fez", shots=1024, resilience_level=0, seed=1)
+    pub = _head_pub(tiny_run, handle, 2000)
+    plan = plan_for(handle, pub, chunks(2000, 1000))
+    assert plan.executions == 2000 * 1024
+    assert 8.4 * 60 < plan.qpu_seconds < 8.9 * 60, plan.lines()
+
+
+@pytest.fixture
+def service(tmp_path, monkeypatch):
+    """The IBM Quantum test double, its store, and this test's own job index."""
+    store = tmp_path / "service"
+    runtime_double.install(store, monkeypatch)
+    monkeypatch.setenv("HYBRID_QISKIT_HOME", str(tmp_path / "home"))
+    return store
+
+
+def ibm_args(run: Path, *extra: str) -> list[str]:
+    return ["submit", str(run), "--backend", "ibm_runtime", *DEVICE, "--shots", "500", *extra]
+
+
+def test_dry_run_prints_the_plan_and_sends_nothing(tiny_run, tmp_path, service, capsys):
+    run = copy_run(tiny_run, tmp_path / "run")
+    assert main(ibm_args(run, "--samples", "6", "--max-rows", "2", "--dry-run")) == 0
+    out = capsys.readouterr().out
+    assert "plan: 3 job(s), 6 PUB row(s)" in out and "estimated QPU time" in out and "dry run: nothing sent" in out
+    assert runtime_double.accepted(service) == [] and not (run / "jobs.sqlite").exists()
+
+
+def test_a_plan_above_the_threshold_asks_first(tiny_run, tmp_path, service, capsys):
+    from hybrid_qiskit.jobs import submit
+
+    run = copy_run(tiny_run, tmp_path / "run")
+    assert main(ibm_args(run, "--samples", "2", "--confirm-above", "0")) == 2  # no terminal to ask on
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "above --confirm-above 0 min" in err[0] and "--yes" in err[0]
+    asked = []
+    outcome = submit.submit(run, backend="ibm_runtime", settings={"device": "fake_manila", "shots": 500}, samples=2,
+                            confirm_above=0, confirm=lambda plan: asked.append(plan) or False)
+    assert not outcome.sent and len(asked) == 1 and asked[0].jobs == 1
+    assert runtime_double.accepted(service) == []
+    assert main(ibm_args(run, "--samples", "2", "--confirm-above", "0", "--yes")) == 0
+    assert len(runtime_double.accepted(service)) == 1
+
+
+# ------------------------------------------------------------------ no job orphaned
+def test_a_chunk_refused_mid_submission_then_the_rest_resumed(tiny_run, tmp_path, service, capsys):
+    run = copy_run(tiny_run, tmp_path / "run")
+    runtime_double.set_behaviour(service, refuse_after=1)
+    assert main(ibm_args(run, "--samples", "6", "--max-rows", "2")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "submitting rows 2-3 failed" in err[0] and "1 job(s) already accepted" in err[0]
+    with Ledger.for_run(run) as ledger:
+        (sid,) = ledger.submission_ids()
+        assert ledger.unsubmitted(sid) == [(2, 4), (4, 6)]
+    assert f"--resume {sid}" in err[0]
+
+    assert main(["jobs", str(run)]) == 0
+    listing = capsys.readouterr().out
+    assert listing.count("NOT SUBMITTED") == 2 and f"--resume {sid}" in listing
+    runtime_double.set_script(service, runtime_double.accepted(service)[0], ["DONE"])
+    assert main(["fetch", "--all-pending"]) == 1  # not "nothing to fetch": rows have no job
+    out = capsys.readouterr().out
+    assert "never submitted" in out and f"submit {run.resolve()} --resume {sid}" in out
+    assert "nothing to fetch" not in out
+
+    runtime_double.set_behaviour(service)  # the service takes jobs again
+    runtime_double.set_script(service, None, ["DONE"])
+    assert main(["submit", str(run), "--resume", sid, "--wait", "--poll", "0.01"]) == 0
+    out = capsys.readouterr().out
+    assert "resuming 4 unsubmitted row(s) in 2 job(s)" in out and "accuracy" in out
+    with Ledger.for_run(run) as ledger:
+        assert ledger.unsubmitted(sid) == [] and [j["status"] for j in ledger.jobs()] == ["DONE"] * 3
+    assert len(runtime_double.accepted(service)) == 3
+    assert (run / "jobs" / sid / "predictions.csv").exists()
+    assert main(["submit", str(run), "--resume", sid]) == 0
+    assert "nothing to resume" in capsys.readouterr().out
+
+
+def test_a_job_accepted_just_before_a_crash_is_adopted_by_its_tag(tiny_run, tmp_path, service, capsys):
+    """The submitting process dies right after the service accepted its second job, before the
+    ledger write. `fetch` (and `jobs`) find that job by the submission's tag and record it;
+    `submit --resume` then sends only the rows that truly have no job."""
+    run = copy_run(tiny_run, tmp_path / "run")
+    runtime_double.set_behaviour(service, die_after=2)
+    runtime_double.set_script(service, None, ["DONE"])
+    proc = spawn(tmp_path / "home", "--fake-runtime", str(service), "--",
+                 *ibm_args(run, "--samples", "6", "--max-rows", "2"))
+    output = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 137, output
+    accepted = runtime_double.accepted(service)
+    assert len(accepted) == 2 and [r[0] for r in ledger_rows(run)] == accepted[:1]
+    runtime_double.set_behaviour(service)
+
+    listed = copy_run(run, tmp_path / "listed")  # `jobs` adopts too (in a copy of the run)
+    assert main(["jobs", str(listed)]) == 0
+    out = capsys.readouterr().out
+    assert f"job {accepted[1]} (rows 2-3) was accepted by IBM Quantum but missing from the ledger" in out
+    assert [r[0] for r in ledger_rows(listed)] == accepted
+
+    assert main(["fetch", "--run-dir", str(run)]) == 1  # adopts, fetches; rows 4-5 still have no job
+    out = capsys.readouterr().out
+    assert "found by its tag and recorded" in out and "--resume" in out
+    with Ledger.for_run(run) as ledger:
+        (sid,) = ledger.submission_ids()
+        assert [j["job_id"] for j in ledger.jobs()] == accepted and ledger.unsubmitted(sid) == [(4, 6)]
+    assert main(["submit", str(run), "--resume", sid, "--wait", "--poll", "0.01"]) == 0
+    assert len(runtime_double.accepted(service)) == 3  # rows 2-3 were not sent twice
+    assert (run / "jobs" / sid / "predictions.csv").exists()
+
+
+def test_rerun_stays_on_the_recorded_device(tiny_run, tmp_path, service, capsys):
+    """Submitted without --device (least busy: fake_manila); when the least busy QPU is another
+    one later, --rerun still sends the ISA circuit to fake_manila."""
+    run = copy_run(tiny_run, tmp_path / "run")
+    runtime_double.set_script(service, None, ["ERROR"], error="Error code 1517; calibration")
+    assert main(["submit", str(run), "--backend", "ibm_runtime", "--shots", "500", "--samples", "4",
+                 "--wait", "--poll", "0.01"]) == 1
+    (failed,) = runtime_double.accepted(service)
+    with Ledger.for_run(run) as ledger:
+        sub = ledger.submission(ledger.submission_ids()[0])
+    assert sub["device"] == sub["backend_name"] == "fake_manila" and "device" not in sub["settings"]
+    assert sub["runtime_version"] == __import__("qiskit_ibm_runtime").__version__ and sub["calibrated_at"]
+    capsys.readouterr()
+
+    runtime_double.set_behaviour(service, least_busy="fake_quito")
+    runtime_double.set_script(service, None, ["DONE"])
+    assert main(["fetch", "--rerun", failed, "--wait", "--poll", "0.01"]) == 0
+    assert "as recorded" in capsys.readouterr().out
+    (_, new) = runtime_double.accepted(service)
+    state = json.loads((service / f"{new}.json").read_text())
+    assert state["backend"] == "fake_manila" and f"hybrid-qiskit-replaces-{failed}" in state["tags"]
+    assert main(["fetch", "--rerun", new]) == 0
+    assert f"job {new} is already DONE; --rerun sends nothing" in capsys.readouterr().out
+    assert len(runtime_double.accepted(service)) == 2
+
+
+def test_sessions_and_batches_are_closed_on_error_paths(tiny_run, tmp_path, service, monkeypatch, capsys):
+    from qiskit_ibm_runtime import Session
+
+    import hybrid_qiskit.jobs.submit as submit_module
+    from hybrid_qiskit.errors import HybridQiskitError
+
+    closed = []
+    original = Session.close
+    monkeypatch.setattr(Session, "close", lambda self: closed.append(type(self).__name__) or original(self))
+    run = copy_run(tiny_run, tmp_path / "run")
+
+    def broken(*args):
+        raise HybridQiskitError("the head could not be built")
+
+    with monkeypatch.context() as m:  # preparation fails after the handle (and its Batch) exist
+        m.setattr(submit_module, "_head", broken)
+        assert main(ibm_args(run, "--samples", "4", "--mode", "batch")) == 2
+    assert closed == ["Batch"]
+    runtime_double.set_behaviour(service, refuse_after=0)  # the service refuses the first job
+    assert main(ibm_args(run, "--samples", "4", "--mode", "batch")) == 2
+    assert closed == ["Batch", "Batch"]
+    assert main(ibm_args(run, "--samples", "4", "--mode", "session", "--dry-run")) == 0  # dry run: closed too
+    assert closed == ["Batch", "Batch", "Session"]
+    capsys.readouterr()
+
+    runtime_double.set_behaviour(service, plan="open")
+    assert main(ibm_args(run, "--samples", "4", "--mode", "session")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Open Plan" in err[0] and "--mode batch" in err[0]
+    assert runtime_double.accepted(service) == []
+
+
+def test_local_jobs_of_one_submission_run_in_a_bounded_pool(tiny_run, tmp_path, monkeypatch, capsys):
+    import hybrid_qiskit.jobs.submit as submit_module
+    import hybrid_qiskit.jobs.tracking as tracking
+
+    run = copy_run(tiny_run, tmp_path / "run")
+    monkeypatch.setattr(submit_module, "LOCAL_WORKERS", 2)
+    finished, in_flight = [], []
+    collect, send = tracking.collect, submit_module._Sender.one
+    monkeypatch.setattr(tracking, "collect", lambda *a: finished.append(a[1]) or collect(*a))
+
+    def one(self, a, b):
+        in_flight.append(len(self.ids) - len(finished) + 1)
+        return send(self, a, b)
+
+    monkeypatch.setattr(submit_module._Sender, "one", one)
+    assert main(submit_args(run, "--samples", "12", "--max-rows", "2", "--shots", "200")) == 0
+    assert len(in_flight) == 6 and max(in_flight) <= 2
+    assert [r[1] for r in ledger_rows(run)] == ["DONE"] * 6
+
+
+# ------------------------------------------------------------------ damaged, read-only, concurrent
+def test_a_read_only_run_directory_is_listed(fleet, tmp_path):
+    """As a user who cannot write the folder (root drops to `nobody` for this)."""
+    import tempfile
+
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("root without setpriv cannot test a read-only folder")
+        prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    else:
+        prefix = []
+    base = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        run = base / "run"
+        run.mkdir()
+        shutil.copy(fleet.run / "jobs.sqlite", run / "jobs.sqlite")
+        for path in (run / "jobs.sqlite", run, base):
+            path.chmod(0o444 if path.is_file() else 0o555)
+        before = sorted(os.listdir(run))
+        proc = subprocess.run([*prefix, sys.executable, "-m", "hybrid_qiskit.cli", "jobs", str(run), "--json"],
+                              cwd=REPO, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "HYBRID_QISKIT_HOME": str(base)})
+        assert proc.returncode == 0, proc.stderr
+        assert len([r for r in json.loads(proc.stdout) if r["job_id"]]) == len(ledger_rows(fleet.run)) >= 4
+        assert sorted(os.listdir(run)) == before
+    finally:
+        for path in (base, base / "run"):
+            path.chmod(0o755)
+        shutil.rmtree(base)
+
+
+def test_damaged_or_empty_ledgers_and_index_are_one_line_and_never_replaced(tiny_run, tmp_path, monkeypatch, capsys):
+    from hybrid_qiskit.jobs.ledger import index_add
+
+    monkeypatch.setenv("HYBRID_QISKIT_HOME", str(tmp_path / "home"))
+    good, empty, junk = (tmp_path / name for name in ("good", "empty", "junk"))
+    for run in (good, empty, junk):
+        run.mkdir()
+        with Ledger.for_run(run) as ledger:
+            ledger.add_submission(fake_submission(f"s-{run.name}"))
+            ledger.add_job(f"job-{run.name}", f"s-{run.name}", (0, 3), remote=False, status="DONE")
+        assert index_add(f"job-{run.name}", run, f"s-{run.name}") is None
+    (empty / "jobs.sqlite").write_bytes(b"")
+    (junk / "jobs.sqlite").write_bytes(b"not a database, " * 100)
+    for run, what in ((empty, "empty (0 bytes)"), (junk, "damaged (file is not a database)")):
+        assert main(["jobs", str(run)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(run / "jobs.sqlite") in err[0] and what in err[0] and "move it aside" in err[0]
+    shutil.copytree(tiny_run, empty, ignore=shutil.ignore_patterns("*.png", "last.pt"), dirs_exist_ok=True)
+    assert main(["submit", str(empty), "--backend", "ibm_local", *DEVICE, "--shots", "100", "--samples", "2"]) == 2
+    assert "empty (0 bytes)" in capsys.readouterr().err
+    assert (empty / "jobs.sqlite").stat().st_size == 0  # never silently replaced
+
+    assert main(["jobs"]) == 1  # one bad ledger in the index: reported, the others listed
+    captured = capsys.readouterr()
+    assert "job-good" in captured.out and "SKIPPED" in captured.out
+    assert len(captured.err.strip().splitlines()) == 2 and "Traceback" not in captured.err
+    assert main(["fetch", "--all-pending"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.count("skipped ") == 2 and "Traceback" not in captured.out + captured.err
+
+    (tmp_path / "home" / "index.sqlite").write_bytes(b"\0" * 4096)
+    assert main(["jobs"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "index.sqlite" in err[0] and "not a usable job index" in err[0]
+
+
+def test_bad_numbers_are_one_line(tiny_run, tmp_path, capsys):
+    run = copy_run(tiny_run, tmp_path / "run")
+    cases = [
+        (submit_args(run, "--samples", "2", "--poll", "-1"), "--poll must be a positive number"),
+        (submit_args(run, "--samples", "2", "--poll", "nan"), "--poll must be a positive number"),
+        (["fetch", "--all-pending", "--poll", "-1"], "--poll must be a positive number"),
+        (["fetch", "--all-pending", "--poll", "nan"], "--poll must be a positive number"),
+        (submit_args(run, "--samples", "2", "--max-rows", "0"), "--max-rows must be at least 1, got 0"),
+        (submit_args(run, "--samples", "2", "--confirm-above", "nan"), "--confirm-above must be"),
+        (["submit", str(run), "--resume", "x", "--backend", "ibm_local"], "drop --backend"),
+    ]
+    for argv, expected in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expected in err[0], (argv, err)
+
+
+def test_two_processes_claiming_one_lost_job_get_it_once(tmp_path):
+    """The claim that makes two concurrent `fetch` re-run a lost job once: many processes try
+    at the same instant; exactly one wins, the others are told who holds it."""
+    path = tmp_path / "jobs.sqlite"
+    with Ledger(path) as ledger:
+        ledger.add_submission(fake_submission("s1"))
+        ledger.add_job("lost", "s1", (0, 3), remote=False, status="LOST")
+    script = (
+        "import sys, time\n"
+        "from hybrid_qiskit.jobs.ledger import Ledger\n"
+        "ledger = Ledger(sys.argv[1], create=False)\n"
+        "time.sleep(max(0, float(sys.argv[2]) - time.time()))\n"
+        "print(ledger.claim('lost'))\n"
+        "time.sleep(2)\n"  # stay alive: a live holder keeps its claim
+    )
+    start = str(time.time() + 3)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(path), start], cwd=REPO, stdout=subprocess.PIPE,
+                              text=True) for _ in range(4)]
+    answers = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert answers.count("None") == 1, answers
+    assert all("being re-run by process" in a for a in answers if a != "None")
+    with Ledger(path) as ledger:  # its holder is gone: the claim can be taken over
+        assert ledger.claim("lost") is None
+
+
+def test_fetch_leaves_a_lost_job_claimed_by_a_live_process_alone(tiny_run, tmp_path, monkeypatch, capsys):
+    import hybrid_qiskit.jobs.commands as commands
+    import hybrid_qiskit.jobs.tracking as tracking
+    from hybrid_qiskit.jobs.ledger import process_start_time
+
+    def ctrl_c(_):
+        raise KeyboardInterrupt
+
+    def leave(code):
+        raise SystemExit(code)
+
+    run = copy_run(tiny_run, tmp_path / "run")
+    monkeypatch.setattr(tracking, "time", SimpleNamespace(sleep=ctrl_c, monotonic=time.monotonic))
+    monkeypatch.setattr(commands.os, "_exit", leave)
+    with pytest.raises(SystemExit):
+        main(submit_args(run, "--samples", "4", "--shots", "200"))
+    monkeypatch.setattr(tracking, "time", time)
+    ((job_id, status, _),) = ledger_rows(run)
+    assert status == "LOST"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        conn = sqlite3.connect(run / "jobs.sqlite")
+        with conn:
+            conn.execute("UPDATE jobs SET claimed_by = ? WHERE job_id = ?",
+                         (f"{socket.gethostname()}:{other.pid}:{process_start_time(other.pid)}", job_id))
+        conn.close()
+        capsys.readouterr()
+        main(["fetch", job_id])
+        assert f"being re-run by process {other.pid}" in capsys.readouterr().out
+        assert len(ledger_rows(run)) == 1
+    finally:
+        other.kill()
+        other.wait()
+    assert main(["fetch", job_id]) == 0  # the holder died: this fetch takes the claim over
+    assert [r[1] for r in ledger_rows(run)] == ["LOST", "DONE"]
+
+
 # ------------------------------------------------------------------ real IBM Quantum
 @pytest.mark.hardware
 @pytest.mark.skipif(not os.environ.get("QISKIT_IBM_TOKEN"), reason="needs QISKIT_IBM_TOKEN")

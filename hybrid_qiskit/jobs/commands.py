@@ -1,8 +1,9 @@
 """The ``submit``, ``jobs`` and ``fetch`` commands (registered by ``hybrid_qiskit.cli``).
 
-Exit codes: 0 done (every requested result is in and decoded); 3 some jobs still queued or
-running (fetch them later); 1 some jobs failed or were cancelled (the reason is printed and in
-the ledger); 2 a usage error (one line); 130 interrupted (Ctrl-C) while waiting.
+Exit codes: 0 done (every requested result is in and decoded; a dry run; a declined plan);
+3 some jobs still queued or running (fetch them later); 1 some jobs failed or were cancelled (the
+reason is printed and in the ledger), some rows have no job (``submit --resume`` sends them), or
+a run's ledger was skipped as damaged; 2 a usage error (one line); 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -28,12 +29,19 @@ def register_cli(sub) -> None:
     p.add_argument("run_dir", help="a trained run directory (model.pt, config.json)")
     add_backend_flags(p)
     p.add_argument("--mode", choices=("job", "batch", "session"), help="IBM execution mode (default: job)")
-    p.add_argument("--samples", type=int, required=True, help="submit the first N images of the split")
+    p.add_argument("--samples", type=int, help="submit the first N images of the split")
     p.add_argument("--split", choices=("test", "val"), default="test")
     p.add_argument("--seed", type=int, help="transpiler/simulator seed (default: the run's)")
     p.add_argument("--max-rows", type=int, help="samples per job (default: sized to the service's job limits)")
     p.add_argument("--wait", action="store_true", help="wait for IBM Quantum jobs and fetch them (Ctrl-C stops waiting)")
     p.add_argument("--poll", type=float, help="seconds between status checks while waiting")
+    p.add_argument("--resume", metavar="SUBMISSION",
+                   help="send the rows of SUBMISSION that have no job (a submission interrupted part-way), "
+                        "on its recorded backend, device and settings")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and its estimated QPU time; send nothing")
+    p.add_argument("--yes", action="store_true", help="do not ask before sending a plan above --confirm-above")
+    p.add_argument("--confirm-above", type=float, metavar="MINUTES",
+                   help="ask before sending an IBM Quantum plan estimated above this many QPU-minutes (default: 1)")
     p.set_defaults(func=_submit)
 
     p = sub.add_parser("jobs", help="list submitted jobs and their status",
@@ -59,20 +67,25 @@ def register_cli(sub) -> None:
 # ------------------------------------------------------------------ handlers
 def _submit(args) -> int:
     from hybrid_qiskit.cli import backend_settings_from
-    from hybrid_qiskit.errors import HybridQiskitError
     from hybrid_qiskit.jobs import submit
 
-    if not args.backend:
-        raise HybridQiskitError("submit needs --backend: ibm_runtime (an IBM QPU) or ibm_local (a fake device, offline)")
     settings = {k: v for k, v in backend_settings_from(args).items() if v is not None}
     if args.mode:
         settings["mode"] = args.mode
     if args.seed is not None:
         settings["seed"] = args.seed
+    confirm = _ask if sys.stdin.isatty() else None
+    above = submit.DEFAULT_CONFIRM_ABOVE_MIN if args.confirm_above is None else args.confirm_above
     # Without --wait, IBM Quantum jobs are meant to be left queued: that is success, not "pending".
     return _guarded(lambda live: submit.submit(
         args.run_dir, backend=args.backend, settings=settings, samples=args.samples, split=args.split,
-        max_rows=args.max_rows, wait=args.wait, poll=args.poll, say=_say, live=live), pending_ok=not args.wait)
+        max_rows=args.max_rows, wait=args.wait, poll=args.poll, resume=args.resume, dry_run=args.dry_run,
+        yes=args.yes, confirm_above=above, confirm=confirm, say=_say, live=live), pending_ok=not args.wait)
+
+
+def _ask(plan) -> bool:
+    answer = input("send it? [y/N] ").strip().lower()
+    return answer in ("y", "yes")
 
 
 def _fetch(args) -> int:
@@ -97,6 +110,8 @@ def _guarded(action, *, pending_ok: bool = False) -> int:
         for jid in stop.local_lost:
             print(f"local job {jid} stopped with this process; `hybrid-qiskit fetch {jid}` runs it again "
                   "from the ledger", file=sys.stderr)
+        if stop.note:
+            print(stop.note, file=sys.stderr)
         if stop.local_lost:
             # A local simulation runs in a worker thread nothing can cancel, and the interpreter
             # joins such threads at exit; the ledger is committed, so leave without waiting.
@@ -105,16 +120,21 @@ def _guarded(action, *, pending_ok: bool = False) -> int:
             os._exit(EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     line.end()
+    if not outcome.sent:
+        return 0
     for summary in outcome.summaries:
         _print_summary(summary)
     if outcome.pending:
         ids = " ".join(outcome.pending)
         print(f"{len(outcome.pending)} job(s) not finished yet; fetch them later with: hybrid-qiskit fetch {ids}")
-    if not (outcome.summaries or outcome.pending or outcome.failed):
+    for sid, command in outcome.unsubmitted.items():
+        print(f"submission {sid} has rows that were never submitted; send them with: {command}")
+    if not (outcome.summaries or outcome.pending or outcome.failed or outcome.unsubmitted or outcome.problems):
         print("nothing to fetch: no pending jobs")
     if outcome.failed:
         print(f"{len(outcome.failed)} job(s) failed or were cancelled: {' '.join(outcome.failed)} "
               "(reasons: hybrid-qiskit jobs; submit them again with: hybrid-qiskit fetch --rerun JOB_ID)")
+    if outcome.failed or outcome.unsubmitted or outcome.problems:
         return EXIT_FAILED
     return EXIT_PENDING if outcome.pending and not pending_ok else 0
 
@@ -161,10 +181,11 @@ class StatusLine:
 
 # ------------------------------------------------------------------ jobs
 def _jobs(args) -> int:
+    """List the ledgers read-only. One damaged ledger is reported and the others listed (exit 1)."""
     from pathlib import Path
 
     from hybrid_qiskit.errors import HybridQiskitError
-    from hybrid_qiskit.jobs.ledger import LEDGER_NAME, Ledger, index_path, index_run_dirs
+    from hybrid_qiskit.jobs.ledger import LEDGER_NAME, index_path, index_run_dirs
 
     if args.run_dir:
         if not (Path(args.run_dir) / LEDGER_NAME).exists():
@@ -172,29 +193,83 @@ def _jobs(args) -> int:
         run_dirs = [str(Path(args.run_dir).resolve())]
     else:
         run_dirs = index_run_dirs()
-    rows = []
+    rows, problems, services = [], [], {}
     for rdir in run_dirs:
         if not (Path(rdir) / LEDGER_NAME).exists():
             rows.append({"run_dir": rdir, "job_id": None, "status": "MISSING", "reason": "run directory or ledger is gone"})
             continue
-        with Ledger.for_run(rdir) as ledger:
-            subs = {sid: ledger.submission(sid) for sid in ledger.submission_ids()}
-            for j in ledger.jobs():
-                sub = subs[j["submission_id"]]
-                rows.append({
-                    "run_dir": rdir, "job_id": j["job_id"], "submission_id": j["submission_id"],
-                    "backend": sub["backend"], "device": sub["device"], "remote": j["remote"],
-                    "rows": [j["row_start"], j["row_stop"]], "status": j["status"], "reason": j["reason"],
-                    "replaces": j["replaces"], "created_at": j["created_at"], "updated_at": j["updated_at"],
-                })
+        try:
+            rows.extend(_run_rows(rdir, services))
+        except HybridQiskitError as exc:
+            if args.run_dir:
+                raise
+            problems.append(str(exc))
+            rows.append({"run_dir": rdir, "job_id": None, "status": "SKIPPED", "reason": str(exc)})
     if args.json:
         print(json.dumps(rows, indent=2))
-        return 0
-    if not rows:
+    elif not rows:
         print(f"no jobs (job index: {index_path()})" if not args.run_dir else "no jobs")
-        return 0
-    _print_table(rows)
-    return 0
+    else:
+        _print_table(rows)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return EXIT_FAILED if problems else 0
+
+
+def _run_rows(rdir: str, services: dict) -> list[dict]:
+    """One run's jobs, its rows never submitted, and IBM Quantum jobs found by tag (adopted when
+    the ledger can be written)."""
+    from hybrid_qiskit.errors import HybridQiskitError
+    from hybrid_qiskit.jobs.ledger import Ledger
+    from hybrid_qiskit.jobs.recorded import adopt_orphans, find_orphans, may_hide_orphans
+
+    with Ledger.for_run(rdir, readonly=True) as ledger:
+        subs = {sid: ledger.submission(sid) for sid in ledger.submission_ids()}
+        orphans = {}
+        for sid, sub in subs.items():
+            remote = any(j["remote"] for j in ledger.jobs(sid)) or sub["backend"] == "ibm_runtime"
+            if remote and may_hide_orphans(ledger, sid):
+                try:
+                    orphans[sid] = find_orphans(ledger, sub, services, _say)
+                except HybridQiskitError as exc:
+                    print(f"note: could not check IBM Quantum for unrecorded jobs of {sid}: {exc}", file=sys.stderr)
+    unrecorded = []
+    if any(orphans.values()):
+        try:
+            with Ledger.for_run(rdir, create=False) as ledger:
+                for sid, found in orphans.items():
+                    adopt_orphans(ledger, subs[sid], services, _say, orphans=found)
+        except HybridQiskitError as exc:  # a read-only run: show them, adopt later
+            print(f"note: {exc}; `hybrid-qiskit fetch` from a writable copy records them", file=sys.stderr)
+            unrecorded = [(sid, o) for sid, found in orphans.items() for o in found]
+    rows = []
+    with Ledger.for_run(rdir, readonly=True) as ledger:
+        for j in ledger.jobs():
+            sub = subs.get(j["submission_id"]) or ledger.submission(j["submission_id"])
+            rows.append({
+                "run_dir": rdir, "job_id": j["job_id"], "submission_id": j["submission_id"],
+                "backend": sub["backend"], "device": sub["device"], "remote": j["remote"],
+                "rows": [j["row_start"], j["row_stop"]], "status": j["status"], "reason": j["reason"],
+                "replaces": j["replaces"], "created_at": j["created_at"], "updated_at": j["updated_at"],
+            })
+        for sid in ledger.submission_ids():
+            sub = subs.get(sid) or ledger.submission(sid)
+            for a, b in ledger.unsubmitted(sid):
+                rows.append({
+                    "run_dir": rdir, "job_id": None, "submission_id": sid, "backend": sub["backend"],
+                    "device": sub["device"], "remote": None, "rows": [a, b], "status": "NOT SUBMITTED",
+                    "reason": f"send with: hybrid-qiskit submit {rdir} --resume {sid}", "replaces": None,
+                    "created_at": sub["created_at"], "updated_at": None,
+                })
+    for sid, o in unrecorded:
+        sub = subs[sid]
+        rows.append({
+            "run_dir": rdir, "job_id": o["job_id"], "submission_id": sid, "backend": sub["backend"],
+            "device": sub["device"], "remote": True, "rows": list(o["rows"]), "status": o["status"],
+            "reason": "at IBM Quantum (found by its tag), not in the ledger", "replaces": o["replaces"],
+            "created_at": "", "updated_at": None,
+        })
+    return rows
 
 
 def _print_table(rows: list[dict]) -> None:
@@ -205,11 +280,12 @@ def _print_table(rows: list[dict]) -> None:
             current = r["run_dir"]
             print(current)
             print(f"  {'JOB ID':<38} {'STATUS':<10} {'BACKEND':<24} {'ROWS':<11} {'SUBMITTED (UTC)':<26} SUBMISSION")
-        if r["job_id"] is None:
+        if r["job_id"] is None and "rows" not in r:
             print(f"  {r['status']}: {r['reason']}")
             continue
         where = r["backend"] + (f"/{r['device']}" if r["device"] else "")
         rows_text = f"{r['rows'][0]}-{r['rows'][1] - 1}"
-        print(f"  {r['job_id']:<38} {r['status']:<10} {where:<24} {rows_text:<11} {r['created_at']:<26} {r['submission_id']}")
+        print(f"  {r['job_id'] or '-':<38} {r['status']:<10} {where:<24} {rows_text:<11} {r['created_at']:<26} "
+              f"{r['submission_id']}")
         if r["reason"]:
             print(f"      {r['reason']}")

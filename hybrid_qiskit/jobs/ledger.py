@@ -16,6 +16,12 @@ The index lives in ``$HYBRID_QISKIT_HOME/index.sqlite`` (default:
 directories. The run's ledger is the source of truth: losing the index loses nothing
 (``--run-dir`` finds the jobs).
 
+Damaged files are never silently replaced: a ledger or index that is empty (0 bytes), not a
+SQLite file, or not ours raises :class:`LedgerDamaged`, one line naming the file, what is wrong
+and what to do. A new file is built aside and linked into place, so no reader ever sees a
+half-created one. ``Ledger(path, readonly=True)`` writes nothing (``hybrid-qiskit jobs`` lists a
+read-only run directory).
+
 Example:
     >>> with Ledger(tmp / "jobs.sqlite") as ledger:   # doctest: +SKIP
     ...     ledger.jobs(pending_only=True)
@@ -24,22 +30,25 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
 import socket
 import sqlite3
+import tempfile
 import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
 from hybrid_qiskit.errors import HybridQiskitError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: runtime version, backend name, calibration time; re-run claims
 LEDGER_NAME = "jobs.sqlite"
 BUSY_TIMEOUT_MS = 60_000  # a writer holds the lock for milliseconds; a minute means "stuck"
 
@@ -68,7 +77,10 @@ CREATE TABLE IF NOT EXISTS submissions (
     parameter_values  BLOB NOT NULL,     -- npy (N, P): classical features and head weights
     exact_expvals     BLOB NOT NULL,     -- npy (N, n): the same samples, exact statevector
     exact_predictions TEXT NOT NULL,     -- JSON
-    max_rows          INTEGER NOT NULL   -- rows per job
+    max_rows          INTEGER NOT NULL,  -- rows per job
+    runtime_version   TEXT,              -- qiskit-ibm-runtime at submission (its decoders read the results)
+    backend_name      TEXT,              -- the device the ISA circuit was laid out on (re-runs stay there)
+    calibrated_at     TEXT               -- that device's calibration timestamp, ISO 8601
 );
 CREATE TABLE IF NOT EXISTS jobs (
     job_id        TEXT PRIMARY KEY,
@@ -88,10 +100,17 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at   TEXT,
     expvals       BLOB,                  -- npy (rows, n), raw, when DONE
     stds          BLOB,
-    metadata      TEXT                   -- JSON: the PUB result's metadata
+    metadata      TEXT,                  -- JSON: the PUB result's metadata
+    claimed_by    TEXT                   -- host:pid:start of the process re-running this job
 );
 CREATE INDEX IF NOT EXISTS jobs_by_submission ON jobs(submission_id);
 """
+
+# Columns added after schema 1, added to older ledgers when they are opened for writing.
+MIGRATIONS = {
+    "submissions": {"runtime_version": "TEXT", "backend_name": "TEXT", "calibrated_at": "TEXT"},
+    "jobs": {"claimed_by": "TEXT"},
+}
 
 INDEX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -117,38 +136,168 @@ def from_npy(blob: bytes | None) -> np.ndarray | None:
     return None if blob is None else np.load(io.BytesIO(blob), allow_pickle=False)
 
 
-def _connect(path: Path, schema: str) -> sqlite3.Connection:
-    """Open (creating if needed) a database in WAL mode with the schema in place.
+class LedgerDamaged(HybridQiskitError):
+    """A ledger or index file that cannot be read as one; the message says what to do."""
 
-    Two processes creating the same file at once both run this: the busy timeout makes the
-    second wait for the first's lock, and ``CREATE ... IF NOT EXISTS`` makes the schema step
-    idempotent. Switching to WAL can still report "locked" once while the other process holds
-    the file, so it is retried.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # isolation_level=None: no implicit transactions; every write says BEGIN IMMEDIATE itself.
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    for attempt in range(50):
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            break
-        except sqlite3.OperationalError:
-            if attempt == 49:
-                raise
-            time.sleep(0.05)
-    conn.execute("PRAGMA synchronous = FULL")
-    conn.execute("PRAGMA foreign_keys = ON")
+
+def _is_index(path: Path) -> bool:
+    return path.name == "index.sqlite"
+
+
+def _remedy(path: Path) -> str:
+    if not _is_index(path):
+        return (f"restore it from a backup, or move it aside (mv {path} {path}.damaged) to start a new "
+                "one; nothing replaces it by itself")
+    return (f"delete it (rm {path}); it only maps job ids to runs, every run's own {LEDGER_NAME} keeps "
+            "its jobs, and `fetch --run-dir RUN` works without it")
+
+
+def damaged(path: Path, what: str) -> LedgerDamaged:
+    kind = "job index" if _is_index(path) else "job ledger"
+    return LedgerDamaged(f"{path}: {what}, not a usable {kind}; {_remedy(path)}")
+
+
+def _sqlite_problem(path: Path, exc: sqlite3.Error) -> HybridQiskitError:
+    """One line for an sqlite3 error: locked, read-only, or a damaged file."""
+    text = str(exc).strip() or type(exc).__name__
+    if "locked" in text or "busy" in text:
+        return HybridQiskitError(f"{path} is locked by another process ({text}); try again when it finishes")
+    if "readonly" in text or "read-only" in text:
+        return HybridQiskitError(f"cannot write {path}: it is read-only ({text}); run from a writable copy")
+    if isinstance(exc, sqlite3.OperationalError) and "unable to open" in text:
+        return HybridQiskitError(f"cannot open {path} ({text}); check the folder's permissions")
+    return damaged(path, f"the file is damaged ({text})")
+
+
+def _check(conn: sqlite3.Connection, path: Path, tables: tuple[str, ...]) -> None:
+    """The file is SQLite, of a schema we can read, with our tables."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
-        conn.close()
         raise HybridQiskitError(f"{path} was written by a newer hybrid-qiskit (schema {version}); upgrade to read it")
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    missing = [t for t in tables if t not in names]
+    if missing:
+        raise damaged(path, f"an SQLite file without the table(s) {', '.join(missing)}")
+
+
+def _create(path: Path, schema: str) -> None:
+    """Build a new database aside and link it into place: atomic, and never over an existing
+    file (two processes creating it at once: one wins, the other opens the winner's)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+    except OSError as exc:
+        raise HybridQiskitError(f"cannot create {path}: {exc.strerror or exc}; choose a writable folder") from None
+    try:
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            with _immediate(conn):
+                for statement in _statements(schema):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        finally:
+            conn.close()
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    finally:
+        for suffix in ("", "-wal", "-shm"):
+            Path(tmp + suffix).unlink(missing_ok=True)
+
+
+def _connect(path: Path, schema: str, *, readonly: bool = False, create: bool = True) -> sqlite3.Connection:
+    """Open a database in WAL mode with the schema in place (``readonly``: open it as it is,
+    writing nothing, not even the WAL index when the folder is read-only).
+
+    Raises:
+        LedgerDamaged: an empty file, not SQLite, or without our tables.
+        HybridQiskitError: missing (and not ``create``), locked, or unreadable.
+    """
+    tables = tuple(s.split()[5] for s in _statements(schema) if s.upper().startswith("CREATE TABLE"))
+    if path.exists() and path.stat().st_size == 0:
+        raise damaged(path, "the file is empty (0 bytes): an interrupted copy or a truncated file")
+    if not path.exists():
+        if readonly or not create:
+            raise HybridQiskitError(f"{path} does not exist")
+        _create(path, schema)
+    try:
+        if readonly:
+            return _connect_readonly(path, tables)
+        # isolation_level=None: no implicit transactions; every write says BEGIN IMMEDIATE itself.
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            _check(conn, path, tables)
+            for attempt in range(50):
+                try:
+                    conn.execute("PRAGMA journal_mode = WAL")
+                    break
+                except sqlite3.OperationalError:
+                    if attempt == 49:
+                        raise
+                    time.sleep(0.05)
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            _migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+    except sqlite3.Error as exc:
+        raise _sqlite_problem(path, exc) from None
+
+
+def _connect_readonly(path: Path, tables: tuple[str, ...]) -> sqlite3.Connection:
+    """``mode=ro``; in a read-only folder a WAL database cannot get its index file, so then
+    ``immutable=1`` (nobody can be writing a folder that cannot be written)."""
+    uri = f"file:{quote(str(path.resolve()))}"
+    for flags in ("?mode=ro", "?mode=ro&immutable=1"):
+        conn = sqlite3.connect(uri + flags, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        try:
+            _check(conn, path, tables)
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+            if "immutable" in flags:  # SQLITE_CANTOPEN or READONLY_CANTINIT: no WAL index possible
+                raise
+        except BaseException:
+            conn.close()
+            raise
+    raise AssertionError("unreachable")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a schema-1 file up to date (new nullable columns), in one write transaction."""
+    if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+        return
     with _immediate(conn):
-        for statement in _statements(schema):
-            conn.execute(statement)
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for table, columns in MIGRATIONS.items():
+            if table not in names:
+                continue
+            have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+            for column, kind in columns.items():
+                if column not in have:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    return conn
+
+
+def _guarded(method):
+    """Ledger methods: an sqlite3 error becomes one line naming the file."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise _sqlite_problem(self.path, exc) from None
+
+    return wrapper
 
 
 def _statements(script: str) -> list[str]:
@@ -202,15 +351,22 @@ def process_alive(host: str, pid: int, started: str | None) -> bool | None:
 
 
 class Ledger:
-    """The jobs of one run directory. Use as a context manager (closes the connection)."""
+    """The jobs of one run directory. Use as a context manager (closes the connection).
 
-    def __init__(self, path: str | Path):
+    Args:
+        path: the ``jobs.sqlite`` file.
+        readonly: open without writing anything (listing; a read-only folder works).
+        create: create the file if it is missing (``submit``); otherwise a missing file is an error.
+    """
+
+    def __init__(self, path: str | Path, *, readonly: bool = False, create: bool = True):
         self.path = Path(path)
-        self._conn = _connect(self.path, SCHEMA)
+        self.readonly = readonly
+        self._conn = _connect(self.path, SCHEMA, readonly=readonly, create=create)
 
     @classmethod
-    def for_run(cls, run_dir: str | Path) -> Ledger:
-        return cls(Path(run_dir) / LEDGER_NAME)
+    def for_run(cls, run_dir: str | Path, *, readonly: bool = False, create: bool = True) -> Ledger:
+        return cls(Path(run_dir) / LEDGER_NAME, readonly=readonly, create=create)
 
     def close(self) -> None:
         self._conn.close()
@@ -222,6 +378,7 @@ class Ledger:
         self.close()
 
     # ------------------------------------------------------------- writes
+    @_guarded
     def add_submission(self, record: dict[str, Any]) -> None:
         """Insert a submission; ``record`` has the columns of ``submissions`` (arrays as numpy,
         lists and dicts as Python objects)."""
@@ -236,6 +393,7 @@ class Ledger:
         with _immediate(self._conn) as c:
             c.execute(f"INSERT INTO submissions ({cols}) VALUES ({marks})", row)
 
+    @_guarded
     def add_job(self, job_id: str, submission_id: str, rows: tuple[int, int], *, remote: bool,
                 status: str = "SUBMITTED", session_id: str | None = None,
                 replaces: str | None = None, replaced_status: str | None = None,
@@ -262,6 +420,7 @@ class Ledger:
                     (replaced_status, replaced_reason, stamp, stamp, replaces),
                 )
 
+    @_guarded
     def set_status(self, job_id: str, status: str, reason: str | None = None) -> None:
         stamp = now()
         finished = stamp if status in FINAL else None
@@ -272,6 +431,7 @@ class Ledger:
                 (status, reason, stamp, finished, job_id),
             )
 
+    @_guarded
     def store_result(self, job_id: str, expvals: np.ndarray, stds: np.ndarray | None, metadata: Any) -> None:
         """Mark a job DONE with its raw results. A job already DONE keeps its first results
         (fetching twice changes nothing)."""
@@ -285,6 +445,7 @@ class Ledger:
             )
 
     # ------------------------------------------------------------- reads
+    @_guarded
     def submission(self, submission_id: str) -> dict[str, Any]:
         row = self._conn.execute("SELECT * FROM submissions WHERE submission_id = ?", (submission_id,)).fetchone()
         if row is None:
@@ -297,10 +458,12 @@ class Ledger:
             out[key] = from_npy(out[key])
         return out
 
+    @_guarded
     def job(self, job_id: str) -> dict[str, Any] | None:
         row = self._conn.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return None if row is None else _job_dict(row)
 
+    @_guarded
     def jobs(self, submission_id: str | None = None, *, pending_only: bool = False) -> list[dict[str, Any]]:
         sql, args = "SELECT * FROM jobs", []
         where = []
@@ -315,8 +478,57 @@ class Ledger:
         rows = self._conn.execute(sql + " ORDER BY rowid", args).fetchall()  # submission order
         return [_job_dict(r) for r in rows]
 
+    @_guarded
     def submission_ids(self) -> list[str]:
         return [r[0] for r in self._conn.execute("SELECT submission_id FROM submissions ORDER BY rowid")]
+
+
+    @_guarded
+    def claim(self, job_id: str) -> str | None:
+        """Take the right to run ``job_id`` again, atomically: of two processes re-running the
+        same lost job at once, one gets it. Returns None when this process holds the claim, else
+        why not (already re-run, or another live process holds it)."""
+        me = _me()
+        with _immediate(self._conn) as c:
+            row = c.execute("SELECT claimed_by FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            again = c.execute("SELECT job_id FROM jobs WHERE replaces = ?", (job_id,)).fetchone()
+            if again is not None:
+                return f"already re-run as job {again[0]}"
+            holder = row["claimed_by"] if row is not None else None
+            if holder and holder != me:
+                host, pid, started = holder.split(":", 2)
+                if process_alive(host, int(pid), started or None) is not False:
+                    return f"being re-run by process {pid} on {host}"
+            c.execute("UPDATE jobs SET claimed_by = ? WHERE job_id = ?", (me, job_id))
+        return None
+
+    @_guarded
+    def release(self, job_id: str) -> None:
+        """Give a claim back (re-running failed before the service took the job)."""
+        with _immediate(self._conn) as c:
+            c.execute("UPDATE jobs SET claimed_by = NULL WHERE job_id = ? AND claimed_by = ?", (job_id, _me()))
+
+    @_guarded
+    def unsubmitted(self, submission_id: str) -> list[tuple[int, int]]:
+        """Row ranges of a submission that no job covers (a submission interrupted part-way:
+        ``submit RUN --resume SUBMISSION`` sends them), split like the submission's jobs."""
+        sub = self._conn.execute("SELECT labels, max_rows FROM submissions WHERE submission_id = ?",
+                                 (submission_id,)).fetchone()
+        if sub is None:
+            return []
+        total, size = len(json.loads(sub["labels"])), max(1, sub["max_rows"])
+        covered = sorted((j["row_start"], j["row_stop"]) for j in self.jobs(submission_id))
+        gaps, at = [], 0
+        for a, b in covered + [(total, total)]:
+            if a > at:
+                gaps.extend((x, min(x + size, a)) for x in range(at, a, size))
+            at = max(at, b)
+        return gaps
+
+
+def _me() -> str:
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{process_start_time(pid) or ''}"
 
 
 def _job_dict(row: sqlite3.Row) -> dict[str, Any]:
@@ -349,7 +561,7 @@ def index_add(job_id: str, run_dir: str | Path, submission_id: str) -> str | Non
                           (job_id, str(Path(run_dir).resolve()), submission_id, now()))
         finally:
             conn.close()
-    except (sqlite3.Error, OSError) as exc:
+    except (sqlite3.Error, OSError, HybridQiskitError) as exc:
         return f"could not add job {job_id} to the job index {index_path()} ({exc}); fetch it with --run-dir {run_dir}"
     return None
 
@@ -359,11 +571,14 @@ def index_lookup(job_id: str) -> str | None:
     path = index_path()
     if not path.exists():
         return None
-    conn = _connect(path, INDEX_SCHEMA)
     try:
-        row = conn.execute("SELECT run_dir FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-    finally:
-        conn.close()
+        conn = _connect(path, INDEX_SCHEMA, readonly=True)
+        try:
+            row = conn.execute("SELECT run_dir FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise _sqlite_problem(path, exc) from None
     return None if row is None else row[0]
 
 
@@ -372,9 +587,12 @@ def index_run_dirs() -> list[str]:
     path = index_path()
     if not path.exists():
         return []
-    conn = _connect(path, INDEX_SCHEMA)
     try:
-        rows = conn.execute("SELECT run_dir, MIN(created_at) AS t FROM jobs GROUP BY run_dir ORDER BY t").fetchall()
-    finally:
-        conn.close()
+        conn = _connect(path, INDEX_SCHEMA, readonly=True)
+        try:
+            rows = conn.execute("SELECT run_dir, MIN(created_at) AS t FROM jobs GROUP BY run_dir ORDER BY t").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise _sqlite_problem(path, exc) from None
     return [r[0] for r in rows]

@@ -1,83 +1,198 @@
-"""``submit``: run the classical part here, send the quantum head's PUBs, record every job.
+"""``submit``: run the classical part here, print the cost, send the quantum head's PUBs, record
+every job.
 
 ``encode`` runs locally; the head's PUB for N samples (one ISA circuit, an (N, P) parameter
-array) is split into jobs that respect the service's per-job limits, and each job id goes into
-the run's ledger the moment the service accepts it, before anything waits on it. Local jobs
-(every backend but ``ibm_runtime``) are then waited for, here, since they live in this process.
+array) is split into jobs that respect the service's per-job limits, mitigation overheads
+counted (:mod:`~hybrid_qiskit.jobs.cost`). Before the first job goes out, the plan is printed:
+jobs, rows, circuits, shots, mitigation overhead and estimated QPU time; above
+``confirm_above`` minutes an IBM Quantum submission asks first (``yes`` skips the question,
+``dry_run`` stops after the plan and sends nothing).
+
+Each job id goes into the run's ledger the moment the service accepts it, before anything waits
+on it, and each IBM Quantum job carries its submission and rows in its tags (a job accepted just
+before a crash is found again by ``fetch`` and ``jobs``). If a job cannot be sent, the rows
+after it have no job: ``submit RUN --resume SUBMISSION`` sends exactly those, on the recorded
+backend and device. Local jobs (every backend but ``ibm_runtime``) run in this process, a
+bounded number at a time, and are waited for here.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import secrets
+from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from hybrid_qiskit.errors import HybridQiskitError
-from hybrid_qiskit.jobs.ledger import Ledger, index_add, now
+from hybrid_qiskit.jobs.cost import (
+    CostPlan,
+    fmt_seconds,
+    max_rows_per_job,
+    overheads,
+    plan_for,
+)
+from hybrid_qiskit.jobs.ledger import LEDGER_NAME, Ledger, index_add, now
 from hybrid_qiskit.jobs.pubs import (
     chunks,
     circuit_to_qpy,
-    default_max_rows,
     head_pub,
     observables_to_json,
+    pub_from_ledger,
+)
+from hybrid_qiskit.jobs.recorded import (
+    adopt_orphans,
+    close_handle,
+    job_tags,
+    pinned_handle,
+    set_tags,
 )
 from hybrid_qiskit.jobs.results import model_sha256
 from hybrid_qiskit.jobs.tracking import (
     LOCAL_POLL_S,
     REMOTE_POLL_S,
+    Interrupted,
     Live,
     Outcome,
     Say,
     Watched,
-    close_mode,
+    check_poll,
     one_line,
     settle,
     watch,
 )
 
+DEFAULT_CONFIRM_ABOVE_MIN = 1.0  # QPU-minutes; the Open Plan has 10 per rolling 28 days
+LOCAL_WORKERS = max(1, min(4, os.cpu_count() or 1))  # local simulations at once, per submission
 
-def submit(run_dir: str | Path, *, backend: str, settings: dict, samples: int, split: str = "test",
-           max_rows: int | None = None, wait: bool = False, poll: float | None = None,
-           say: Say = print, live: Live | None = None) -> Outcome:
-    """Run ``encode`` here, submit the head's PUB for the first ``samples`` of ``split``.
+Confirm = Callable[[CostPlan], bool]
+
+
+def submit(run_dir: str | Path, *, backend: str | None = None, settings: dict | None = None,
+           samples: int | None = None, split: str = "test", max_rows: int | None = None,
+           wait: bool = False, poll: float | None = None, resume: str | None = None,
+           dry_run: bool = False, yes: bool = False, confirm_above: float = DEFAULT_CONFIRM_ABOVE_MIN,
+           confirm: Confirm | None = None, say: Say = print, live: Live | None = None) -> Outcome:
+    """Run ``encode`` here, print the plan, submit the head's PUB for the first ``samples`` of
+    ``split`` (or, with ``resume``, the rows of that submission that have no job yet).
 
     Args:
         run_dir: a trained run directory.
         backend, settings: what ``create_backend`` gets (the seed defaults to the run's).
-        max_rows: samples per job (default: :func:`~hybrid_qiskit.jobs.pubs.default_max_rows`).
+        max_rows: samples per job (default: sized to the job limits, mitigation counted).
         wait: wait for remote jobs too (local jobs are always waited for: they live here).
+        resume: a submission id of this run: send its rows that have no job, on its recorded
+            backend, settings and device (``backend`` and ``settings`` must not be given).
+        dry_run: print the plan, send and write nothing.
+        yes, confirm_above, confirm: an IBM Quantum plan above ``confirm_above`` QPU-minutes is
+            sent only with ``yes`` or when ``confirm(plan)`` says so; without ``confirm`` (no
+            terminal) it is an error.
 
     Raises:
-        HybridQiskitError: no run / checkpoint, a classical model, bad sample count, a
-            submission the service refuses (the jobs already accepted stay recorded).
+        HybridQiskitError: no run / checkpoint, a classical model, bad numbers, a submission
+            the service refuses part-way (the jobs already accepted stay recorded; the message
+            says how to send the rest).
         Interrupted: Ctrl-C while waiting.
     """
+    check_poll(poll)
+    if max_rows is not None and max_rows < 1:
+        raise HybridQiskitError(f"--max-rows must be at least 1, got {max_rows}")
+    if not math.isfinite(confirm_above) or confirm_above < 0:
+        raise HybridQiskitError(f"--confirm-above must be a non-negative number of QPU-minutes, got {confirm_above}")
     run_dir = Path(run_dir).resolve()
-    record, handle, pub, rows = _prepare(run_dir, backend, dict(settings), samples, split, max_rows)
-    sid, remote = record["submission_id"], handle.remote
-    what = backend + (f" ({record['device']}, {handle.description.get('shots')} shots)" if record["device"] else "")
-    outcome = Outcome(submission_ids=[sid])
-    with Ledger.for_run(run_dir) as ledger:
-        ledger.add_submission(record)
-        say(f"submission {sid}: {samples} {split} samples in {len(rows)} job(s) on {what}; ledger {ledger.path}")
-        _tag_jobs(handle, sid)
-        watched = _submit_rows(handle, pub, rows, ledger, sid, run_dir, remote, say)
-        outcome.job_ids = list(watched)
-        if remote and not wait:
-            outcome.pending = list(watched)
-            return outcome
-        watch(watched, poll=poll or (REMOTE_POLL_S if remote else LOCAL_POLL_S), live=live)
-        settle(run_dir, ledger, [sid], outcome, say)
-    return outcome
-
-
-def _prepare(run_dir: Path, backend: str, settings: dict, samples: int, split: str, max_rows: int | None):
-    """Everything up to the first job: the classical part, the PUB, the exact baseline, the
-    ledger record. Returns (record, handle, pub, row ranges)."""
-    import torch
-
+    gate = _Gate(dry_run, yes, confirm_above, confirm, say)
+    if resume:
+        if backend or settings:
+            raise HybridQiskitError("--resume sends the rows on the submission's recorded backend, device and "
+                                    "settings; drop --backend and the backend flags")
+        return _resume(run_dir, resume, max_rows, wait, poll, gate, say, live)
+    if not backend:
+        raise HybridQiskitError("submit needs --backend: ibm_runtime (an IBM QPU) or ibm_local (a fake device, offline)")
+    if samples is None:
+        raise HybridQiskitError("submit needs --samples N (or --resume SUBMISSION)")
     from backends import create_backend
-    from hybrid_qiskit.checkpoints import restore_model
+
+    settings = dict(settings or {})
+    cfg, payload, images, labels, sources = _load(run_dir, samples, split)
+    settings.setdefault("seed", cfg.seed)
+    handle = create_backend(backend, **settings)
+    try:  # from here on the handle may hold an open Session / Batch: closed on every path
+        pub = _head(payload, handle, images)
+        ov = overheads(handle, pub)
+        rows = chunks(samples, max_rows if max_rows is not None else max_rows_per_job(ov))
+        plan = plan_for(handle, pub, rows, ov)
+        if not gate.passes(plan, handle.remote):
+            return Outcome(sent=False)
+        exact_evs, exact_pred = _exact(payload, images, settings["seed"])
+        record = {
+            "submission_id": f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}",
+            "created_at": now(), "run_dir": str(run_dir), "model_sha256": model_sha256(run_dir / "model.pt"),
+            "backend": backend, "device": handle.description.get("device"), "settings": settings,
+            "description": handle.description, "split": split, "positions": list(range(samples)),
+            "source_indices": sources, "labels": labels.tolist(), "circuit_qpy": circuit_to_qpy(pub.circuit),
+            "parameter_names": pub.parameter_names, "observables": observables_to_json(pub.observables),
+            "parameter_values": pub.values, "exact_expvals": exact_evs, "exact_predictions": exact_pred.tolist(),
+            "max_rows": max(b - a for a, b in rows), **device_facts(handle),
+        }
+        sid = record["submission_id"]
+        with Ledger.for_run(run_dir) as ledger:
+            ledger.add_submission(record)
+            what = backend + (f" ({record['device']}, {handle.description.get('shots')} shots)" if record["device"] else "")
+            say(f"submission {sid}: {samples} {split} samples in {len(rows)} job(s) on {what}; ledger {ledger.path}")
+            return _send_and_wait(handle, pub, rows, ledger, sid, run_dir, wait, poll, say, live)
+    finally:
+        close_handle(handle)
+
+
+class _Gate:
+    """Print the plan; decide whether it may be sent."""
+
+    def __init__(self, dry_run: bool, yes: bool, confirm_above: float, confirm: Confirm | None, say: Say):
+        self.dry_run, self.yes, self.confirm_above, self.confirm, self.say = dry_run, yes, confirm_above, confirm, say
+
+    def passes(self, plan: CostPlan, remote: bool) -> bool:
+        for line in plan.lines():
+            self.say(line)
+        if self.dry_run:
+            self.say("dry run: nothing sent, nothing recorded")
+            return False
+        if not remote or self.yes or plan.qpu_seconds is None or plan.qpu_seconds <= self.confirm_above * 60:
+            return True
+        above = (f"the estimated QPU time, {fmt_seconds(plan.qpu_seconds)}, is above --confirm-above "
+                 f"{self.confirm_above:g} min")
+        if self.confirm is None:
+            raise HybridQiskitError(f"{above}; pass --yes to send it anyway, or --dry-run to see the plan only")
+        if self.confirm(plan):
+            return True
+        self.say("nothing sent")
+        return False
+
+
+def device_facts(handle) -> dict:
+    """What the ledger records of where a submission runs: the qiskit-ibm-runtime version (its
+    decoders read the results later), the device's name and its calibration time."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        runtime = version("qiskit-ibm-runtime")
+    except PackageNotFoundError:
+        runtime = None
+    device, calibrated = handle.device, None
+    if device is not None:
+        try:
+            props = device.properties()
+            stamp = getattr(props, "last_update_date", None) if props is not None else None
+            calibrated = stamp.isoformat() if hasattr(stamp, "isoformat") else (str(stamp) if stamp else None)
+        except Exception:  # noqa: BLE001 - a device without properties: no calibration time
+            calibrated = None
+    name = getattr(device, "name", None) or handle.description.get("device")
+    return {"runtime_version": runtime, "backend_name": name, "calibrated_at": calibrated}
+
+
+def _load(run_dir: Path, samples: int, split: str):
+    """The run's config, checkpoint and the first ``samples`` images of ``split`` (no backend)."""
     from hybrid_qiskit.cli import load_run
     from hybrid_qiskit.models import is_quantum
     from hybrid_qiskit.training import load_splits
@@ -85,35 +200,28 @@ def _prepare(run_dir: Path, backend: str, settings: dict, samples: int, split: s
     cfg, payload = load_run(str(run_dir))
     if not is_quantum(cfg.model):
         raise HybridQiskitError(f"a {cfg.model} model is a classical baseline: it has no quantum head to run on hardware")
-    settings.setdefault("seed", cfg.seed)
     splits = load_splits(cfg)  # the run's own config: the same split, in the same order
     data = getattr(splits, split)
     if not 1 <= samples <= len(data):
         raise HybridQiskitError(f"--samples must be between 1 and {len(data)} (the {split} split's size), got {samples}")
     images, labels = (t[:samples] for t in data.tensors)
+    sources = splits.test_indices[:samples].tolist() if split == "test" else None
+    return cfg, payload, images, labels, sources
 
-    handle = create_backend(backend, **settings)
+
+def _head(payload, handle, images):
+    """The head's PUB for ``images``: the model restored on ``handle``, ``encode`` run here."""
+    import torch
+
+    from hybrid_qiskit.checkpoints import restore_model
+
     model = restore_model(payload, handle)
     with torch.no_grad():
         angles = model.encode(images)
-    pub = head_pub(model, angles.numpy())
-    exact_evs, exact_pred = _exact(payload, angles, settings["seed"])
-    rows = chunks(samples, max_rows or default_max_rows(pub, handle.description.get("shots")))
-    record = {
-        "submission_id": f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}",
-        "created_at": now(), "run_dir": str(run_dir), "model_sha256": model_sha256(run_dir / "model.pt"),
-        "backend": backend, "device": handle.description.get("device"), "settings": settings,
-        "description": handle.description, "split": split, "positions": list(range(samples)),
-        "source_indices": splits.test_indices[:samples].tolist() if split == "test" else None,
-        "labels": labels.tolist(), "circuit_qpy": circuit_to_qpy(pub.circuit),
-        "parameter_names": pub.parameter_names, "observables": observables_to_json(pub.observables),
-        "parameter_values": pub.values, "exact_expvals": exact_evs, "exact_predictions": exact_pred.tolist(),
-        "max_rows": max(b - a for a, b in rows),
-    }
-    return record, handle, pub, rows
+    return head_pub(model, angles.numpy())
 
 
-def _exact(payload, angles, seed):
+def _exact(payload, images, seed):
     """⟨Z⟩ and predictions of the same samples on exact statevector (the agreement baseline)."""
     import torch
 
@@ -122,35 +230,138 @@ def _exact(payload, angles, seed):
 
     model = restore_model(payload, create_backend("statevector", seed=seed))
     with torch.no_grad():
-        evs = model.quantum(angles)
+        evs = model.quantum(model.encode(images))
         return evs.numpy().astype("float64"), model.decode(evs).argmax(1).numpy()
 
 
-def _tag_jobs(handle, submission_id: str) -> None:
-    """Tag remote jobs with the submission id: should a process die between the service
-    accepting a job and the ledger write, ``service.jobs(job_tags=[...])`` still finds it."""
-    env = getattr(getattr(handle.estimator, "options", None), "environment", None)
-    if env is not None and hasattr(env, "job_tags"):
-        env.job_tags = ["hybrid-qiskit", f"hybrid-qiskit-{submission_id}"]
+def _resume(run_dir: Path, sid: str, max_rows, wait, poll, gate: _Gate, say: Say, live) -> Outcome:
+    """Send the rows of submission ``sid`` that have no job, on its recorded backend."""
+    from hybrid_qiskit.jobs.recorded import may_hide_orphans
+
+    if not (run_dir / LEDGER_NAME).exists():
+        raise HybridQiskitError(f"{run_dir} has no job ledger ({LEDGER_NAME}); nothing to resume")
+    with Ledger.for_run(run_dir, create=False) as ledger:
+        sub = ledger.submission(sid)
+        if _is_remote(sub, ledger.jobs(sid)) and may_hide_orphans(ledger, sid):
+            adopt_orphans(ledger, sub, {}, say)  # a job accepted before a crash is not sent twice
+        rows = ledger.unsubmitted(sid)
+        if max_rows is not None:
+            rows = [r for a, b in rows for r in ((x, min(x + max_rows, b)) for x in range(a, b, max_rows))]
+        if not rows:
+            say(f"submission {sid}: every row has a job; nothing to resume (see: hybrid-qiskit jobs {run_dir})")
+            return Outcome(submission_ids=[sid], sent=False)
+        handle = pinned_handle(sub)
+        try:
+            pub = pub_from_ledger(sub)
+            if not gate.passes(plan_for(handle, pub, rows), handle.remote):
+                return Outcome(sent=False)
+            say(f"submission {sid}: resuming {sum(b - a for a, b in rows)} unsubmitted row(s) in {len(rows)} "
+                f"job(s) on {sub['backend']}" + (f" ({sub['device']})" if sub["device"] else ""))
+            return _send_and_wait(handle, pub, rows, ledger, sid, run_dir, wait, poll, say, live)
+        finally:
+            close_handle(handle)
 
 
-def _submit_rows(handle, pub, rows, ledger, sid, run_dir, remote, say) -> dict[str, Watched]:
-    """One job per row range, each recorded before the next is sent."""
-    watched: dict[str, Watched] = {}
-    try:
-        for a, b in rows:
-            try:
-                job = handle.estimator.run([pub.rows(a, b)])
-            except Exception as exc:
-                done = f"; the {len(watched)} job(s) already accepted are in the ledger" if watched else ""
-                raise HybridQiskitError(f"submitting rows {a}-{b - 1} failed: {one_line(exc)}{done}") from None
+def _is_remote(sub: dict, jobs: list[dict]) -> bool:
+    from backends import backend_spec
+
+    return any(j["remote"] for j in jobs) if jobs else backend_spec(sub["backend"]).needs_credentials
+
+
+def _send_and_wait(handle, pub, rows, ledger: Ledger, sid: str, run_dir: Path, wait: bool, poll, say: Say,
+                   live) -> Outcome:
+    """Send one job per row range, record each, wait where this process must; then finish."""
+    remote = handle.remote
+    sender = _Sender(handle, pub, ledger, sid, run_dir, remote, say)
+    outcome = Outcome(submission_ids=[sid])
+    resume_hint = f"rows without a job: hybrid-qiskit submit {run_dir} --resume {sid}"
+    if remote:
+        try:
+            watched = sender.all(rows)
+        except KeyboardInterrupt:
+            close_handle(handle)
+            raise Interrupted(list(sender.ids), [], note=resume_hint) from None
+        close_handle(handle)  # a closed Session / Batch takes no more jobs; queued ones still run
+        outcome.job_ids = list(watched)
+        if sender.error is not None:
+            raise sender.error
+        if not wait:
+            outcome.pending = list(watched)
+            return outcome
+        watch(watched, poll=poll or REMOTE_POLL_S, live=live)
+    else:  # local simulations: a bounded pool, refilled as jobs finish
+        feed = _Feed(rows, sender)
+        try:
+            states = watch({}, poll=poll or LOCAL_POLL_S, live=live, feed=feed, capacity=LOCAL_WORKERS)
+        except Interrupted as stop:
+            stop.note = resume_hint if feed.rows else None
+            raise
+        outcome.job_ids = list(states)
+        if sender.error is not None:
+            raise sender.error
+    settle(run_dir, ledger, [sid], outcome, say)
+    return outcome
+
+
+class _Sender:
+    """Sends one row range as a job, tagged, and records it before anything waits on it. The
+    first failure is kept (``error``, which says how to send the rest) and stops sending."""
+
+    def __init__(self, handle, pub, ledger: Ledger, sid: str, run_dir: Path, remote: bool, say: Say):
+        self.handle, self.pub, self.ledger, self.sid = handle, pub, ledger, sid
+        self.run_dir, self.remote, self.say = run_dir, remote, say
+        self.ids: list[str] = []
+        self.error: HybridQiskitError | None = None
+
+    def one(self, a: int, b: int) -> tuple[str, Watched] | None:
+        if self.error is not None:
+            return None
+        set_tags(self.handle, job_tags(self.sid, (a, b)))
+        try:
+            job = self.handle.estimator.run([self.pub.rows(a, b)])
             jid = job.job_id()
-            ledger.add_job(jid, sid, (a, b), remote=remote, session_id=getattr(job, "session_id", None) if remote else None)
-            warning = index_add(jid, run_dir, sid)
-            if warning:
-                say(f"warning: {warning}")
-            watched[jid] = Watched(job, ledger, remote)
-            say(f"  job {jid}  rows {a}-{b - 1}  recorded")
-    finally:
-        close_mode(handle)
-    return watched
+        except Exception as exc:  # noqa: BLE001 - the service's refusal, the network, anything
+            done = f"; the {len(self.ids)} job(s) already accepted are in the ledger" if self.ids else ""
+            self.error = HybridQiskitError(
+                f"submitting rows {a}-{b - 1} failed: {one_line(exc)}{done}; send the rows without a job with: "
+                f"hybrid-qiskit submit {self.run_dir} --resume {self.sid}")
+            return None
+        session = getattr(job, "session_id", None) if self.remote else None
+        self.ledger.add_job(jid, self.sid, (a, b), remote=self.remote, session_id=session)
+        warning = index_add(jid, self.run_dir, self.sid)
+        if warning:
+            self.say(f"warning: {warning}")
+        self.ids.append(jid)
+        self.say(f"  job {jid}  rows {a}-{b - 1}  recorded")
+        return jid, Watched(job, self.ledger, self.remote)
+
+    def all(self, rows) -> dict[str, Watched]:
+        out: dict[str, Watched] = {}
+        for a, b in rows:
+            sent = self.one(a, b)
+            if sent is None:
+                break
+            out[sent[0]] = sent[1]
+        return out
+
+
+class _Feed:
+    """Row ranges waiting for a free local worker (see ``tracking.watch``)."""
+
+    def __init__(self, rows, sender: _Sender):
+        self.rows = deque(rows)
+        self.sender = sender
+
+    def __call__(self, free: int) -> dict[str, Watched]:
+        out: dict[str, Watched] = {}
+        while free > 0 and self.rows and self.sender.error is None:
+            sent = self.sender.one(*self.rows.popleft())
+            if sent is None:
+                break
+            out[sent[0]] = sent[1]
+            free -= 1
+        return out
+
+    @property
+    def done(self) -> bool:
+        return not self.rows or self.sender.error is not None

@@ -13,6 +13,7 @@ Two kinds of job:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,10 +46,17 @@ class Interrupted(Exception):
     """Ctrl-C while waiting. Remote jobs stay queued at IBM Quantum; local ones are LOST (the
     ledger says so, and ``fetch`` runs them again)."""
 
-    def __init__(self, remote_pending: list[str], local_lost: list[str]):
+    def __init__(self, remote_pending: list[str], local_lost: list[str], note: str | None = None):
         super().__init__("interrupted")
         self.remote_pending = remote_pending
         self.local_lost = local_lost
+        self.note = note  # e.g. how to send the rows that got no job
+
+
+def check_poll(poll: float | None) -> None:
+    """``--poll``: a finite, positive number of seconds (or None: the default)."""
+    if poll is not None and not (math.isfinite(poll) and poll > 0):
+        raise HybridQiskitError(f"--poll must be a positive number of seconds, got {poll}")
 
 
 @dataclass
@@ -69,6 +77,9 @@ class Outcome:
     summaries: list[dict] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)  # job ids not finished yet
     failed: list[str] = field(default_factory=list)  # job ids ERROR / CANCELLED / LOST, not re-run
+    unsubmitted: dict[str, str] = field(default_factory=dict)  # submission id -> how to send its rows
+    problems: list[str] = field(default_factory=list)  # runs skipped (damaged ledger, ...), one line each
+    sent: bool = True  # False: a dry run, a declined plan, nothing to resume
 
 
 # ------------------------------------------------------------------ waiting and collecting
@@ -101,16 +112,28 @@ def collect(ledger: Ledger, job_id: str, job, status: str) -> str:
     return status
 
 
-def watch(jobs: dict[str, Watched], *, poll: float, live: Live | None = None) -> dict[str, str]:
+def watch(jobs: dict[str, Watched], *, poll: float, live: Live | None = None, feed=None,
+          capacity: int = 1) -> dict[str, str]:
     """Poll every job until each is final, recording each change in its ledger.
+
+    ``feed`` (local jobs): called with the number of free workers (``capacity`` minus the jobs
+    not final) before each round, it sends that many more jobs and returns them; its ``done``
+    says when it has nothing left. So a large submission runs ``capacity`` simulations at a
+    time, not one thread per chunk.
 
     Raises:
         Interrupted: on Ctrl-C, after marking the local jobs LOST.
     """
+    jobs = dict(jobs)
     states: dict[str, str] = {jid: "" for jid in jobs}
     t0 = time.monotonic()
     try:
         while True:
+            if feed is not None:
+                busy = sum(1 for s in states.values() if s not in FINAL)
+                for jid, w in feed(max(0, capacity - busy)).items():
+                    jobs[jid] = w
+                    states[jid] = ""
             for jid, w in jobs.items():
                 if states[jid] in FINAL:
                     continue
@@ -120,9 +143,9 @@ def watch(jobs: dict[str, Watched], *, poll: float, live: Live | None = None) ->
                 elif status != states[jid]:
                     w.ledger.set_status(jid, status)
                 states[jid] = status
-            if live:
+            if live and states:
                 live(states, time.monotonic() - t0)
-            if all(s in FINAL for s in states.values()):
+            if all(s in FINAL for s in states.values()) and (feed is None or feed.done):
                 return states
             time.sleep(poll)
     except KeyboardInterrupt:
@@ -131,17 +154,6 @@ def watch(jobs: dict[str, Watched], *, poll: float, live: Live | None = None) ->
         for jid in lost:
             jobs[jid].ledger.set_status(jid, "LOST", "interrupted (Ctrl-C) before the local simulation finished")
         raise Interrupted([j for j in pending if jobs[j].remote], lost) from None
-
-
-def close_mode(handle) -> None:
-    """Close a Session / Batch once its jobs are in: queued jobs still run, none can be added,
-    and the service stops holding the session open for us."""
-    mode = getattr(handle.estimator, "mode", None)
-    if mode is not None and hasattr(mode, "close"):
-        try:
-            mode.close()
-        except Exception:  # noqa: BLE001 - the jobs are submitted and recorded; closing is tidiness
-            pass
 
 
 def settle(rdir, ledger: Ledger, submission_ids: list[str], outcome: Outcome, say: Say) -> None:

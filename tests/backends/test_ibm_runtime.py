@@ -66,8 +66,16 @@ class StandInService:
     def least_busy(self, **filters):
         return get_fake_backend("fake_lima")
 
+    plan = "premium"
+
     def active_account(self):
         return {"channel": "ibm_quantum_platform", "instance": "crn:test", "token": "secret"}
+
+    def active_instance(self):
+        return "crn:test"
+
+    def instances(self):
+        return [{"crn": "crn:test", "plan": self.plan, "name": "test"}]
 
 
 @pytest.fixture
@@ -117,6 +125,28 @@ def test_factory_plumbing_with_stand_in_service(stand_in_service, mode):
     assert d["instance"] == "crn:test" and "token" not in json.dumps(d)
     if handle.estimator.mode is not None:
         handle.estimator.mode.close()
+
+
+def test_session_on_the_open_plan_suggests_batch(stand_in_service, monkeypatch):
+    monkeypatch.setattr(StandInService, "plan", "open")
+    with pytest.raises(HybridQiskitError) as info:
+        create_backend("ibm_runtime", device="fake_manila", mode="session")
+    assert "\n" not in str(info.value) and "Open Plan" in str(info.value) and "--mode batch" in str(info.value)
+    handle = create_backend("ibm_runtime", device="fake_manila", mode="batch")  # batch is fine there
+    handle.close()
+    handle.close()  # closing twice is harmless
+
+
+def test_a_session_the_service_refuses_is_one_line(stand_in_service, monkeypatch):
+    import qiskit_ibm_runtime
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("403 Client Error: Forbidden\nYou are not authorized to run a session")
+
+    monkeypatch.setattr(qiskit_ibm_runtime, "Session", refuse)
+    with pytest.raises(HybridQiskitError, match="^could not open a session on fake_manila: 403 Client Error: "
+                                                "Forbidden; Open Plan accounts cannot open sessions: use --mode batch"):
+        create_backend("ibm_runtime", device="fake_manila", mode="session")
 
 
 def test_least_busy_when_no_device(stand_in_service):
