@@ -11,7 +11,7 @@ from qiskit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
 from hybrid_qiskit.cli import main
-from hybrid_qiskit.noise import sweep
+from hybrid_qiskit.noise import cell
 from hybrid_qiskit.noise.mitigation import ReadoutMitigatedEstimator, calibrate_readout, mitigate_z
 from hybrid_qiskit.noise.store import CellStore
 from tests.conftest import train_tiny
@@ -37,11 +37,18 @@ def _rows(path):
         return list(csv.DictReader(fh))
 
 
+def _sweep_dir(run):
+    """The one sweep folder of ``run`` (default names carry the settings' fingerprint)."""
+    (out,) = (run / "noise").iterdir()
+    return out
+
+
 def test_accuracy_and_signal_fall_as_depolarizing_noise_rises(two_class_run, tmp_path):
     run = shutil.copytree(two_class_run, tmp_path / "zero-one")
     argv = ["noise-sweep", str(run), "--levels", "0,0.3,1", "--shots", "exact,256", "--repeats", "2", *FAST]
     assert main(argv) == 0
-    out = run / "noise" / "depolarizing"
+    out = _sweep_dir(run)
+    assert out.name.startswith("depolarizing-all_to_all-")
     for name in ("cells.jsonl", "table.csv", "summary.csv", "summary.md", "summary.json",
                  "accuracy_vs_noise.png", "accuracy_vs_shots.png"):
         assert (out / name).exists(), name
@@ -62,7 +69,7 @@ def test_accuracy_and_signal_fall_as_depolarizing_noise_rises(two_class_run, tmp
 
 
 def test_a_killed_sweep_resumes_without_recomputing_finished_cells(run, monkeypatch):
-    real, calls = sweep.evaluate_cell, []
+    real, calls = cell.evaluate_cell, []
 
     def dies_on_third_cell(*args, **kwargs):
         calls.append(1)
@@ -71,19 +78,19 @@ def test_a_killed_sweep_resumes_without_recomputing_finished_cells(run, monkeypa
         return real(*args, **kwargs)
 
     argv = ["noise-sweep", str(run), "--levels", "0,0.01,0.1", "--shots", "128", "--repeats", "2", *FAST]
-    monkeypatch.setattr(sweep, "evaluate_cell", dies_on_third_cell)
+    monkeypatch.setattr(cell, "evaluate_cell", dies_on_third_cell)
     assert main(argv) == 130
-    cells = run / "noise" / "depolarizing" / "cells.jsonl"
+    cells = _sweep_dir(run) / "cells.jsonl"
     assert len(cells.read_text().splitlines()) == 2
     with open(cells, "a") as fh:  # and a line torn by the kill
         fh.write('{"identity": {"spl')
 
     calls.clear()
-    monkeypatch.setattr(sweep, "evaluate_cell", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    monkeypatch.setattr(cell, "evaluate_cell", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
     assert main(argv) == 0
     total = 1 + 3 * 2  # the exact reference + 3 levels x 2 repeats
     assert len(calls) == total - 2
-    assert len(_rows(run / "noise" / "depolarizing" / "table.csv")) == total
+    assert len(_rows(_sweep_dir(run) / "table.csv")) == total
 
     calls.clear()
     assert main(argv) == 0 and not calls  # all done: nothing runs again
