@@ -25,9 +25,9 @@ from hybrid_qiskit.errors import HybridQiskitError
 # (OpenMP reads its environment once): N workers use N cores, not N x cores.
 THREAD_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                                      "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")}
-# A worker's resident memory with torch, qiskit and Aer loaded, after a digits cell (measured
-# with getrusage: about 450 MB; rounded up).
-BASE_BYTES = 600 * 2**20
+# A worker's peak resident memory after a small digits cell, with torch, qiskit, Aer and the
+# runtime loaded (getrusage: 0.9 GB; forked workers share part of it, so this errs on the safe side).
+BASE_BYTES = 2**30
 
 
 @dataclass(frozen=True)

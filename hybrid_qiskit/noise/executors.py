@@ -73,7 +73,18 @@ class SerialExecutor:
 
 
 class PoolExecutor:
-    """``workers`` spawned processes (fresh interpreters: no forked torch or OpenMP state)."""
+    """``workers`` processes forked from a fresh server process (multiprocessing's forkserver).
+
+    The server imports torch, qiskit and Aer once, with one thread per library, and has never run
+    a thread pool: its forks start in well under a second and inherit no OpenMP state, which a
+    fork of this (driver) process would.
+    """
+
+    # Everything a cell imports (the fake devices pull in qiskit_ibm_runtime; digits, sklearn).
+    PRELOAD = ["hybrid_qiskit.noise.cell", "torch", "qiskit", "qiskit_aer", "qiskit_machine_learning",
+               "qiskit_ibm_runtime", "sklearn.datasets", "backends", "backends.devices", "backends.noise",
+               "hybrid_qiskit.cli", "hybrid_qiskit.data", "hybrid_qiskit.qnn", "hybrid_qiskit.primitives",
+               "hybrid_qiskit.training", "hybrid_qiskit.checkpoints", "hybrid_qiskit.noise.mitigation"]
 
     def __init__(self, workers: int):
         self.workers = workers
@@ -82,10 +93,23 @@ class PoolExecutor:
 
     def __enter__(self):
         import multiprocessing
+        import os
         from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import forkserver
 
-        self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=cell.init_worker)
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(self.PRELOAD)
+        saved = {k: os.environ.get(k) for k in cell.THREAD_ENV}
+        os.environ.update(cell.THREAD_ENV)  # the server reads them before it loads any library
+        try:
+            forkserver.ensure_running()
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=cell.init_worker)
         return self
 
     def run(self, jobs: list) -> Iterator[tuple[object, dict]]:

@@ -85,7 +85,8 @@ def draw(rows: list[dict], path: str | Path, *, x_key: str, x_values: list[str],
     fig, (ax_acc, ax_z) = plt.subplots(1, 2, figsize=(11, height))
     colors = plt.get_cmap("tab10").colors
     models = list(dict.fromkeys(k[series_keys.index("model")] for k in series)) if "model" in series_keys else []
-    step = min(0.06, 0.4 / max(len(series), 1))  # dodge overlapping error bars
+    step = min(0.06, 0.25 / max(len(series), 1))  # dodge overlapping error bars
+    categorical = x_key in ("device", "mitigation")  # no line between unrelated x values
     for i, (key, members) in enumerate(series.items()):
         members = sorted(members, key=lambda r: position[r[x_key]])
         xs = [position[r[x_key]] + step * (i - (len(series) - 1) / 2) for r in members]
@@ -93,7 +94,7 @@ def draw(rows: list[dict], path: str | Path, *, x_key: str, x_values: list[str],
         label = ", ".join(f"{(names or {}).get(k, k)}={v}" for k, v in fields.items()) or None
         style = {"marker": "osD^v"[models.index(fields["model"]) % 5] if models else "o", "capsize": 3,
                  "color": colors[i % len(colors)],
-                 "linestyle": "--" if fields.get("mitigation", "none") != "none" else "-"}
+                 "linestyle": "none" if categorical else "--" if fields.get("mitigation", "none") != "none" else "-"}
         ax_acc.errorbar(xs, [r["accuracy_mean"] for r in members], [r["accuracy_std"] for r in members],
                         label=label, **style)
         ax_z.errorbar(xs, [r["mean_abs_z_mean"] for r in members], [r["mean_abs_z_std"] for r in members],
@@ -104,11 +105,11 @@ def draw(rows: list[dict], path: str | Path, *, x_key: str, x_values: list[str],
         ax.set_xlim(-0.5, len(x_values) - 0.5)  # one value: a centred point, not a stretched axis
         ax.set(xlabel=x_label, ylabel=ylabel)
         ax.grid(alpha=0.3)
-        ax.set_ylim(0, 1.04)
+        ax.set_ylim(0, 1.05)
     if title:
         fig.suptitle(title, fontsize=11)
     handles, labels = ax_acc.get_legend_handles_labels()
-    bottom = (0.3 + 0.22 * legend_rows) / height
+    bottom = (0.12 + 0.22 * legend_rows) / height
     if handles:
         fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False,
                    bbox_to_anchor=(0.5, 0.0))
@@ -130,15 +131,14 @@ def _reference_lines(ax, references: list[dict]) -> None:
     placed.sort(key=lambda p: p[0])
     for i in range(1, len(placed)):  # push labels up until they are apart...
         placed[i][0] = max(placed[i][0], placed[i - 1][0] + MIN_LABEL_GAP)
-    overflow = placed[-1][0] - 0.99 if placed else 0
+    overflow = placed[-1][0] - 0.96 if placed else 0
     if overflow > 0:  # ...and the whole stack down if it left the axes
         for p in placed:
             p[0] -= overflow
     for y, ref, color in placed:
-        text = {"fontsize": 8, "color": color, "fontweight": "bold", "ha": "right", "va": "center"}
-        if abs(y - ref["accuracy"]) < 1e-9:
-            ax.annotate(f"{ref['accuracy']:.3f}", xy=(0.99, y), xycoords=("axes fraction", "data"), **text)
-        else:  # moved: a short leader from the text to its own line
-            ax.annotate(f"{ref['accuracy']:.3f}", xy=(0.995, ref["accuracy"]), xycoords=("axes fraction", "data"),
-                        xytext=(0.93, y), textcoords=("axes fraction", "data"),
-                        arrowprops={"arrowstyle": "-", "color": color, "linewidth": 0.8}, **text)
+        text = {"fontsize": 8, "color": color, "fontweight": "bold", "ha": "right", "va": "center",
+                "bbox": {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": color, "linewidth": 0.6}}
+        # Above its line near the right edge; a moved label keeps a leader to its own line.
+        ax.annotate(f"{ref['accuracy']:.3f}", xy=(0.995, ref["accuracy"]), xycoords=("axes fraction", "data"),
+                    xytext=(0.97, y + 0.035), textcoords=("axes fraction", "data"),
+                    arrowprops={"arrowstyle": "-", "color": color, "linewidth": 0.8}, **text)
