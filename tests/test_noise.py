@@ -3,7 +3,9 @@
 import csv
 import json
 import math
+import os
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from qiskit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
 from hybrid_qiskit.cli import main
-from hybrid_qiskit.noise import sweep
+from hybrid_qiskit.noise import cell
 from hybrid_qiskit.noise.mitigation import ReadoutMitigatedEstimator, calibrate_readout, mitigate_z
 from hybrid_qiskit.noise.store import CellStore
 from tests.conftest import train_tiny
@@ -37,11 +39,18 @@ def _rows(path):
         return list(csv.DictReader(fh))
 
 
+def _sweep_dir(run):
+    """The one sweep folder of ``run`` (default names carry the settings' fingerprint)."""
+    (out,) = (run / "noise").iterdir()
+    return out
+
+
 def test_accuracy_and_signal_fall_as_depolarizing_noise_rises(two_class_run, tmp_path):
     run = shutil.copytree(two_class_run, tmp_path / "zero-one")
     argv = ["noise-sweep", str(run), "--levels", "0,0.3,1", "--shots", "exact,256", "--repeats", "2", *FAST]
     assert main(argv) == 0
-    out = run / "noise" / "depolarizing"
+    out = _sweep_dir(run)
+    assert out.name.startswith("depolarizing-all_to_all-")
     for name in ("cells.jsonl", "table.csv", "summary.csv", "summary.md", "summary.json",
                  "accuracy_vs_noise.png", "accuracy_vs_shots.png"):
         assert (out / name).exists(), name
@@ -62,7 +71,7 @@ def test_accuracy_and_signal_fall_as_depolarizing_noise_rises(two_class_run, tmp
 
 
 def test_a_killed_sweep_resumes_without_recomputing_finished_cells(run, monkeypatch):
-    real, calls = sweep.evaluate_cell, []
+    real, calls = cell.evaluate_cell, []
 
     def dies_on_third_cell(*args, **kwargs):
         calls.append(1)
@@ -71,19 +80,19 @@ def test_a_killed_sweep_resumes_without_recomputing_finished_cells(run, monkeypa
         return real(*args, **kwargs)
 
     argv = ["noise-sweep", str(run), "--levels", "0,0.01,0.1", "--shots", "128", "--repeats", "2", *FAST]
-    monkeypatch.setattr(sweep, "evaluate_cell", dies_on_third_cell)
+    monkeypatch.setattr(cell, "evaluate_cell", dies_on_third_cell)
     assert main(argv) == 130
-    cells = run / "noise" / "depolarizing" / "cells.jsonl"
+    cells = _sweep_dir(run) / "cells.jsonl"
     assert len(cells.read_text().splitlines()) == 2
     with open(cells, "a") as fh:  # and a line torn by the kill
         fh.write('{"identity": {"spl')
 
     calls.clear()
-    monkeypatch.setattr(sweep, "evaluate_cell", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    monkeypatch.setattr(cell, "evaluate_cell", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
     assert main(argv) == 0
     total = 1 + 3 * 2  # the exact reference + 3 levels x 2 repeats
     assert len(calls) == total - 2
-    assert len(_rows(run / "noise" / "depolarizing" / "table.csv")) == total
+    assert len(_rows(_sweep_dir(run) / "table.csv")) == total
 
     calls.clear()
     assert main(argv) == 0 and not calls  # all done: nothing runs again
@@ -200,3 +209,129 @@ def test_bad_sweep_settings_are_one_line_errors(run, capsys, flags, message):
 def test_sweeping_a_directory_that_is_not_a_run(tmp_path, capsys):
     assert main(["noise-sweep", str(tmp_path), *FAST]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- executors, one writer, damaged logs
+SMALL = ["--levels", "0,0.2", "--shots", "64,exact", "--repeats", "2", "--limit", "16", "--quiet"]
+
+
+def _table(out, name="table.csv"):
+    """A table without its timing column (the only thing that may differ between two runs)."""
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in _rows(out / name)]
+
+
+def test_two_workers_give_the_serial_table_and_a_killed_pool_sweep_resumes(run, tmp_path, monkeypatch, capsys):
+    serial = shutil.copytree(run, tmp_path / "serial" / "tiny")
+    assert main(["noise-sweep", str(serial), *SMALL]) == 0
+
+    appended, real_append = [], CellStore.append
+
+    def killed_after_three_cells(self, record):  # the driver dies while both workers are busy
+        if len(appended) == 3:
+            raise KeyboardInterrupt
+        appended.append(1)
+        real_append(self, record)
+
+    monkeypatch.setattr(CellStore, "append", killed_after_three_cells)
+    assert main(["noise-sweep", str(run), *SMALL, "--workers", "2"]) == 130
+    cells = _sweep_dir(run) / "cells.jsonl"
+    first = cells.read_text()
+    assert len(first.splitlines()) == 3
+    monkeypatch.setattr(CellStore, "append", real_append)
+    capsys.readouterr()
+    assert main(["noise-sweep", str(run), *SMALL, "--workers", "2"]) == 0
+    total = 1 + 2 * (2 + 1)  # the exact reference + 2 levels x (2 repeats at 64 shots + exact)
+    assert cells.read_text().startswith(first)  # finished cells kept as they were...
+    assert len(cells.read_text().splitlines()) == total  # ...and none computed twice
+    for name in ("table.csv", "summary.csv"):
+        assert _table(_sweep_dir(run), name) == _table(_sweep_dir(serial), name)
+
+
+@pytest.mark.ray
+def test_ray_gives_the_serial_table(run, tmp_path):
+    pytest.importorskip("ray")
+    serial = shutil.copytree(run, tmp_path / "serial" / "tiny")
+    assert main(["noise-sweep", str(serial), *SMALL]) == 0
+    assert main(["noise-sweep", str(run), *SMALL, "--ray"]) == 0
+    assert _table(_sweep_dir(run)) == _table(_sweep_dir(serial))
+
+
+def test_ray_missing_says_how_to_install_it(run, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    assert main(["noise-sweep", str(run), *SMALL, "--ray"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "pip install 'hybrid-qiskit[cluster]'" in err
+
+
+def test_a_pool_that_would_not_fit_in_memory_is_refused(run, monkeypatch, capsys):
+    monkeypatch.setattr(cell, "available_memory", lambda: 5 * 2**29)  # 2.5 GB free
+    assert main(["noise-sweep", str(run), *SMALL, "--workers", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--workers 3 needs about" in err and "--workers 2 or fewer" in err
+    assert not (_sweep_dir(run) / "cells.jsonl").exists()
+    assert main(["noise-sweep", str(run), *SMALL, "--workers", "0"]) == 2
+    assert "--workers must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_a_second_identical_sweep_refuses_while_the_first_writes(run, capsys):
+    from hybrid_qiskit.fileio import WriterLock
+
+    argv = ["noise-sweep", str(run), *SMALL, "--name", "twin"]
+    with WriterLock(run / "noise" / "twin", what="noise-sweep"):
+        assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"pid {os.getpid()}" in err
+    assert not (run / "noise" / "twin" / "cells.jsonl").exists()
+
+
+def test_damaged_cell_logs(run, capsys):
+    argv = ["noise-sweep", str(run), "--levels", "0.1", "--shots", "exact", "--limit", "16", "--quiet"]
+    assert main(argv) == 0
+    cells = _sweep_dir(run) / "cells.jsonl"
+    lines = cells.read_text().splitlines()
+    damaged = json.loads(lines[1])
+    del damaged["accuracy"]
+    cells.write_text("\n".join([lines[0], json.dumps(damaged)]) + "\n")
+    capsys.readouterr()
+    assert main(argv) == 0  # the damaged line's cell runs again, with one warning line
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(cells) in err and "line(s) 2 (no valid 'accuracy')" in err
+    assert len(_rows(cells.parent / "table.csv")) == 2
+
+    cells.write_bytes(bytes(range(256)) * 4)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(cells) in err and "binary" in err and "move it away" in err
+
+
+@pytest.mark.parametrize("name", ["/abs/path", "../x", "a/b", ".hidden", ".."])
+def test_a_sweep_name_stays_inside_the_run_folder(run, tmp_path, capsys, name):
+    assert main(["noise-sweep", str(run), *SMALL, "--name", name]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "bad --name" in err
+    assert not (run / "noise").exists() and not (run.parent / "x").exists()
+
+
+def test_an_unwritable_noise_folder_is_one_line(run, capsys):
+    (run / "noise").write_text("not a folder")  # as root, a read-only folder is still writable
+    assert main(["noise-sweep", str(run), *SMALL]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "cannot write to" in err
+
+
+def test_sweeps_with_other_devices_keep_their_own_tables(run, capsys):
+    common = ["noise-sweep", str(run), "--noise", "readout", "--levels", "0.05", "--shots", "exact",
+              "--limit", "16"]
+    assert main([*common, "--devices", "all_to_all", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main([*common, "--devices", "fake_manila"]) == 0
+    out = capsys.readouterr().out
+    assert "1 reused from the run's other sweeps" in out  # the exact reference is the same cell
+    folders = sorted(p.name for p in (run / "noise").iterdir())
+    assert len(folders) == 2 and any("manila" in f for f in folders) and any("all_to_all" in f for f in folders)
+    for folder in folders:
+        devices = {r["device"] for r in _rows(run / "noise" / folder / "table.csv")} - {"-"}
+        assert devices == ({"fake_manila"} if "manila" in folder else {"all_to_all"})
+        assert f"outputs in {run / 'noise' / folder}" in out or "all_to_all" in folder
+        # one shot count: no accuracy-vs-shots figure (it would be one point per line)
+        assert not (run / "noise" / folder / "accuracy_vs_shots.png").exists()

@@ -2,14 +2,18 @@
 
 ``hybrid-qiskit noise-sweep RUN_DIR`` evaluates a run's checkpoint over a grid of cells
 (noise kind x device x level x shots x mitigation x repeat) on the noisy Aer backends, beside two
-references: the same model on exact simulation and, when given, a classical baseline run. Each
-finished cell is appended to ``RUN_DIR/noise/<name>/cells.jsonl`` at once, so a killed sweep
-resumes where it stopped; then the table (``table.csv``, ``summary.csv/.md/.json``) and the plots
+references: the same model on exact simulation and, when given, a classical baseline run. Cells
+are plain data, so they run in this process, in a local process pool (``--workers N``) or as Ray
+tasks (``--ray [ADDRESS]``). The driver alone appends each finished cell to
+``RUN_DIR/noise/<name>/cells.jsonl`` as it arrives, so a killed sweep resumes where it stopped;
+then the table (``table.csv``, ``summary.csv/.md/.json``) and the plots
 (``accuracy_vs_noise.png``, ``accuracy_vs_shots.png``) are written.
 
-Modules: ``grid`` (noise kinds, levels, a cell's backend settings), ``mitigation`` (readout-error
-mitigation calibrated by circuits), ``store`` (the resumable cell log), ``sweep`` (running and
-summarising), ``cli`` (the subcommand).
+Modules, in the order a sweep uses them: ``grid`` (noise kinds, levels, a cell's backend
+settings), ``plan`` (settings, models, the cells as plain-data tasks), ``cell`` (one cell in any
+process, memory estimate), ``executors`` (serial, local pool, Ray), ``store`` (the resumable cell
+log), ``sweep`` (the driver), ``report`` and ``figures`` (tables and plots), ``mitigation``
+(readout-error mitigation calibrated by circuits), ``cli`` (the subcommand).
 
 Example:
     >>> from hybrid_qiskit.noise import SweepConfig, run_sweep
@@ -19,7 +23,7 @@ Example:
 
 from hybrid_qiskit.noise.cli import register_cli
 
-_LAZY = {"SweepConfig": "sweep", "run_sweep": "sweep", "calibrate_readout": "mitigation",
+_LAZY = {"SweepConfig": "plan", "run_sweep": "sweep", "calibrate_readout": "mitigation",
          "mitigate_z": "mitigation", "with_readout_mitigation": "mitigation"}
 
 __all__ = ["register_cli", *_LAZY]

@@ -22,6 +22,8 @@ examples:
   hybrid-qiskit noise-sweep RUN --noise device --devices fake_manila,fake_lima --levels 1 \\
       --shots 1024 --mitigation none,readout,trex
   hybrid-qiskit noise-sweep RUN --compare runs/trained-under-noise --baseline runs/classical
+  hybrid-qiskit noise-sweep RUN --config experiments/noise_digits.toml --workers 2
+  hybrid-qiskit noise-sweep RUN --config experiments/noise_digits.toml --ray HEAD_IP:6379
 """
 
 
@@ -30,11 +32,14 @@ def register_cli(subparsers) -> None:
         "noise-sweep", help="accuracy of a trained model as a function of noise, shots and mitigation",
         description="Evaluate RUN_DIR's checkpoint over a grid of noisy simulations. Results go to "
                     "RUN_DIR/noise/<name>/ (cells.jsonl, table.csv, summary.csv/.md/.json, plots); every "
-                    "finished cell is saved at once and a rerun of the same command skips it.",
+                    "finished cell is saved at once and a rerun of the same command skips it. Cells run "
+                    "one at a time, in a local process pool (--workers) or on Ray (--ray); the table is "
+                    "the same whatever ran them.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", help="a run directory of a hybrid or quantum model")
     p.add_argument("--config", help="TOML file of sweep settings (flags given here override it)")
-    p.add_argument("--name", help="sweep folder under RUN_DIR/noise/ (default: the noise kind)")
+    p.add_argument("--name", help="sweep folder under RUN_DIR/noise/ (default: <noise>-<devices>-<fingerprint "
+                                  "of the other settings>, so sweeps with other settings never share tables)")
     p.add_argument("--noise", help="depolarizing (default) | readout | thermal | device")
     p.add_argument("--levels", help="comma-separated levels of the noise kind (see below)")
     p.add_argument("--noise-scale", dest="noise_scale", help="same as --levels, for --noise device")
@@ -53,6 +58,12 @@ def register_cli(subparsers) -> None:
     p.add_argument("--compare", action="append", metavar="RUN_DIR2",
                    help="sweep this run too, on one plot (e.g. trained with --backend aer_noisy); repeatable")
     p.add_argument("--baseline", metavar="RUN_DIR", help="a run trained with --model classical: reference line")
+    run = p.add_mutually_exclusive_group()
+    run.add_argument("--workers", type=int, default=1, metavar="N",
+                     help="cells at once, in N local processes of one thread each (default 1: in this process)")
+    run.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                     help="run cells as Ray tasks: a local Ray instance, or the cluster at ADDRESS (e.g. "
+                          "HEAD_IP:6379, or auto); needs pip install 'hybrid-qiskit[cluster]'")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no per-cell progress lines")
     p.set_defaults(func=noise_sweep_command)
@@ -60,7 +71,7 @@ def register_cli(subparsers) -> None:
 
 def resolve_sweep(config_path: str | None, **overrides):
     """Defaults, then the TOML file, then the non-None ``overrides`` (CLI flags)."""
-    from hybrid_qiskit.noise.sweep import SweepConfig
+    from hybrid_qiskit.noise.plan import SweepConfig
 
     names = {f.name for f in fields(SweepConfig)}
     cfg = SweepConfig()
@@ -92,7 +103,7 @@ def noise_sweep_command(args) -> int:
         compare=tuple(args.compare) if args.compare else None, baseline=args.baseline,
     )
     try:
-        summary = run_sweep(args.run_dir, cfg, quiet=args.quiet)
+        summary = run_sweep(args.run_dir, cfg, quiet=args.quiet, workers=args.workers, ray=args.ray)
     except KeyboardInterrupt:
         print(f"interrupted: finished cells are saved under {Path(args.run_dir) / 'noise'}; "
               "rerun the same command to resume", file=sys.stderr)
@@ -103,6 +114,6 @@ def noise_sweep_command(args) -> int:
     print(markdown_table(summary["rows"]), end="")
     if summary["classical_baseline"] is None:
         print(summary["classical_baseline_note"])
-    out = Path(args.run_dir) / "noise" / summary["sweep"]["name"]
-    print(f"{summary['cells']} cells, {summary['cell_seconds']:.0f} s of evaluation; outputs in {out}")
+    print(f"{summary['cells']} cells, {summary['cell_seconds']:.0f} s of evaluation; outputs in "
+          f"{summary['output_dir']} ({', '.join(summary['files'][1:])})")
     return 0

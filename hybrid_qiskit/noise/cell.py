@@ -1,0 +1,214 @@
+"""One cell of a sweep, runnable in any process: plain-data task in, the cell's metrics out.
+
+A :class:`CellTask` names a run directory, the backend settings and the images; :func:`run_cell`
+rebuilds the model and its backend from them and evaluates. The driver, a local pool worker or
+a Ray task all call the same function, on one thread, so a cell gives the same numbers whatever
+ran it. Nothing here writes files: only the driver writes results.
+
+This module imports no heavy package at the top: pool workers set their thread limits before
+numpy, torch or Aer load.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hybrid_qiskit.errors import HybridQiskitError
+
+# One thread per worker for every pool a numerical library keeps, set before the library loads
+# (OpenMP reads its environment once): N workers use N cores, not N x cores.
+THREAD_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                     "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")}
+# A worker's peak resident memory after a small digits cell, with torch, qiskit, Aer and the
+# runtime loaded (getrusage: 0.9 GB; forked workers share part of it, so this errs on the safe side).
+BASE_BYTES = 2**30
+
+
+@dataclass(frozen=True)
+class CellTask:
+    """Everything a process needs to evaluate one cell, as plain data (picklable, no handles).
+
+    ``run_dir`` must be readable at the same path wherever the task runs (on a cluster: a shared
+    filesystem); ``model_sha`` makes sure it is the same checkpoint the driver planned with.
+    """
+
+    run_dir: str  # the model's run directory (config.json + model.pt)
+    model_sha: str  # first 12 hex digits of model.pt's sha256
+    data_run_dir: str  # the run whose config chooses the images (the sweep's main run)
+    split: str  # test | val
+    limit: int | None  # first N images only
+    batch_size: int  # images per estimator call
+    backend: str | None  # registry name; None: the classical baseline (no quantum stage)
+    settings: dict = field(default_factory=dict)  # create_backend(backend, **settings); holds the seed
+    mitigation: str = "none"  # none | readout (wraps the estimator); trex/zne are in settings
+
+
+def load_checkpoint_of(run_dir: str):
+    """(config, checkpoint payload, sha256[:12] of model.pt) of a run directory, loaded once per
+    process for as long as its files are unchanged."""
+    return _load_checkpoint(str(run_dir), _stamp(run_dir))
+
+
+def load_images(run_dir: str, split: str, limit: int | None):
+    """The ``split`` images of ``run_dir``'s dataset (first ``limit``), loaded once per process."""
+    return _load_images(str(run_dir), _stamp(run_dir), split, limit)
+
+
+def _stamp(run_dir) -> tuple:
+    """What changes when a run's files do: the caches below are keyed on it."""
+    stamp = []
+    for name in ("config.json", "model.pt"):
+        try:
+            st = (Path(run_dir) / name).stat()
+            stamp.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            stamp.append(None)  # load_run says what is missing
+    return tuple(stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_checkpoint(run_dir: str, stamp: tuple):
+    from hybrid_qiskit.cli import load_run
+
+    cfg, payload = load_run(run_dir)
+    try:
+        sha = hashlib.sha256((Path(run_dir) / "model.pt").read_bytes()).hexdigest()[:12]
+    except OSError as exc:
+        raise HybridQiskitError(f"cannot read {Path(run_dir) / 'model.pt'}: {exc.strerror or exc}") from None
+    return cfg, payload, sha
+
+
+@functools.lru_cache(maxsize=4)
+def _load_images(run_dir: str, stamp: tuple, split: str, limit: int | None):
+    from torch.utils.data import TensorDataset
+
+    from hybrid_qiskit.training import load_splits
+
+    data = getattr(load_splits(_load_checkpoint(run_dir, stamp)[0]), split)
+    if limit:
+        data = TensorDataset(*(t[:limit] for t in data.tensors))
+    return data
+
+
+@contextmanager
+def single_threaded():
+    """torch and every BLAS/OpenMP pool on one thread while a cell runs (restored after)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def init_worker() -> None:
+    """Start of a pool worker: one thread per library, and Ctrl-C is the driver's to handle."""
+    import signal
+
+    os.environ.update(THREAD_ENV)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def run_cell(task: CellTask) -> dict:
+    """Rebuild the task's model and backend in this process and evaluate: the cell's metrics."""
+    cfg, payload, sha = load_checkpoint_of(task.run_dir)
+    if sha != task.model_sha:
+        raise HybridQiskitError(
+            f"{task.run_dir}/model.pt here (sha {sha}) is not the checkpoint the sweep planned with "
+            f"({task.model_sha}); on a cluster, the run directory must be the same file on every node"
+        )
+    data = load_images(task.data_run_dir, task.split, task.limit)
+    with single_threaded():
+        return evaluate_cell(payload, task.backend, task.settings, task.mitigation, data, task.batch_size)
+
+
+def run_cell_safely(task: CellTask) -> dict:
+    """:func:`run_cell` for another process: failures come back as plain data, not exceptions
+    that may not survive pickling. ``{"metrics": ...}`` or ``{"error": text, "user": bool}``."""
+    try:
+        return {"metrics": run_cell(task)}
+    except HybridQiskitError as exc:
+        return {"error": str(exc), "user": True}
+    except Exception as exc:  # a simulator failure: reported by the driver, naming the cell
+        return {"error": f"{type(exc).__name__}: {exc}", "user": False}
+
+
+def evaluate_cell(payload: dict, backend: str | None, settings: dict, mitigation: str, data,
+                  batch_size: int) -> dict:
+    """Rebuild the checkpoint ``payload`` on the backend, evaluate it on ``data``: the metrics of one cell."""
+    import numpy as np
+
+    from backends import create_backend
+    from hybrid_qiskit.checkpoints import restore_model
+    from hybrid_qiskit.noise.mitigation import with_readout_mitigation
+    from hybrid_qiskit.training import evaluate
+
+    t0 = time.perf_counter()
+    handle = None
+    if backend:
+        # The QNN already sends one PUB for all n ⟨Z_q⟩ (qnn.BroadcastEstimatorQNN).
+        handle = create_backend(backend, **settings)
+    if mitigation == "readout":
+        handle = with_readout_mitigation(handle)
+    net = restore_model(payload, handle)
+    result = evaluate(net, data, batch_size)
+    out = {
+        "accuracy": result.accuracy,
+        "loss": result.loss,
+        # The classical head's tanh outputs are not expectation values.
+        "mean_abs_z": None if backend is None else float(np.abs(result.expvals).mean()),
+        "seconds": time.perf_counter() - t0,
+        "samples": len(data),
+    }
+    if mitigation == "readout":
+        out["readout_calibration"] = {str(q): ab for q, ab in sorted(handle.estimator.calibration.items())}
+        out["readout_uncorrected_qubits"] = handle.estimator.uncorrected
+    return out
+
+
+# ---------------------------------------------------------------- memory
+def simulation_bytes(width: int, backend: str | None, settings: dict, batch_size: int) -> tuple[int, str]:
+    """Peak bytes of the quantum state(s) one cell holds, and the method it was estimated for.
+
+    Exact ``statevector``: a batch of 2^n complex states, with the copies the layers need;
+    density-matrix Aer (the noisy backends' default): one 4^n matrix per experiment in flight
+    (one, on one thread) plus Aer's working copies; anything else: a 2^n statevector.
+    """
+    if not backend or width <= 0:
+        return 0, "classical"
+    if backend == "statevector":
+        return 16 * 2**width * batch_size * 4, f"{width}-qubit statevector x batch {batch_size}"
+    if backend in ("aer_noisy", "aer_noisy_exact") and settings.get("method", "density_matrix") == "density_matrix":
+        return 16 * 4**width * 3, f"{width}-qubit density matrix"
+    return 16 * 2**width * 4, f"{width}-qubit statevector"
+
+
+def cell_memory(width: int, backend: str | None, settings: dict, batch_size: int) -> tuple[int, str]:
+    """(bytes, what) one worker needs for the cell: its process plus its simulation."""
+    sim, what = simulation_bytes(width, backend, settings, batch_size)
+    return BASE_BYTES + sim, what
+
+
+def available_memory() -> int | None:
+    """Bytes the kernel can give without swapping (MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
