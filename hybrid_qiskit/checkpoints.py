@@ -46,7 +46,7 @@ def save_checkpoint(path: str | Path, model: StagedClassifier, **extra: Any) -> 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint; missing or corrupt files raise one clear CheckpointError."""
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and path.suffix != ".pt":  # a run directory: its best checkpoint
         path = path / "model.pt"
     fix = "restore it from a copy, or train the run again (hybrid-qiskit train --overwrite)"
     if not path.exists():

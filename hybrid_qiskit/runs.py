@@ -185,7 +185,9 @@ def _resume_checks(run_dir: Path, cfg) -> RunStart:
         raise HybridQiskitError(f"cannot resume {run_dir}: its config.json is missing, so nothing shows which "
                                 f"run the other files belong to; {hint}")
     saved, run_id = read_config(run_dir)
-    diff = sorted(k for k, v in saved.to_dict().items() if _json(v) != _json(getattr(cfg, k)))
+    # Where the run lives (out, name) is not a setting: a moved or copied run resumes.
+    diff = sorted(k for k, v in saved.to_dict().items()
+                  if k not in ("out", "name") and _json(v) != _json(getattr(cfg, k)))
     if diff:  # even the epoch count must match: the learning-rate schedule spans the whole run
         raise HybridQiskitError(f"--resume needs the run's own settings; these differ: {', '.join(diff)}")
     last = run_dir / "last.pt"
@@ -239,6 +241,10 @@ def owned(run_dir: str | Path, *, what: str) -> Iterator[Path]:
     the folder it made (or emptied) is removed again, so no half-made run is left."""
     run_dir = Path(run_dir)
     existed = run_dir.exists()
+    reason = writable(run_dir) if run_dir.is_dir() else None
+    if reason:  # the lock file may be writable in a folder that is not (mode bits on the folder)
+        raise HybridQiskitError(f"cannot write to {run_dir}: {reason}; make it writable, or copy the run "
+                                f"to a writable --out")
     with WriterLock(run_dir, what=what):
         try:
             yield run_dir
