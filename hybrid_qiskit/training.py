@@ -188,6 +188,9 @@ def _train(cfg: TrainConfig, run_dir: Path, start, *, quiet: bool = False) -> di
         t0 = time.perf_counter()
         with tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=quiet, leave=False) as bar:
             train_loss, train_acc = _train_epoch(model, loader, optimizer, scheduler, bar)
+        if not np.isfinite(train_loss):  # never a NaN in history.json, model.pt or metrics.json
+            raise HybridQiskitError(f"training diverged in epoch {epoch + 1} (train loss {train_loss}); "
+                                    f"lower --lr (was {cfg.lr:g}) and start again with --overwrite")
         seconds = time.perf_counter() - t0
         val = evaluate(model, splits.val, cfg.eval_batch_size)
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc,

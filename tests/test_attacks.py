@@ -376,3 +376,11 @@ def test_unreadable_mnist_folder(tmp_path, read_only, capsys):
         err = one_line_error(capsys, ["train", *TINY, "--dataset", "mnist", "--data-dir", str(tmp_path / "data"),
                                       "--out", str(tmp_path / "runs"), "--name", "m"])
     assert "cannot read MNIST" in err and "Permission denied" in err and not (tmp_path / "runs" / "m").exists()
+
+
+def test_a_diverging_run_stops_before_writing_nan(tmp_path, capsys):
+    # inf is refused up front; a finite rate this large turns the loss into NaN in the first epoch.
+    out = tmp_path / "runs"
+    err = one_line_error(capsys, ["train", *TINY, "--out", str(out), "--name", "x", "--lr", "1e30"])
+    assert "diverged" in err and "--lr" in err
+    assert not (out / "x" / "metrics.json").exists() and not (out / "x" / "model.pt").exists()
