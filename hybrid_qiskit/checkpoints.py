@@ -46,16 +46,28 @@ def save_checkpoint(path: str | Path, model: StagedClassifier, **extra: Any) -> 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint; missing or corrupt files raise one clear CheckpointError."""
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and path.suffix != ".pt":  # a run directory: its best checkpoint
         path = path / "model.pt"
+    fix = "restore it from a copy, or train the run again (hybrid-qiskit train --overwrite)"
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}; train first (hybrid-qiskit train) or pass a run directory")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not a checkpoint; {fix}")
+    try:
+        with open(path, "rb") as fh:
+            empty = not fh.read(1)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}; fix its permissions") from None
+    if empty:
+        raise CheckpointError(f"checkpoint {path} is empty (a write was cut off?); {fix}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated/foreign files
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a hybrid_qiskit checkpoint ({type(exc).__name__})") from None
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a hybrid_qiskit checkpoint ({type(exc).__name__}); {fix}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a hybrid_qiskit checkpoint (format {FORMAT} expected)")
+        raise CheckpointError(f"{path} is not a hybrid_qiskit checkpoint (format {FORMAT} expected); {fix}")
+    if not isinstance(payload.get("model_config"), dict) or not isinstance(payload.get("state_dict"), dict):
+        raise CheckpointError(f"checkpoint {path} lacks its model config or weights; {fix}")
     return payload
 
 

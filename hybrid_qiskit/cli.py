@@ -21,14 +21,34 @@ from hybrid_qiskit.errors import HybridQiskitError
 FEATURE_MODULES = ("hybrid_qiskit.jobs", "hybrid_qiskit.noise")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as one line (no usage block), like every other error here."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def _checked(name: str, parse=int):
+    """argparse ``type=`` for a flag whose allowed values are the constrained type ``name`` of
+    :mod:`hybrid_qiskit.validation` (imported on use, so that --help stays quick)."""
+
+    def convert(text: str):
+        from hybrid_qiskit import validation
+
+        return validation.flag_type(getattr(validation, name), parse)(text)
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
 def add_backend_flags(p: argparse.ArgumentParser, *, default_backend: str | None = None) -> None:
     """Flags that choose and configure a backend (shared by every command that runs circuits)."""
     g = p.add_argument_group("backend")
     g.add_argument("--backend", default=default_backend, help="registry name (see `hybrid-qiskit backends`)")
     g.add_argument("--device", help="fake device (fake_fez, fake_miami, ...: hybrid-qiskit backends --devices) or IBM QPU name")
-    g.add_argument("--shots", type=int, help="shots per circuit (shot-based backends; exact ones take none)")
+    g.add_argument("--shots", type=_checked("PositiveInt"), help="shots per circuit (shot-based backends; exact ones take none)")
     g.add_argument("--optimization-level", type=int, choices=range(4), help="transpiler optimization level")
-    g.add_argument("--noise-scale", type=float, help="multiply the device's error rates (0 = noiseless)")
+    g.add_argument("--noise-scale", type=_checked("NonNegativeFinite", float), help="multiply the device's error rates (0 = noiseless)")
     g.add_argument("--resilience-level", type=int, choices=range(3), help="IBM runtime error mitigation level")
     g.add_argument("--backend-setting", action="append", default=[], metavar="KEY=VALUE",
                    help="any other backend setting, e.g. depolarizing=0.01 (repeatable)")
@@ -70,6 +90,8 @@ def _add_train(sub) -> None:
     p.add_argument("--out", help="parent folder of run directories (default: runs)")
     p.add_argument("--name", help="run directory name (default: <dataset>-<model>-<backend>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out/--name from last.pt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --out/--name (finished or not) with a new one")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     p.set_defaults(func=_train)
 
@@ -87,7 +109,7 @@ def _train(args) -> int:
     if extra:
         overrides["backend_settings"] = extra
     cfg = resolve(args.config, **overrides)
-    train(cfg, resume=args.resume, quiet=args.quiet)
+    train(cfg, resume=args.resume, quiet=args.quiet, overwrite=args.overwrite)
     return 0
 
 
@@ -97,26 +119,21 @@ def _add_evaluate(sub) -> None:
                        description="Re-evaluate RUN_DIR's best checkpoint; with --backend, on another backend.")
     p.add_argument("run_dir", help="a run directory (holds model.pt and config.json)")
     add_backend_flags(p)
-    p.add_argument("--seed", type=int, help="simulator/transpiler seed (default: the run's)")
+    p.add_argument("--seed", type=_checked("Seed"), help="simulator/transpiler seed (default: the run's)")
     p.add_argument("--split", choices=("test", "val"), default="test")
-    p.add_argument("--limit", type=int, help="evaluate only the first N images of the split")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--limit", type=_checked("PositiveInt"), help="evaluate only the first N images of the split")
+    p.add_argument("--batch-size", type=_checked("PositiveInt"), default=256)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_evaluate)
 
 
+# Moved to hybrid_qiskit.runs (which owns reading a run directory); kept here because jobs/ and
+# noise/ import it from the CLI. Remove once they import hybrid_qiskit.runs.load_run.
 def load_run(run_dir: str):
-    """(config, checkpoint payload) of a run directory, with clear errors."""
-    from pathlib import Path
+    """(config, checkpoint payload) of a run directory: see :func:`hybrid_qiskit.runs.load_run`."""
+    from hybrid_qiskit.runs import load_run as _load_run
 
-    from hybrid_qiskit.checkpoints import load_checkpoint, read_json
-    from hybrid_qiskit.config import resolve
-
-    path = Path(run_dir)
-    if not (path / "config.json").exists():
-        raise HybridQiskitError(f"{path} is not a run directory (no config.json); pass the folder `train` wrote")
-    saved = read_json(path / "config.json")
-    return resolve(None, **saved), load_checkpoint(path / "model.pt")
+    return _load_run(run_dir)
 
 
 def backend_for_run(cfg, args):
@@ -138,10 +155,20 @@ def _evaluate(args) -> int:
 
     from torch.utils.data import TensorDataset
 
+    from hybrid_qiskit import resources, runs
     from hybrid_qiskit.checkpoints import restore_model, write_json
     from hybrid_qiskit.training import evaluate, load_splits
 
-    cfg, payload = load_run(args.run_dir)
+    cfg, payload = runs.load_run(args.run_dir)
+    if cfg.model not in ("classical", "pixel_classical"):
+        resources.check_memory(args.backend or cfg.backend, qubits=cfg.qubits, batch=args.batch_size,
+                               real=resources.is_real_head(cfg.feature_map, cfg.ansatz), what="evaluate",
+                               settings=cfg.backend_settings if not args.backend else None)
+    # Evaluation only reads the run; its result is a side file. A read-only run still evaluates.
+    unwritable = runs.writable(args.run_dir)
+    if unwritable:
+        print(f"note: {args.run_dir} is not writable ({unwritable}): the result is printed, not saved",
+              file=sys.stderr)
     handle = backend_for_run(cfg, args)
     model = restore_model(payload, handle)
     data = getattr(load_splits(cfg), args.split)
@@ -155,7 +182,8 @@ def _evaluate(args) -> int:
         "backend": handle.description if handle else None,
     }
     name = handle.name if handle else "classical"
-    write_json(Path(args.run_dir) / f"eval-{name}-{args.split}.json", result)
+    if not unwritable:
+        write_json(Path(args.run_dir) / f"eval-{name}-{args.split}.json", result)
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     else:
@@ -199,7 +227,7 @@ def _backends(args) -> int:
 
 # ---------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hybrid-qiskit",
         description="Hybrid quantum-classical image classifier: train on simulators, run on IBM Quantum.",
     )

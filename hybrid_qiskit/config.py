@@ -3,6 +3,10 @@
 Resolution order (later wins): the defaults below, ``--config experiments/X.toml``, then the
 flags given on the command line. The resolved config is saved with every run (config.json).
 
+Every value is checked (pydantic, strict types, the ranges in :mod:`hybrid_qiskit.validation`)
+whenever a config is made, so a bad flag, TOML value or saved config.json is one line naming the
+setting, the value and what is allowed.
+
 A TOML file uses the field names below at the top level, plus an optional ``[backend_settings]``
 table for backend settings that have no flag of their own (e.g. ``depolarizing = 0.01``).
 """
@@ -10,51 +14,67 @@ table for backend settings that have no flag of their own (e.g. ``depolarizing =
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from pydantic import ConfigDict, ValidationError
+from pydantic.dataclasses import dataclass
+
 from hybrid_qiskit.errors import HybridQiskitError
+from hybrid_qiskit.validation import (
+    FolderName,
+    Fraction,
+    NonNegativeFinite,
+    NonNegativeInt,
+    OptimizationLevel,
+    PositiveFinite,
+    PositiveInt,
+    ResilienceLevel,
+    Seed,
+    explain,
+)
 
 # Backend settings that have their own CLI flag; None means "the backend's default".
 BACKEND_FLAGS = ("device", "shots", "optimization_level", "noise_scale", "resilience_level")
 
 
-@dataclass(frozen=True)
+# Strict: a value of the wrong type ("qubits": "four", epochs = 2.5) is refused, never coerced.
+@dataclass(frozen=True, config=ConfigDict(strict=True))
 class TrainConfig:
     # --- data
     dataset: str = "digits"  # digits (offline default) | mnist | fashion-mnist | cifar10
     data_dir: str = "data"  # torchvision's layout lives below this folder
     download: bool = False  # only download when asked: the default must run offline
     classes: str | None = None  # e.g. "0,1": keep these classes, relabelled 0..k-1
-    limit_train: int | None = None  # stratified subsample, for quick runs
-    limit_test: int | None = None
-    val_fraction: float = 0.1  # of the training split, for model selection
+    limit_train: PositiveInt | None = None  # stratified subsample, for quick runs
+    limit_test: PositiveInt | None = None
+    val_fraction: Fraction = 0.1  # of the training split, for model selection
     # --- model
     model: str = "hybrid"  # hybrid | classical (matched baseline) | quantum (pixels -> QNN)
-    qubits: int = 8  # head width; 8 measured far better than 4 on 10 classes
+    qubits: PositiveInt = 8  # head width; 8 measured far better than 4 on 10 classes
     feature_map: str = "angle"  # angle | zz
     ansatz: str = "real_amplitudes"  # real_amplitudes | efficient_su2
-    reps: int = 2
-    reuploads: int = 1
+    reps: NonNegativeInt = 2
+    reuploads: PositiveInt = 1
     # --- backend (where the quantum head runs while training)
     backend: str = "statevector"
     device: str | None = None
-    shots: int | None = None
-    optimization_level: int | None = None
-    noise_scale: float | None = None
-    resilience_level: int | None = None
+    shots: PositiveInt | None = None
+    optimization_level: OptimizationLevel | None = None
+    noise_scale: NonNegativeFinite | None = None
+    resilience_level: ResilienceLevel | None = None
     backend_settings: dict[str, Any] = field(default_factory=dict)
     # --- training
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 0.005  # Adam
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 32
+    lr: PositiveFinite = 0.005  # Adam
     lr_schedule: str = "cosine"  # cosine (decay to 0 over the run) | constant
-    seed: int = 0  # reaches torch, numpy, the data split, the transpiler and the simulators
-    eval_batch_size: int = 256  # evaluation has no backward pass: bigger PUBs, fewer calls
+    seed: Seed = 0  # reaches torch, numpy, the data split, the transpiler and the simulators
+    eval_batch_size: PositiveInt = 256  # evaluation has no backward pass: bigger PUBs, fewer calls
     # --- output
     out: str = "runs"
-    name: str | None = None  # run directory name; default: <dataset>-<model>-<backend>
+    name: FolderName | None = None  # run directory name; default: <dataset>-<model>-<backend>
 
     def run_name(self) -> str:
         return self.name or f"{self.dataset}-{self.model}-{self.backend}"
@@ -75,13 +95,19 @@ FIELD_NAMES = {f.name for f in fields(TrainConfig)}
 
 def load_toml(path: str | Path, known: set[str] | None = None) -> dict[str, Any]:
     """Read a TOML override file; keys outside ``known`` (default: TrainConfig's fields) are an
-    error naming them."""
+    error naming them. A missing, unreadable, binary or malformed file is one line too."""
     path = Path(path)
     known = FIELD_NAMES if known is None else known
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise HybridQiskitError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise HybridQiskitError(f"config file {path} is a directory; pass a .toml file") from None
+    except OSError as exc:
+        raise HybridQiskitError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise HybridQiskitError(f"config file {path} is not text (binary data); pass a .toml file") from None
     except tomllib.TOMLDecodeError as exc:
         raise HybridQiskitError(f"config file {path} is not valid TOML: {exc}") from None
     unknown = sorted(set(data) - known)
@@ -92,18 +118,31 @@ def load_toml(path: str | Path, known: set[str] | None = None) -> dict[str, Any]
     return data
 
 
+def checked(cfg: TrainConfig, changes: dict[str, Any], *, source: str = "", flags: bool = False) -> TrainConfig:
+    """``replace(cfg, **changes)``, with a bad value as one line naming the setting (and its flag
+    when the value came from the command line), the value and the allowed range."""
+    try:
+        return replace(cfg, **changes)
+    except ValidationError as exc:
+        annotations = {f.name: TrainConfig.__pydantic_fields__[f.name].rebuild_annotation() for f in fields(TrainConfig)}
+        names = {k: "--backend-setting" if k == "backend_settings" else "--" + k.replace("_", "-")
+                 for k in changes} if flags else None
+        raise HybridQiskitError(explain(exc, source=source, annotations=annotations, flags=names)) from None
+
+
 def resolve(config_path: str | Path | None = None, **overrides: Any) -> TrainConfig:
     """Defaults, then the TOML file, then the non-None ``overrides`` (CLI flags)."""
+    overrides.pop("run_id", None)  # a run's config.json carries its run id (see runs.py): not a setting
     cfg = TrainConfig()
     if config_path:
-        cfg = replace(cfg, **load_toml(config_path))
+        cfg = checked(cfg, load_toml(config_path), source=f"in config file {config_path}")
     given = {k: v for k, v in overrides.items() if v is not None}
     unknown = sorted(set(given) - FIELD_NAMES)
     if unknown:
         raise HybridQiskitError(f"unknown setting(s): {', '.join(unknown)}")
-    if "backend_settings" in given:
+    if isinstance(given.get("backend_settings"), dict):
         given["backend_settings"] = {**cfg.backend_settings, **given["backend_settings"]}
-    return replace(cfg, **given)
+    return checked(cfg, given, flags=True)
 
 
 def parse_setting(text: str) -> tuple[str, Any]:

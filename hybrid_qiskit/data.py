@@ -290,6 +290,10 @@ def _open_torchvision(cls_name: str, data_dir: Path, folder: Path, download: boo
     cls = getattr(torchvision.datasets, cls_name)
     try:
         return cls(str(data_dir), train=train, download=download)
+    except (AssertionError, ValueError, IndexError, KeyError) as exc:
+        # torchvision's IDX reader asserts on a bad header (a 7-byte file), and a header that
+        # promises more data than the file holds fails in frombuffer/view: damaged, not missing.
+        raise _damaged(cls_name, folder, exc) from None
     except (URLError, OSError, RuntimeError) as exc:
         detail = " ".join(str(exc).split())  # torchvision's download errors span lines
         if download:
@@ -303,7 +307,22 @@ def _open_torchvision(cls_name: str, data_dir: Path, folder: Path, download: boo
                 f"{cls_name} {state} {folder}; pass --download to fetch it, or --data-dir "
                 f"pointing at a folder with torchvision's {cls_name} layout"
             ) from None
+        if isinstance(exc, RuntimeError):
+            raise _damaged(cls_name, folder, exc) from None
+        if isinstance(exc, OSError):
+            raise HybridQiskitError(
+                f"cannot read {cls_name} in {folder}: {exc.strerror or detail} ({exc.filename or folder}); "
+                f"fix the permissions, or pass --data-dir pointing at a readable copy"
+            ) from None
         raise
+
+
+def _damaged(cls_name: str, folder: Path, exc: Exception) -> HybridQiskitError:
+    detail = " ".join(str(exc).split())
+    return HybridQiskitError(
+        f"{cls_name} files in {folder} are damaged (truncated, or not in IDX format"
+        f"{': ' + detail if detail else ''}); delete them and pass --download, or copy intact files there"
+    )
 
 
 def _torchvision_source(

@@ -22,7 +22,6 @@ from torch.utils.data import DataLoader, TensorDataset
 from hybrid_qiskit.checkpoints import (
     load_checkpoint,
     package_versions,
-    read_json,
     save_checkpoint,
     write_json,
 )
@@ -130,23 +129,29 @@ def make_backend(cfg: TrainConfig):
     return create_backend(cfg.backend, **cfg.backend_kwargs())
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False) -> dict:
-    """Train, checkpoint and test one model; returns the final metrics (also in metrics.json)."""
+def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False, overwrite: bool = False) -> dict:
+    """Train, checkpoint and test one model; returns the final metrics (also in metrics.json).
+
+    The run directory is owned for the whole run (one writer; a second ``train`` of the same
+    name is refused), an existing run is never replaced unless ``overwrite``, and a simulation
+    that cannot fit in memory is refused before anything is allocated.
+    """
+    from hybrid_qiskit import resources, runs
+
+    resources.check_config(cfg, what="train")
+    run_dir = Path(cfg.out) / cfg.run_name()
+    with runs.owned(run_dir, what="train"):
+        start = runs.prepare(run_dir, cfg, resume=resume, overwrite=overwrite)
+        return _train(cfg, run_dir, start, quiet=quiet)
+
+
+def _train(cfg: TrainConfig, run_dir: Path, start, *, quiet: bool = False) -> dict:
     from tqdm.auto import tqdm
 
-    run_dir = Path(cfg.out) / cfg.run_name()
     last_path = run_dir / "last.pt"
     # --resume on a run that never started simply starts it (so `make train` can always pass it);
     # on a finished run it only re-tests the best checkpoint and redraws the plots.
-    resume = resume and last_path.exists()
-    if resume:
-        saved, now = read_json(run_dir / "config.json"), _comparable(cfg)
-        # Even the epoch count must match: the learning-rate schedule spans the whole run.
-        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-        if diff:
-            raise HybridQiskitError(f"--resume needs the run's own settings; these differ: {', '.join(diff)}")
-    elif last_path.exists():
-        raise HybridQiskitError(f"{run_dir} already holds a run; pass --resume to continue it, or --name for a new one")
+    resume = start.resume
     if resume and not quiet:
         print(f"resuming {run_dir}", flush=True)
 
@@ -162,7 +167,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False) -> dic
     history: list[dict] = []
     best_acc, start_epoch = -1.0, 0
     if resume:
-        state = load_checkpoint(last_path)
+        state = start.state
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -171,7 +176,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False) -> dic
         history, best_acc, start_epoch = state["history"], state["best_val_accuracy"], state["epoch"]
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "config.json", _comparable(cfg))
+        write_json(run_dir / "config.json", {**_comparable(cfg), "run_id": start.run_id})
         write_json(run_dir / "backend.json", handle.description if handle else {"name": "none (classical model)"})
         write_json(run_dir / "versions.json", package_versions())
         write_json(run_dir / "data.json", {
@@ -183,28 +188,34 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False) -> dic
         t0 = time.perf_counter()
         with tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=quiet, leave=False) as bar:
             train_loss, train_acc = _train_epoch(model, loader, optimizer, scheduler, bar)
+        if not np.isfinite(train_loss):  # never a NaN in history.json, model.pt or metrics.json
+            raise HybridQiskitError(f"training diverged in epoch {epoch + 1} (train loss {train_loss}); "
+                                    f"lower --lr (was {cfg.lr:g}) and start again with --overwrite")
         seconds = time.perf_counter() - t0
         val = evaluate(model, splits.val, cfg.eval_batch_size)
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc,
-                        "val_loss": val.loss, "val_accuracy": val.accuracy, "seconds": seconds})
+                        "val_loss": val.loss, "val_accuracy": val.accuracy, "seconds": seconds,
+                        "run_id": start.run_id})
         if not quiet:
             print(f"epoch {epoch + 1}/{cfg.epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
                   f"val loss {val.loss:.4f} acc {val.accuracy:.4f}  ({seconds:.1f}s)", flush=True)
         if val.accuracy > best_acc:
             best_acc = val.accuracy
             save_checkpoint(run_dir / "model.pt", model, epoch=epoch + 1, val_accuracy=val.accuracy,
-                            dataset=splits.name, class_names=splits.class_names, seed=cfg.seed)
+                            dataset=splits.name, class_names=splits.class_names, seed=cfg.seed,
+                            run_id=start.run_id)
         # history.json first, then last.pt: a crash between them only repeats one epoch on resume.
         write_json(run_dir / "history.json", history)
         save_checkpoint(last_path, model, epoch=epoch + 1, optimizer=optimizer.state_dict(),
                         scheduler=scheduler.state_dict(),
                         shuffle_rng=shuffle.get_state(), torch_rng=torch.get_rng_state(),
-                        history=history, best_val_accuracy=best_acc)
+                        history=history, best_val_accuracy=best_acc, run_id=start.run_id)
 
-    return finish(cfg, run_dir, splits, handle, history, quiet=quiet)
+    return finish(cfg, run_dir, splits, handle, history, quiet=quiet, run_id=start.run_id)
 
 
-def finish(cfg: TrainConfig, run_dir: Path, splits, handle, history, *, quiet: bool = False) -> dict:
+def finish(cfg: TrainConfig, run_dir: Path, splits, handle, history, *, quiet: bool = False,
+           run_id: str | None = None) -> dict:
     """Test the best checkpoint, write metrics.json and the plots."""
     from hybrid_qiskit import plots
     from hybrid_qiskit.checkpoints import restore_model
@@ -221,6 +232,7 @@ def finish(cfg: TrainConfig, run_dir: Path, splits, handle, history, *, quiet: b
         "parameters": count_parameters(model),
         "model": cfg.model,
         "backend": handle.description if handle else None,
+        "run_id": run_id,
     }
     write_json(run_dir / "metrics.json", metrics)
     plots.training_curves(history, run_dir / "curves.png")

@@ -298,3 +298,37 @@ def test_parse_classes_rejects_bad_text(text):
     with pytest.raises(HybridQiskitError, match="--classes expects") as info:
         parse_classes(text)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("damage", ["seven_bytes", "header_larger_than_data", "junk", "empty"])
+def test_damaged_idx_files_are_one_line_naming_the_folder(tmp_path, damage):
+    # torchvision's reader asserts on a short header and fails in view() when the header promises
+    # more data than the file holds: both are "damaged files", with the way out, never a traceback.
+    _write_mnist_like(tmp_path, "MNIST")
+    path = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    good = path.read_bytes()
+    path.write_bytes({"seven_bytes": good[:7], "header_larger_than_data": good[:1000],
+                      "junk": b"\xff" * 64, "empty": b""}[damage])
+    with pytest.raises(HybridQiskitError) as info:
+        load_dataset("mnist", data_dir=tmp_path)
+    message = str(info.value)
+    assert "\n" not in message and "damaged" in message and "MNIST/raw" in message and "--download" in message
+
+
+def test_unreadable_idx_file_is_one_line(tmp_path, monkeypatch):
+    # Permissions at the OS boundary (this also runs as root, which ignores mode bits): the read
+    # of one IDX file fails with EACCES; the real-permission case runs in tests/test_attacks.py.
+    import builtins
+
+    _write_mnist_like(tmp_path, "MNIST")
+    real_open = builtins.open
+
+    def guarded(file, *args, **kwargs):
+        if str(file).endswith("train-images-idx3-ubyte"):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded)
+    with pytest.raises(HybridQiskitError, match="cannot read MNIST in .*Permission denied") as info:
+        load_dataset("mnist", data_dir=tmp_path)
+    assert "\n" not in str(info.value)

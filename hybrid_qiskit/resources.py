@@ -1,0 +1,151 @@
+"""Memory before allocation: the peak a simulator will need, estimated from the head's width,
+the batch and the simulation method, and checked against the memory this machine has free.
+
+A statevector of n qubits holds 2**n amplitudes (8 bytes each when the circuit is real, as
+angle encoding + RealAmplitudes is, else 16); a density matrix holds 4**n complex entries. What
+multiplies them, per method (measured at 12-16 qubits, see tests/test_attacks.py and the README):
+
+* ``statevector`` (our batched numpy simulator): the whole batch is one (2**n, rows) array; the
+  evolution ping-pongs between two buffers, the estimator keeps the last two final states for the
+  adjoint gradient, the expectation values square the final states (with temporaries), and
+  complex heads add per-row phases. Peak, with M = max(training batch, evaluation batch): 5
+  (real) or 6 (complex) copies of 2**n x M amplitudes, plus the observables' diagonals and the
+  adjoint sweep's (2**n, 1 + K) co-state stack, twice. Measured at 16 qubits, M = 128: 298 MB
+  (real) and 727 MB (complex) above the process's baseline; estimated 335 and 805 MB.
+* ``statevector_reference`` and Aer's ``statevector``: one circuit at a time, a few copies of
+  2**n complex amplitudes.
+* Aer's ``density_matrix``: one circuit at a time, a couple of copies of 4**n complex entries.
+* A remote QPU (``ibm_runtime``) allocates nothing here.
+
+Example:
+    >>> est = estimate("statevector", qubits=20, batch=32, eval_batch=256, observables=20, real=True)
+    >>> round(est.bytes / 2**30, 1)
+    10.6
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hybrid_qiskit.errors import HybridQiskitError
+
+# Backends that simulate here, by the method they use (a backend may override it with its
+# ``method`` setting). Anything else (a QPU) costs no local memory.
+METHODS = {
+    "statevector": "batched_statevector",
+    "statevector_reference": "statevector",
+    "aer_statevector": "statevector",
+    "aer_noisy": "density_matrix",
+    "aer_noisy_exact": "density_matrix",
+    "ibm_local": "statevector",  # Aer's automatic method: statevector once a circuit is wide
+}
+# Memory left free for everything else in the process (torch, the data, Python itself).
+HEADROOM = 0.85
+
+
+@dataclass(frozen=True)
+class Estimate:
+    bytes: int
+    method: str
+    detail: str  # how the figure was made, for the message
+
+    def gib(self) -> str:
+        return _size(self.bytes)
+
+
+def _size(n: float) -> str:
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}" if n / scale < 10**6 else f"{n / scale:.2e} {unit}"
+    return f"{n / 2**10:.0f} KiB"
+
+
+def estimate(backend: str, *, qubits: int, batch: int, eval_batch: int | None = None,
+             observables: int | None = None, real: bool = False,
+             settings: dict[str, Any] | None = None) -> Estimate | None:
+    """Peak bytes the simulator of ``backend`` needs for a head of ``qubits`` (None: remote)."""
+    method = (settings or {}).get("method") or METHODS.get(backend)
+    if method is None:
+        return None
+    n, k = qubits, qubits if observables is None else observables
+    amps = 2**n
+    if method == "batched_statevector":
+        item = 8 if real else 16
+        rows = max(batch, eval_batch or batch)
+        # Two evolution buffers, the cached final states, |amplitude|**2 and its temporaries, and
+        # (complex heads) the per-row phases of diagonal layers: 5 copies real, 6 complex, measured.
+        copies = 5 if real else 6
+        states = copies * item * amps * rows
+        extra = 2 * k * amps * 8 + 2 * amps * (1 + k) * item  # diagonals; adjoint co-states
+        return Estimate(states + extra, method,
+                        f"2**{n} {'real' if real else 'complex'} amplitudes x {rows} rows x {copies} copies")
+    if method in ("statevector", "automatic"):
+        return Estimate(4 * amps * 16, method, f"2**{n} complex amplitudes x 4 copies, one circuit at a time")
+    if method == "density_matrix":
+        return Estimate(3 * 4**n * 16, method, f"4**{n} complex entries x 3 copies, one circuit at a time")
+    if method in ("matrix_product_state", "stabilizer", "extended_stabilizer"):
+        return None  # memory follows entanglement, not width: nothing useful to say up front
+    return Estimate(4 * amps * 16, method, f"2**{n} complex amplitudes x 4 copies")
+
+
+def available_memory() -> int:
+    """Bytes this process may still allocate: the smaller of the kernel's MemAvailable and what
+    the cgroup (container) limit leaves."""
+    candidates = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                candidates.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+        if limit != "max":
+            candidates.append(int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    if not candidates:
+        try:
+            candidates.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+        except (ValueError, OSError, AttributeError):
+            return 2**63
+    return max(0, min(candidates))
+
+
+def check_memory(backend: str, *, qubits: int, batch: int, what: str, eval_batch: int | None = None,
+                 real: bool = False, settings: dict[str, Any] | None = None,
+                 available: int | None = None) -> Estimate | None:
+    """Refuse, before anything is allocated, a simulation that would not fit in memory.
+
+    Raises:
+        HybridQiskitError: the estimate exceeds the free memory; the message gives both figures
+            and what to lower.
+    """
+    est = estimate(backend, qubits=qubits, batch=batch, eval_batch=eval_batch, real=real, settings=settings)
+    if est is None:
+        return None
+    free = available_memory() if available is None else available
+    if est.bytes > HEADROOM * free:
+        hint = "lower --qubits, or --batch-size and eval_batch_size" if est.method == "batched_statevector" else "lower --qubits"
+        raise HybridQiskitError(
+            f"{what}: a {qubits}-qubit head on {backend} ({est.method}) needs about {est.gib()} of memory "
+            f"({est.detail}), but only {_size(free)} is free; {hint}"
+        )
+    return est
+
+
+def is_real_head(feature_map: str, ansatz: str) -> bool:
+    """Whether the head's circuit has real amplitudes only (RY and CX gates): half the bytes."""
+    return feature_map == "angle" and ansatz == "real_amplitudes"
+
+
+def check_config(cfg, *, what: str = "train") -> Estimate | None:
+    """:func:`check_memory` for a training config (a classical model simulates nothing)."""
+    if cfg.model in ("classical", "pixel_classical"):
+        return None
+    return check_memory(cfg.backend, qubits=cfg.qubits, batch=cfg.batch_size, eval_batch=cfg.eval_batch_size,
+                        real=is_real_head(cfg.feature_map, cfg.ansatz), settings=cfg.backend_settings, what=what)

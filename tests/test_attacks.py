@@ -1,0 +1,386 @@
+"""The attack table of issue 15: bad flags, damaged files, concurrent writers, read-only folders.
+
+Every attack ends in exit code 2 with ONE line on stderr (``error: ...``) and no traceback, or in
+the documented recovery. Commands run in-process through ``main()`` (an uncaught exception fails
+the test, so "no traceback" is checked too); the concurrent and permission cases run real
+processes. One tiny fixture run (2 qubits, 1 epoch, 24 digits) is trained once and copied.
+
+Permissions: root ignores mode bits, so under root the permission cases drop CAP_DAC_OVERRIDE
+and CAP_DAC_READ_SEARCH from the thread's effective capabilities while they run: the kernel then
+checks the bits for root too, and the real EACCES path is exercised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from hybrid_qiskit.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--dataset", "digits", "--classes", "0,1", "--qubits", "2", "--reps", "1", "--epochs", "1",
+        "--limit-train", "24", "--limit-test", "8", "--batch-size", "8", "--seed", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def fixture_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("attack-runs")
+    assert main(["train", *TINY, "--out", str(out), "--name", "fixture"]) == 0
+    return out / "fixture"
+
+
+@pytest.fixture
+def run(fixture_run, tmp_path) -> Path:
+    """A private copy of the fixture run, free to damage."""
+    return Path(shutil.copytree(fixture_run, tmp_path / "runs" / "fixture"))
+
+
+def one_line_error(capsys, argv: list[str]) -> str:
+    """Run ``argv``; assert exit code 2 and a single ``error:`` line on stderr; return it."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own checks exit from inside parse_args
+        code = exc.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2, (code, err)
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+# --------------------------------------------------------------------------- bad flags
+
+BAD_TRAIN_FLAGS = [
+    (["--batch-size", "0"], "batch_size"),
+    (["--batch-size", "-5"], "batch_size"),
+    (["--lr", "nan"], "lr"),
+    (["--lr", "-1"], "lr"),
+    (["--lr", "inf"], "lr"),  # used to train and write NaN into metrics.json
+    (["--seed", "-1"], "seed"),
+    (["--seed", str(2**70)], "seed"),
+    (["--backend", "aer_statevector", "--shots", "0"], "--shots"),
+    (["--backend", "aer_statevector", "--shots", "-100"], "--shots"),
+    (["--backend", "aer_noisy", "--noise-scale", "nan"], "--noise-scale"),
+    (["--epochs", "0"], "epochs"),
+    (["--qubits", "0"], "qubits"),
+    (["--limit-train", "0"], "limit_train"),
+    (["--name", "../../x"], "name"),
+    (["--name", "/abs/path"], "name"),
+    (["--qubits", "28"], "needs about"),
+    (["--qubits", "40"], "needs about"),
+]
+
+
+@pytest.mark.parametrize("flags,named", BAD_TRAIN_FLAGS, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_bad_train_flag_is_one_line_and_leaves_no_folder(tmp_path, capsys, flags, named):
+    out = tmp_path / "runs"
+    err = one_line_error(capsys, ["train", *TINY, "--out", str(out), "--name", "x", *flags])
+    assert named in err
+    assert not (out / "x").exists() and not (tmp_path / "x").exists() and not Path("/abs/path").exists()
+
+
+def test_messages_name_the_value_and_the_allowed_range(tmp_path, capsys):
+    err = one_line_error(capsys, ["train", "--out", str(tmp_path), "--batch-size", "0"])
+    assert "batch_size (--batch-size) = 0" in err and "an integer >= 1" in err
+    err = one_line_error(capsys, ["train", "--out", str(tmp_path), "--seed", "-1"])
+    assert "0..4294967295" in err
+    err = one_line_error(capsys, ["train", "--out", str(tmp_path), "--lr", "inf"])
+    assert "lr (--lr) = inf" in err and "finite number > 0" in err
+
+
+def test_memory_refusal_prints_the_estimate(tmp_path, capsys):
+    err = one_line_error(capsys, ["train", "--out", str(tmp_path), "--qubits", "28", "--batch-size", "2"])
+    assert "28-qubit head" in err and "TiB" in err and "free" in err
+
+
+@pytest.mark.parametrize("flags", [["--shots", "-5"], ["--batch-size", "0"], ["--seed", "-1"],
+                                   ["--noise-scale", "inf"], ["--limit", "-1"], ["--limit", "0"]])
+def test_bad_evaluate_flag_is_one_line(fixture_run, capsys, flags):
+    err = one_line_error(capsys, ["evaluate", str(fixture_run), *flags])
+    assert flags[0] in err and "must be" in err
+
+
+@pytest.mark.parametrize("text,named", [
+    ('epochs = "ten"', "epochs = 'ten'"),
+    ("backend_settings = 5", "backend_settings = 5"),
+    ("lr = -0.1", "lr = -0.1"),
+    ('name = "../up"', "name = '../up'"),
+    ("[[broken", "not valid TOML"),
+])
+def test_bad_toml_value_is_one_line_naming_the_file(tmp_path, capsys, text, named):
+    path = tmp_path / "bad.toml"
+    path.write_text(text + "\n")
+    err = one_line_error(capsys, ["train", "--config", str(path), "--out", str(tmp_path / "runs")])
+    assert named in err and str(path) in err
+
+
+@pytest.mark.parametrize("kind", ["binary", "directory"])
+def test_binary_or_directory_as_config(tmp_path, capsys, kind):
+    path = tmp_path / "cfg"
+    path.mkdir() if kind == "directory" else path.write_bytes(bytes(range(256)))
+    err = one_line_error(capsys, ["train", "--config", str(path), "--out", str(tmp_path / "runs")])
+    assert str(path) in err and ("directory" in err or "not text" in err)
+
+
+# --------------------------------------------------------------------------- damaged run files
+
+DAMAGED_CONFIG = {
+    "empty": (b"", "is empty"),
+    "half-written": (None, "not valid JSON"),
+    "junk": (b"\x80\x81\xfe\xff" * 8, "not text"),
+    "list": (b"[]", "JSON list"),
+    "wrong type": (None, "qubits = 'four'"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED_CONFIG))
+@pytest.mark.parametrize("command", ["evaluate", "resume"])
+def test_damaged_config_json(run, capsys, damage, command):
+    path = run / "config.json"
+    data, said = DAMAGED_CONFIG[damage]
+    if damage == "half-written":
+        data = path.read_bytes()[: len(path.read_bytes()) // 2]
+    if damage == "wrong type":
+        data = json.dumps({**json.loads(path.read_text()), "qubits": "four"}).encode()
+    path.write_bytes(data)
+    argv = (["evaluate", str(run)] if command == "evaluate" else
+            ["train", *TINY, "--out", str(run.parent), "--name", run.name, "--resume"])
+    err = one_line_error(capsys, argv)
+    assert said in err and "config.json" in err
+    assert "--overwrite" in err or "fix" in err or "restore" in err  # and what to do
+
+
+def test_deleted_config_json(run, capsys):
+    (run / "config.json").unlink()
+    err = one_line_error(capsys, ["train", *TINY, "--out", str(run.parent), "--name", run.name, "--resume"])
+    assert "config.json is missing" in err and "--overwrite" in err
+    err = one_line_error(capsys, ["evaluate", str(run)])
+    assert "not a run directory" in err
+
+
+@pytest.mark.parametrize("damage", ["junk", "empty", "directory"])
+def test_damaged_checkpoint(run, capsys, damage):
+    path = run / "model.pt"
+    path.unlink()
+    path.mkdir() if damage == "directory" else path.write_bytes(b"" if damage == "empty" else b"\x00junk" * 9)
+    err = one_line_error(capsys, ["evaluate", str(run)])
+    assert "model.pt" in err and "restore" in err
+
+
+def test_damaged_history_on_resume(run, capsys):
+    (run / "last.pt").unlink()  # so that resume has to look at what is left
+    (run / "history.json").write_text('[{"epoch": 1, "train_loss": 0.')
+    err = one_line_error(capsys, ["train", *TINY, "--out", str(run.parent), "--name", run.name, "--resume"])
+    assert "last.pt is missing" in err
+
+
+def test_resume_refuses_files_of_two_runs(run, tmp_path, capsys):
+    # Another run with the same settings: its last.pt dropped into our folder is refused by run id.
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    payload = torch.load(other / "last.pt", weights_only=False)
+    payload["run_id"] = "someoneelse"
+    torch.save(payload, run / "last.pt")
+    err = one_line_error(capsys, ["train", *TINY, "--out", str(run.parent), "--name", run.name, "--resume"])
+    assert "different runs" in err and "someoneelse" in err
+
+
+def test_evaluate_refuses_a_model_of_another_run(run, capsys):
+    payload = torch.load(run / "model.pt", weights_only=False)
+    payload["run_id"] = "someoneelse"
+    torch.save(payload, run / "model.pt")
+    err = one_line_error(capsys, ["evaluate", str(run)])
+    assert "belongs to another run" in err
+
+
+# --------------------------------------------------------------------------- ownership
+
+
+def test_finished_run_is_never_overwritten_without_overwrite(run, capsys):
+    before = {p: (run / p).read_bytes() for p in ("model.pt", "metrics.json", "history.json")}
+    (run / "last.pt").unlink()  # used to be the only protection
+    err = one_line_error(capsys, ["train", *TINY, "--out", str(run.parent), "--name", run.name, "--epochs", "2"])
+    assert "already holds a run" in err and "--overwrite" in err
+    assert {p: (run / p).read_bytes() for p in before} == before
+
+
+def test_overwrite_replaces_a_run_with_a_new_run_id(run, capsys):
+    old = json.loads((run / "config.json").read_text())["run_id"]
+    (run / ".model.pt.x1y2.tmp").write_bytes(b"left by a killed writer")
+    assert main(["train", *TINY, "--out", str(run.parent), "--name", run.name, "--overwrite"]) == 0
+    new = json.loads((run / "config.json").read_text())["run_id"]
+    assert new != old and json.loads((run / "metrics.json").read_text())["run_id"] == new
+    assert {h["run_id"] for h in json.loads((run / "history.json").read_text())} == {new}
+    assert torch.load(run / "model.pt", weights_only=False)["run_id"] == new
+    assert not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp"))
+
+
+def test_overwrite_does_not_orphan_a_job_ledger(run, capsys):
+    (run / "jobs.sqlite").write_bytes(b"")
+    err = one_line_error(capsys, ["train", *TINY, "--out", str(run.parent), "--name", run.name, "--overwrite"])
+    assert "jobs.sqlite" in err and (run / "model.pt").exists()
+
+
+def test_a_run_that_fails_before_starting_leaves_no_folder(tmp_path, capsys):
+    out = tmp_path / "runs"
+    err = one_line_error(capsys, ["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "none"),
+                                  "--out", str(out), "--name", "x", "--quiet"])
+    assert "--download" in err and not (out / "x").exists()
+
+
+def _wait_for_lock(lock: Path, alive) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and alive():
+        if lock.exists() and lock.read_text().startswith("pid"):
+            return
+        time.sleep(0.02)
+
+
+def test_two_concurrent_trains_one_runs_the_other_refuses(tmp_path, capsys):
+    # The first `train` runs in a thread (flock locks belong to open files, so two trains in one
+    # process exclude each other exactly as two processes do); the real-process twin is slow-tier.
+    out = tmp_path / "runs"
+    codes = []
+    first = threading.Thread(target=lambda: codes.append(main(["train", *TINY, "--out", str(out), "--name", "same"])))
+    first.start()
+    _wait_for_lock(out / "same" / ".lock", first.is_alive)
+    err = one_line_error(capsys, ["train", *TINY, "--out", str(out), "--name", "same"])
+    first.join(timeout=120)
+    assert codes == [0]
+    # Refused while the first one held the folder (naming the holder's pid), or, had it already
+    # finished, because a finished run is never overwritten: one line either way, one run.
+    assert f"pid {os.getpid()} (train)" in err or "already holds a run" in err
+    history = json.loads((out / "same" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1] and len({h["run_id"] for h in history}) == 1
+
+
+@pytest.mark.slow
+def test_two_concurrent_train_processes(tmp_path, capsys):
+    out = tmp_path / "runs"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "hybrid_qiskit.cli", "train", *TINY, "--epochs", "3", "--out", str(out),
+         "--name", "same"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    _wait_for_lock(out / "same" / ".lock", lambda: first.poll() is None)
+    second = subprocess.run(
+        [sys.executable, "-m", "hybrid_qiskit.cli", "train", *TINY, "--epochs", "3", "--out", str(out),
+         "--name", "same"], cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    _, first_err = first.communicate(timeout=300)
+    assert first.returncode == 0, first_err
+    err = second.stderr.strip()
+    assert second.returncode == 2 and err.startswith("error: ") and "\n" not in err, err
+    assert f"pid {first.pid} (train)" in err or "already holds a run" in err
+
+
+# --------------------------------------------------------------------------- permissions
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+DAC_BYPASS = (1 << 1) | (1 << 2)  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+
+
+@contextlib.contextmanager
+def permission_bits_apply():
+    """Make the kernel check mode bits for this thread, root included: root drops its DAC
+    capabilities from the effective set (kept in the permitted set, restored on exit)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, data = _CapHeader(0x20080522, 0), (_CapData * 2)()  # _LINUX_CAPABILITY_VERSION_3
+    if libc.capget(ctypes.byref(header), data) != 0:
+        pytest.skip("running as root and capget failed: permission bits cannot be enforced")
+    saved = data[0].effective
+    data[0].effective = saved & ~DAC_BYPASS
+    if libc.capset(ctypes.byref(header), data) != 0:
+        pytest.skip("running as root and capset failed: permission bits cannot be enforced")
+    try:
+        yield
+    finally:
+        data[0].effective = saved
+        assert libc.capset(ctypes.byref(header), data) == 0
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """chmod-based restrictions that hold for the test, undone afterwards."""
+    changed: list[tuple[Path, int]] = []
+
+    def restrict(path: Path, mode: int) -> Path:
+        changed.append((path, path.stat().st_mode & 0o777))
+        path.chmod(mode)
+        return path
+
+    yield restrict
+    for path, mode in reversed(changed):
+        path.chmod(mode)
+
+
+def test_permission_bits_really_apply(tmp_path, read_only):
+    (tmp_path / "ro").mkdir()
+    folder = read_only(tmp_path / "ro", 0o555)
+    with permission_bits_apply(), pytest.raises(PermissionError):
+        (folder / "f").write_text("x")
+
+
+def test_evaluate_of_a_read_only_run_prints_and_does_not_save(run, read_only, capsys):
+    read_only(run, 0o555)
+    with permission_bits_apply():
+        code = main(["evaluate", str(run), "--json"])
+    captured = capsys.readouterr()
+    assert code == 0 and json.loads(captured.out)["samples"] == 8
+    err = captured.err.strip()
+    assert err.startswith("note:") and "not saved" in err and "\n" not in err
+    assert not list(run.glob("eval-*.json"))
+
+
+def test_resume_of_a_read_only_run(run, read_only, capsys):
+    read_only(run, 0o555)
+    with permission_bits_apply():
+        err = one_line_error(capsys, ["train", *TINY, "--out", str(run.parent), "--name", run.name, "--resume"])
+    assert "cannot write" in err and str(run) in err
+
+
+def test_unwritable_out(tmp_path, read_only, capsys):
+    (tmp_path / "ro_out").mkdir()
+    out = read_only(tmp_path / "ro_out", 0o555)
+    with permission_bits_apply():
+        err = one_line_error(capsys, ["train", *TINY, "--out", str(out / "runs"), "--name", "x"])
+    assert "cannot write" in err and not (out / "runs").exists()
+
+
+def test_unreadable_mnist_folder(tmp_path, read_only, capsys):
+    from tests.test_data import _write_mnist_like
+
+    _write_mnist_like(tmp_path / "data", "MNIST")
+    for f in (tmp_path / "data" / "MNIST" / "raw").iterdir():
+        read_only(f, 0o000)
+    with permission_bits_apply():
+        err = one_line_error(capsys, ["train", *TINY, "--dataset", "mnist", "--data-dir", str(tmp_path / "data"),
+                                      "--out", str(tmp_path / "runs"), "--name", "m"])
+    assert "cannot read MNIST" in err and "Permission denied" in err and not (tmp_path / "runs" / "m").exists()
+
+
+def test_a_diverging_run_stops_before_writing_nan(tmp_path, capsys):
+    # inf is refused up front; a finite rate this large turns the loss into NaN in the first epoch.
+    out = tmp_path / "runs"
+    err = one_line_error(capsys, ["train", *TINY, "--out", str(out), "--name", "x", "--lr", "1e30"])
+    assert "diverged" in err and "--lr" in err
+    assert not (out / "x" / "metrics.json").exists() and not (out / "x" / "model.pt").exists()

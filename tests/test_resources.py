@@ -1,0 +1,87 @@
+"""Memory before allocation: the estimate per method, the refusal, and the estimate against a
+measured peak (slow tier)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hybrid_qiskit.config import resolve
+from hybrid_qiskit.errors import HybridQiskitError
+from hybrid_qiskit.resources import check_config, check_memory, estimate
+
+GiB = 2**30
+
+
+def test_statevector_grows_with_width_and_batch_density_matrix_with_four_to_the_n():
+    base = estimate("statevector", qubits=10, batch=32, eval_batch=32, real=True).bytes
+    wider = estimate("statevector", qubits=11, batch=32, eval_batch=32, real=True).bytes
+    larger = estimate("statevector", qubits=10, batch=64, eval_batch=64, real=True).bytes
+    assert 2 * base <= wider <= 2.3 * base  # (the observables' share grows with the width too)
+    assert 1.7 * base <= larger <= 2 * base
+    assert estimate("statevector", qubits=10, batch=32, eval_batch=32, real=False).bytes > 2 * base
+    dm = estimate("aer_noisy", qubits=10, batch=32).bytes
+    assert estimate("aer_noisy", qubits=11, batch=32).bytes == 4 * dm
+    assert estimate("ibm_runtime", qubits=100, batch=32) is None  # a QPU allocates nothing here
+    assert estimate("aer_noisy", qubits=40, batch=1, settings={"method": "matrix_product_state"}) is None
+
+
+def test_refusal_names_the_estimate_and_the_free_memory():
+    with pytest.raises(HybridQiskitError) as info:
+        check_memory("statevector", qubits=28, batch=2, eval_batch=256, real=True, what="train", available=64 * GiB)
+    message = str(info.value)
+    assert "28-qubit head" in message and "TiB" in message and "64.0 GiB is free" in message and "\n" not in message
+    with pytest.raises(HybridQiskitError, match="needs about"):
+        check_memory("aer_noisy", qubits=16, batch=1, what="evaluate", available=16 * GiB)
+
+
+def test_twenty_qubits_fit_a_machine_with_sixteen_gib_free():
+    cfg = resolve(None, qubits=20)
+    est = check_memory(cfg.backend, qubits=20, batch=cfg.batch_size, eval_batch=cfg.eval_batch_size, real=True,
+                       what="train", available=16 * GiB)
+    assert 4 * GiB < est.bytes < 12 * GiB
+
+
+def test_classical_models_simulate_nothing():
+    assert check_config(resolve(None, model="classical", qubits=40)) is None
+
+
+PROBE = r"""
+import json, resource, sys
+import torch
+from torch.utils.data import TensorDataset
+from hybrid_qiskit.config import resolve
+from hybrid_qiskit.models import build_model
+from hybrid_qiskit.resources import estimate, is_real_head
+from hybrid_qiskit.training import evaluate, load_splits, make_backend, model_config_for
+
+q, B, E, fm = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+cfg = resolve(None, qubits=q, batch_size=B, eval_batch_size=E, feature_map=fm, reps=1, limit_train=2 * E)
+splits = load_splits(cfg)
+model = build_model(model_config_for(cfg, splits), make_backend(cfg), seed=0)
+x, y = splits.train.tensors
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+torch.nn.functional.cross_entropy(model(x[:B]), y[:B]).backward()
+evaluate(model, TensorDataset(x[: 2 * E], y[: 2 * E]), E)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+est = estimate("statevector", qubits=q, batch=B, eval_batch=E, real=is_real_head(fm, cfg.ansatz))
+print(json.dumps({"measured": peak - base, "estimate": est.bytes}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("feature_map", ["angle", "zz"])
+def test_estimate_bounds_the_measured_peak_at_sixteen_qubits(feature_map):
+    # One training step and two evaluation batches of 128 rows, in a fresh process: the peak RSS
+    # above the process's baseline stays under the estimate, and within 1.5x of it.
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", PROBE, "16", "32", "128", feature_map], cwd=repo, capture_output=True,
+                          text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(repo)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert figures["measured"] <= figures["estimate"] <= 1.5 * figures["measured"], figures
