@@ -127,15 +127,6 @@ def _add_evaluate(sub) -> None:
     p.set_defaults(func=_evaluate)
 
 
-# Moved to hybrid_qiskit.runs (which owns reading a run directory); kept here because jobs/ and
-# noise/ import it from the CLI. Remove once they import hybrid_qiskit.runs.load_run.
-def load_run(run_dir: str):
-    """(config, checkpoint payload) of a run directory: see :func:`hybrid_qiskit.runs.load_run`."""
-    from hybrid_qiskit.runs import load_run as _load_run
-
-    return _load_run(run_dir)
-
-
 def backend_for_run(cfg, args):
     """The backend handle: the flags' backend if --backend is given, else the run's own."""
     from backends import create_backend

@@ -241,7 +241,7 @@ def test_fetch_in_a_fresh_process_matches_evaluate_on_the_same_device(fleet, cap
 
     from backends import create_backend
     from hybrid_qiskit.checkpoints import restore_model
-    from hybrid_qiskit.cli import load_run
+    from hybrid_qiskit.runs import load_run
     from hybrid_qiskit.training import evaluate, load_splits
 
     jobs = fleet.jobs["done"]

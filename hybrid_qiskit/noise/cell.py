@@ -74,7 +74,7 @@ def _stamp(run_dir) -> tuple:
 
 @functools.lru_cache(maxsize=8)
 def _load_checkpoint(run_dir: str, stamp: tuple):
-    from hybrid_qiskit.cli import load_run
+    from hybrid_qiskit.runs import load_run
 
     cfg, payload = load_run(run_dir)
     try:
