@@ -44,7 +44,7 @@ def _varied(rng, theta: float) -> tuple[QuantumCircuit, float]:
 def test_adjoint_gradient_survives_program_ids_being_reused():
     """A one-program compile cache and thousands of distinct circuits at the same parameter
     values: freed programs' ids come back, and a final-state cache keyed by id alone handed new
-    circuits the final states of old ones (a wrong gradient, silently: 10-20 of these 900)."""
+    circuits the final states of old ones (a wrong gradient, silently: 2-19 of these 900)."""
     est = BatchedStatevectorEstimator(cache_size=1)
     grad = AdjointEstimatorGradient(est)
     rng, theta = np.random.default_rng(0), 0.7
