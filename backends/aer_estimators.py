@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from collections.abc import Iterable
 
 import numpy as np
@@ -20,12 +19,8 @@ from qiskit.primitives.containers.estimator_pub import EstimatorPub, EstimatorPu
 from qiskit.primitives.containers.observables_array import ObservablesArray
 from qiskit.quantum_info import PauliList
 
+from hybrid_qiskit.primitives.caches import CircuitCache
 from hybrid_qiskit.primitives.pubs import broadcast_rows, parameter_rows
-
-
-def active_qubits(circuit: QuantumCircuit) -> frozenset[int]:
-    """Indices of the qubits any instruction of ``circuit`` touches."""
-    return frozenset(circuit.find_bit(q).index for inst in circuit.data for q in inst.qubits)
 
 
 class AerShotEstimator(BaseEstimatorV2):
@@ -37,8 +32,9 @@ class AerShotEstimator(BaseEstimatorV2):
     the Z basis written in ``rz``/``sx``, so they stay ISA gates), run for ALL parameter sets in
     one Aer call through ``parameter_binds`` (Aer binds natively; no Python copy per set).
     Expectation values are parities averaged over the counts; stds are shot-noise estimates.
-    Each circuit runs with the noise model restricted to its qubits (see
-    :func:`backends.noise.restrict_noise_model`).
+    On a device, :class:`backends.reduced.ReducedDeviceEstimator` gives it circuits compacted to
+    their qubits and the noise model of those qubits only, so Aer never converts a whole
+    156-qubit model.
 
     Args:
         noise_model: Aer NoiseModel (None: noiseless).
@@ -55,25 +51,22 @@ class AerShotEstimator(BaseEstimatorV2):
         self._method = method
         self._default_precision = default_precision
         self._rng = np.random.default_rng(seed)
-        self._simulators: dict[frozenset, object] = {}
-        self._measured: OrderedDict[tuple, tuple[QuantumCircuit, QuantumCircuit]] = OrderedDict()
+        self._simulator = None
+        # circuit -> {measured basis: the circuit with its rotations and measurements}; the
+        # cache sees in-place edits of the circuit (hybrid_qiskit.primitives.caches).
+        self._measured = CircuitCache(lambda circuit: {}, size=16)
 
-    def simulator(self, circuit: QuantumCircuit):
-        """The AerSimulator for ``circuit``: the noise model restricted to its qubits (cached)."""
+    def simulator(self):
+        """The AerSimulator carrying the noise model (built once)."""
         from qiskit_aer import AerSimulator
 
-        from backends.noise import restrict_noise_model
-
-        qubits = active_qubits(circuit)
-        if qubits not in self._simulators:
+        if self._simulator is None:
             # Parallel over experiments (parameter sets): per-set setup dominates at a few
             # qubits; measured faster than Aer's default, and no worse on a busy machine.
-            self._simulators[qubits] = AerSimulator(
-                method=self._method,
-                noise_model=restrict_noise_model(self._noise_model, qubits),
-                max_parallel_experiments=0,
+            self._simulator = AerSimulator(
+                method=self._method, noise_model=self._noise_model, max_parallel_experiments=0
             )
-        return self._simulators[qubits]
+        return self._simulator
 
     def run(
         self, pubs: Iterable[EstimatorPubLike], *, precision: float | None = None
@@ -135,10 +128,9 @@ class AerShotEstimator(BaseEstimatorV2):
         self, circuit: QuantumCircuit, basis: str, support: list[int]
     ) -> QuantumCircuit:
         """``circuit`` + rotations into ``basis`` + measurements of ``support`` (cached)."""
-        key = (id(circuit), basis)
-        hit = self._measured.get(key)
-        if hit is not None and hit[0] is circuit:
-            return hit[1]
+        bases = self._measured.get(circuit)
+        if basis in bases:
+            return bases[basis]
         n = circuit.num_qubits
         qc = circuit.copy()
         creg = ClassicalRegister(len(support), "meas")
@@ -151,9 +143,7 @@ class AerShotEstimator(BaseEstimatorV2):
             elif basis[n - 1 - q] == "Y":  # sx (a π/2 turn about X) maps Y to Z
                 qc.sx(q)
             qc.measure(q, creg[j])
-        self._measured[key] = (circuit, qc)
-        if len(self._measured) > 64:
-            self._measured.popitem(last=False)
+        bases[basis] = qc
         return qc
 
     def _sample(self, circuit, values, shots: int):
@@ -162,7 +152,7 @@ class AerShotEstimator(BaseEstimatorV2):
         binds = [{p: values[:, j].tolist() for j, p in enumerate(params)}] if params else None
         seed = int(self._rng.integers(2**31))
         result = (
-            self.simulator(circuit)
+            self.simulator()
             .run([circuit], parameter_binds=binds, shots=shots, seed_simulator=seed)
             .result()
         )
@@ -210,8 +200,7 @@ class ExactNoisyEstimator(BaseEstimatorV2):
 
     Aer's estimator never measures, so readout error would be missing; each observable is
     replaced by its readout-folded form (:func:`backends.noise.fold_readout`), which makes the
-    results the exact mean of what :class:`AerShotEstimator` samples. Each circuit runs with the
-    noise model restricted to its qubits.
+    results the exact mean of what :class:`AerShotEstimator` samples.
 
     Args:
         noise: the NoiseSpec (model and readout errors).
@@ -221,24 +210,20 @@ class ExactNoisyEstimator(BaseEstimatorV2):
     def __init__(self, noise, *, seed: int | None = None):
         self._noise = noise
         self._seed = seed
-        self._estimators: dict[frozenset, object] = {}
+        self._aer = None
         self._folded: dict[tuple, dict] = {}
 
-    def _estimator(self, circuit: QuantumCircuit):
+    def _estimator(self):
         from qiskit_aer.primitives import EstimatorV2 as AerEstimator
 
-        from backends.noise import restrict_noise_model
-
-        qubits = active_qubits(circuit)
-        if qubits not in self._estimators:
-            model = restrict_noise_model(self._noise.model, qubits)
+        if self._aer is None:
             options = {
                 "method": "density_matrix",
-                "noise_model": model,
+                "noise_model": self._noise.model,
                 "seed_simulator": self._seed,
             }
-            self._estimators[qubits] = AerEstimator(options={"backend_options": options})
-        return self._estimators[qubits]
+            self._aer = AerEstimator(options={"backend_options": options})
+        return self._aer
 
     def _fold(self, terms: dict) -> dict:
         from qiskit.quantum_info import SparsePauliOp
@@ -272,5 +257,5 @@ class ExactNoisyEstimator(BaseEstimatorV2):
         return job
 
     def _run(self, pubs: list[EstimatorPub]) -> PrimitiveResult:
-        results = [self._estimator(pub.circuit).run([pub]).result()[0] for pub in pubs]
+        results = [self._estimator().run([pub]).result()[0] for pub in pubs]
         return PrimitiveResult(results, metadata={"version": 2})

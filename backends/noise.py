@@ -318,49 +318,6 @@ def parametric_noise(
     return NoiseSpec(model, readout_all=readout_all, summary=summary)
 
 
-def restrict_noise_model(model, qubits):
-    """The part of ``model`` that acts on ``qubits`` only: the same errors there, none elsewhere.
-
-    Aer converts the whole noise model on every run: about 1.5 s for a 127-qubit device even when
-    the circuit touches 4 qubits. Restricted to the circuit's qubits the run takes ~0.2 s and the
-    counts are identical (same seed). Reads the model's per-qubit error tables (private attributes
-    of Aer's NoiseModel); if they are not there, the model is returned whole (correct, slower).
-
-    Args:
-        model: an Aer NoiseModel or None.
-        qubits: the physical qubits the circuit uses.
-
-    Returns:
-        The restricted model (or ``model`` itself when there is nothing to restrict).
-    """
-    from qiskit_aer.noise import NoiseModel
-
-    keep = set(qubits)
-    try:
-        local = model._local_quantum_errors
-        readout = model._local_readout_errors
-        defaults, default_readout = model._default_quantum_errors, model._default_readout_error
-        passes = model._custom_noise_passes
-    except AttributeError:
-        return model
-    if not local and not readout:  # all-qubit errors only (parametric noise): already small
-        return model
-    out = NoiseModel(basis_gates=model.basis_gates)
-    for name, errors in local.items():
-        for qargs, error in errors.items():
-            if set(qargs) <= keep:
-                out.add_quantum_error(error, name, qargs, warnings=False)
-    for qargs, error in readout.items():
-        if set(qargs) <= keep:
-            out.add_readout_error(error, qargs, warnings=False)
-    for name, error in defaults.items():
-        out.add_all_qubit_quantum_error(error, name, warnings=False)
-    if default_readout is not None:
-        out.add_all_qubit_readout_error(default_readout, warnings=False)
-    out._custom_noise_passes = list(passes)  # relaxation during delays (a pass, cheap to share)
-    return out
-
-
 def fold_readout(observable: SparsePauliOp, spec: NoiseSpec) -> SparsePauliOp:
     """The observable whose exact expectation is what measuring ``observable`` reports on average.
 
