@@ -111,14 +111,16 @@ def test_pub_values_follow_the_circuit_and_reproduce_model_quantum(tiny_run):
 def test_rows_are_split_evenly_within_the_job_limits(tiny_run):
     from backends import create_backend
     from hybrid_qiskit.checkpoints import load_checkpoint, restore_model
-    from hybrid_qiskit.jobs.pubs import MAX_EXECUTIONS, chunks, default_max_rows, head_pub
+    from hybrid_qiskit.jobs.cost import max_rows_per_job, overheads
+    from hybrid_qiskit.jobs.pubs import MAX_EXECUTIONS, chunks, head_pub
 
     assert chunks(10, 4) == [(0, 3), (3, 7), (7, 10)]
     assert chunks(3, 100) == [(0, 3)]
-    model = restore_model(load_checkpoint(tiny_run / "model.pt"), create_backend("ibm_local", device="fake_manila"))
-    pub = head_pub(model, np.zeros((2, 4)))
-    assert default_max_rows(pub, 4096) <= 1000
-    assert default_max_rows(pub, 1_000_000) * 1_000_000 <= MAX_EXECUTIONS  # one measured basis: all Z
+    for shots in (4096, 100_000):
+        handle = create_backend("ibm_local", device="fake_manila", shots=shots, resilience_level=0)
+        pub = head_pub(restore_model(load_checkpoint(tiny_run / "model.pt"), handle), np.zeros((2, 4)))
+        rows = max_rows_per_job(overheads(handle, pub))
+        assert rows <= 1000 and rows * shots <= MAX_EXECUTIONS  # one measured basis: all Z
 
 
 # ------------------------------------------------------------------ the ledger on its own
