@@ -12,7 +12,7 @@ Train on a simulator, then run inference on a QPU where jobs queue for minutes t
   overhead, estimated QPU time; chunk sizes with the overheads counted.
 * :mod:`~hybrid_qiskit.jobs.ledger`: ``<run_dir>/jobs.sqlite`` (transactional, multi-process safe,
   read-only for listing, never silently replaced when damaged) and the user-level index that maps
-  a job id to its run.
+  a job id to its run; :mod:`~hybrid_qiskit.jobs.sqlitefile` opens, creates and checks the files.
 * :mod:`~hybrid_qiskit.jobs.submit` / :mod:`~hybrid_qiskit.jobs.fetch`: sending (and resuming)
   submissions; collecting, adopting and re-running jobs. :mod:`~hybrid_qiskit.jobs.tracking`
   holds what they share (waiting, recording results).
