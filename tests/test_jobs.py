@@ -111,14 +111,16 @@ def test_pub_values_follow_the_circuit_and_reproduce_model_quantum(tiny_run):
 def test_rows_are_split_evenly_within_the_job_limits(tiny_run):
     from backends import create_backend
     from hybrid_qiskit.checkpoints import load_checkpoint, restore_model
-    from hybrid_qiskit.jobs.pubs import MAX_EXECUTIONS, chunks, default_max_rows, head_pub
+    from hybrid_qiskit.jobs.cost import max_rows_per_job, overheads
+    from hybrid_qiskit.jobs.pubs import MAX_EXECUTIONS, chunks, head_pub
 
     assert chunks(10, 4) == [(0, 3), (3, 7), (7, 10)]
     assert chunks(3, 100) == [(0, 3)]
-    model = restore_model(load_checkpoint(tiny_run / "model.pt"), create_backend("ibm_local", device="fake_manila"))
-    pub = head_pub(model, np.zeros((2, 4)))
-    assert default_max_rows(pub, 4096) <= 1000
-    assert default_max_rows(pub, 1_000_000) * 1_000_000 <= MAX_EXECUTIONS  # one measured basis: all Z
+    for shots in (4096, 100_000):
+        handle = create_backend("ibm_local", device="fake_manila", shots=shots, resilience_level=0)
+        pub = head_pub(restore_model(load_checkpoint(tiny_run / "model.pt"), handle), np.zeros((2, 4)))
+        rows = max_rows_per_job(overheads(handle, pub))
+        assert rows <= 1000 and rows * shots <= MAX_EXECUTIONS  # one measured basis: all Z
 
 
 # ------------------------------------------------------------------ the ledger on its own
@@ -612,6 +614,69 @@ def test_sessions_and_batches_are_closed_on_error_paths(tiny_run, tmp_path, serv
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Open Plan" in err[0] and "--mode batch" in err[0]
     assert runtime_double.accepted(service) == []
+
+
+def test_a_local_chunk_failing_mid_submission_then_resumed(tiny_run, tmp_path, monkeypatch, capsys):
+    """Local mode: the second chunk cannot be started; the first still finishes and is stored,
+    and `submit --resume` runs the rest on the recorded device."""
+    from qiskit_ibm_runtime.executor_estimator import Estimator
+
+    run = copy_run(tiny_run, tmp_path / "run")
+    original, calls = Estimator.run, []
+
+    def flaky(self, pubs, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise MemoryError("simulator could not allocate")
+        return original(self, pubs, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(Estimator, "run", flaky)
+        assert main(submit_args(run, "--samples", "6", "--max-rows", "2", "--shots", "200")) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if not line.startswith("waiting ")]  # the live status line
+    assert len(errors) == 1 and "submitting rows 2-3 failed: MemoryError" in errors[0] and "--resume" in errors[0]
+    assert [r[1:] for r in ledger_rows(run)] == [("DONE", 1)]
+    with Ledger.for_run(run) as ledger:
+        (sid,) = ledger.submission_ids()
+    assert main(["submit", str(run), "--resume", sid]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    assert [r[1] for r in ledger_rows(run)] == ["DONE"] * 3
+    assert (run / "jobs" / sid / "predictions.csv").exists()
+
+
+def test_a_schema_1_ledger_is_read_as_it_is_and_upgraded_on_write(tmp_path):
+    path = tmp_path / "jobs.sqlite"
+    with Ledger(path) as ledger:
+        ledger.add_submission(fake_submission("s1"))
+        ledger.add_job("j1", "s1", (0, 3), remote=False)
+    conn = sqlite3.connect(path)
+    for table, column in (("submissions", "runtime_version"), ("submissions", "backend_name"),
+                          ("submissions", "calibrated_at"), ("jobs", "claimed_by")):
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with Ledger(path, readonly=True) as ledger:
+        assert ledger.submission("s1").get("runtime_version") is None and ledger.unsubmitted("s1") == []
+    with Ledger(path) as ledger:
+        assert ledger.claim("j1") is None
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+@pytest.mark.slow
+def test_submit_on_fake_fez_then_fetch_in_a_fresh_process(tiny_run, tmp_path, capsys):
+    """The done-when of issue 9 on a 156-qubit device (needs the reduced-device simulation)."""
+    run = copy_run(tiny_run, tmp_path / "run")
+    assert main(["submit", str(run), "--backend", "ibm_local", "--device", "fake_fez", "--shots", "1024",
+                 "--resilience-level", "0", "--samples", "200"]) == 0
+    ((job_id, *_), *_) = ledger_rows(run)
+    sid = Ledger.for_run(run).submission_ids()[0]
+    shutil.rmtree(run / "jobs" / sid)
+    proc = spawn(tmp_path / "home", "--", "fetch", job_id, "--run-dir", str(run))
+    output = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, output
+    assert len((run / "jobs" / sid / "predictions.csv").read_text().splitlines()) == 201
 
 
 def test_local_jobs_of_one_submission_run_in_a_bounded_pool(tiny_run, tmp_path, monkeypatch, capsys):

@@ -29,7 +29,7 @@ def register_cli(sub) -> None:
     p.add_argument("run_dir", help="a trained run directory (model.pt, config.json)")
     add_backend_flags(p)
     p.add_argument("--mode", choices=("job", "batch", "session"), help="IBM execution mode (default: job)")
-    p.add_argument("--samples", type=int, help="submit the first N images of the split")
+    p.add_argument("--samples", type=int, help="submit the first N images of the split (required, except with --resume)")
     p.add_argument("--split", choices=("test", "val"), default="test")
     p.add_argument("--seed", type=int, help="transpiler/simulator seed (default: the run's)")
     p.add_argument("--max-rows", type=int, help="samples per job (default: sized to the service's job limits)")

@@ -17,7 +17,7 @@ directories. The run's ledger is the source of truth: losing the index loses not
 (``--run-dir`` finds the jobs).
 
 Damaged files are never silently replaced: a ledger or index that is empty (0 bytes), not a
-SQLite file, or not ours raises :class:`LedgerDamaged`, one line naming the file, what is wrong
+SQLite file, or not ours raises :class:`~hybrid_qiskit.jobs.sqlitefile.LedgerDamaged`, one line naming the file, what is wrong
 and what to do. A new file is built aside and linked into place, so no reader ever sees a
 half-created one. ``Ledger(path, readonly=True)`` writes nothing (``hybrid-qiskit jobs`` lists a
 read-only run directory).
@@ -30,27 +30,27 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import io
 import json
 import os
 import socket
 import sqlite3
-import tempfile
-import time
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 
 from hybrid_qiskit.errors import HybridQiskitError
+from hybrid_qiskit.jobs.sqlitefile import (
+    LEDGER_NAME,
+    connect,
+    guarded,
+    immediate,
+    sqlite_problem,
+)
 
 SCHEMA_VERSION = 2  # 2: runtime version, backend name, calibration time; re-run claims
-LEDGER_NAME = "jobs.sqlite"
-BUSY_TIMEOUT_MS = 60_000  # a writer holds the lock for milliseconds; a minute means "stuck"
 
 # Job states. The service's own (QUEUED, RUNNING, DONE, ERROR, CANCELLED) plus LOST: a local
 # job whose process ended before its result arrived (local jobs live only in that process).
@@ -136,189 +136,6 @@ def from_npy(blob: bytes | None) -> np.ndarray | None:
     return None if blob is None else np.load(io.BytesIO(blob), allow_pickle=False)
 
 
-class LedgerDamaged(HybridQiskitError):
-    """A ledger or index file that cannot be read as one; the message says what to do."""
-
-
-def _is_index(path: Path) -> bool:
-    return path.name == "index.sqlite"
-
-
-def _remedy(path: Path) -> str:
-    if not _is_index(path):
-        return (f"restore it from a backup, or move it aside (mv {path} {path}.damaged) to start a new "
-                "one; nothing replaces it by itself")
-    return (f"delete it (rm {path}); it only maps job ids to runs, every run's own {LEDGER_NAME} keeps "
-            "its jobs, and `fetch --run-dir RUN` works without it")
-
-
-def damaged(path: Path, what: str) -> LedgerDamaged:
-    kind = "job index" if _is_index(path) else "job ledger"
-    return LedgerDamaged(f"{path}: {what}, not a usable {kind}; {_remedy(path)}")
-
-
-def _sqlite_problem(path: Path, exc: sqlite3.Error) -> HybridQiskitError:
-    """One line for an sqlite3 error: locked, read-only, or a damaged file."""
-    text = str(exc).strip() or type(exc).__name__
-    if "locked" in text or "busy" in text:
-        return HybridQiskitError(f"{path} is locked by another process ({text}); try again when it finishes")
-    if "readonly" in text or "read-only" in text:
-        return HybridQiskitError(f"cannot write {path}: it is read-only ({text}); run from a writable copy")
-    if isinstance(exc, sqlite3.OperationalError) and "unable to open" in text:
-        return HybridQiskitError(f"cannot open {path} ({text}); check the folder's permissions")
-    return damaged(path, f"the file is damaged ({text})")
-
-
-def _check(conn: sqlite3.Connection, path: Path, tables: tuple[str, ...]) -> None:
-    """The file is SQLite, of a schema we can read, with our tables."""
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise HybridQiskitError(f"{path} was written by a newer hybrid-qiskit (schema {version}); upgrade to read it")
-    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    missing = [t for t in tables if t not in names]
-    if missing:
-        raise damaged(path, f"an SQLite file without the table(s) {', '.join(missing)}")
-
-
-def _create(path: Path, schema: str) -> None:
-    """Build a new database aside and link it into place: atomic, and never over an existing
-    file (two processes creating it at once: one wins, the other opens the winner's)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-    except OSError as exc:
-        raise HybridQiskitError(f"cannot create {path}: {exc.strerror or exc}; choose a writable folder") from None
-    try:
-        conn = sqlite3.connect(tmp, isolation_level=None)
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            with _immediate(conn):
-                for statement in _statements(schema):
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        finally:
-            conn.close()
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-    finally:
-        for suffix in ("", "-wal", "-shm"):
-            Path(tmp + suffix).unlink(missing_ok=True)
-
-
-def _connect(path: Path, schema: str, *, readonly: bool = False, create: bool = True) -> sqlite3.Connection:
-    """Open a database in WAL mode with the schema in place (``readonly``: open it as it is,
-    writing nothing, not even the WAL index when the folder is read-only).
-
-    Raises:
-        LedgerDamaged: an empty file, not SQLite, or without our tables.
-        HybridQiskitError: missing (and not ``create``), locked, or unreadable.
-    """
-    tables = tuple(s.split()[5] for s in _statements(schema) if s.upper().startswith("CREATE TABLE"))
-    if path.exists() and path.stat().st_size == 0:
-        raise damaged(path, "the file is empty (0 bytes): an interrupted copy or a truncated file")
-    if not path.exists():
-        if readonly or not create:
-            raise HybridQiskitError(f"{path} does not exist")
-        _create(path, schema)
-    try:
-        if readonly:
-            return _connect_readonly(path, tables)
-        # isolation_level=None: no implicit transactions; every write says BEGIN IMMEDIATE itself.
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        try:
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            _check(conn, path, tables)
-            for attempt in range(50):
-                try:
-                    conn.execute("PRAGMA journal_mode = WAL")
-                    break
-                except sqlite3.OperationalError:
-                    if attempt == 49:
-                        raise
-                    time.sleep(0.05)
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            _migrate(conn)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-    except sqlite3.Error as exc:
-        raise _sqlite_problem(path, exc) from None
-
-
-def _connect_readonly(path: Path, tables: tuple[str, ...]) -> sqlite3.Connection:
-    """``mode=ro``; in a read-only folder a WAL database cannot get its index file, so then
-    ``immutable=1`` (nobody can be writing a folder that cannot be written)."""
-    uri = f"file:{quote(str(path.resolve()))}"
-    for flags in ("?mode=ro", "?mode=ro&immutable=1"):
-        conn = sqlite3.connect(uri + flags, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        try:
-            _check(conn, path, tables)
-            return conn
-        except sqlite3.OperationalError:
-            conn.close()
-            if "immutable" in flags:  # SQLITE_CANTOPEN or READONLY_CANTINIT: no WAL index possible
-                raise
-        except BaseException:
-            conn.close()
-            raise
-    raise AssertionError("unreachable")
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring a schema-1 file up to date (new nullable columns), in one write transaction."""
-    if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
-        return
-    with _immediate(conn):
-        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        for table, columns in MIGRATIONS.items():
-            if table not in names:
-                continue
-            have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
-            for column, kind in columns.items():
-                if column not in have:
-                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-
-def _guarded(method):
-    """Ledger methods: an sqlite3 error becomes one line naming the file."""
-
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.Error as exc:
-            raise _sqlite_problem(self.path, exc) from None
-
-    return wrapper
-
-
-def _statements(script: str) -> list[str]:
-    """The statements of a schema script (executescript would COMMIT our open transaction)."""
-    lines = [line.split("--")[0] for line in script.splitlines()]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
-
-
-@contextmanager
-def _immediate(conn: sqlite3.Connection):
-    """One write transaction: the write lock is taken at BEGIN, so it cannot fail midway on
-    another writer; any exception rolls everything back."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
 def process_start_time(pid: int) -> str | None:
     """When process ``pid`` started (Linux /proc clock ticks since boot), or None if unknown."""
     try:
@@ -362,7 +179,8 @@ class Ledger:
     def __init__(self, path: str | Path, *, readonly: bool = False, create: bool = True):
         self.path = Path(path)
         self.readonly = readonly
-        self._conn = _connect(self.path, SCHEMA, readonly=readonly, create=create)
+        self._conn = connect(self.path, SCHEMA, version=SCHEMA_VERSION, migrations=MIGRATIONS, readonly=readonly,
+                             create=create)
 
     @classmethod
     def for_run(cls, run_dir: str | Path, *, readonly: bool = False, create: bool = True) -> Ledger:
@@ -378,7 +196,7 @@ class Ledger:
         self.close()
 
     # ------------------------------------------------------------- writes
-    @_guarded
+    @guarded
     def add_submission(self, record: dict[str, Any]) -> None:
         """Insert a submission; ``record`` has the columns of ``submissions`` (arrays as numpy,
         lists and dicts as Python objects)."""
@@ -390,10 +208,10 @@ class Ledger:
             row[key] = to_npy(row[key])
         cols = ", ".join(row)
         marks = ", ".join(f":{k}" for k in row)
-        with _immediate(self._conn) as c:
+        with immediate(self._conn) as c:
             c.execute(f"INSERT INTO submissions ({cols}) VALUES ({marks})", row)
 
-    @_guarded
+    @guarded
     def add_job(self, job_id: str, submission_id: str, rows: tuple[int, int], *, remote: bool,
                 status: str = "SUBMITTED", session_id: str | None = None,
                 replaces: str | None = None, replaced_status: str | None = None,
@@ -405,7 +223,7 @@ class Ledger:
         while the new one is missing.
         """
         pid, stamp = os.getpid(), now()
-        with _immediate(self._conn) as c:
+        with immediate(self._conn) as c:
             c.execute(
                 "INSERT INTO jobs (job_id, submission_id, row_start, row_stop, remote, status, host, pid,"
                 " pid_started, session_id, replaces, created_at, updated_at)"
@@ -420,23 +238,23 @@ class Ledger:
                     (replaced_status, replaced_reason, stamp, stamp, replaces),
                 )
 
-    @_guarded
+    @guarded
     def set_status(self, job_id: str, status: str, reason: str | None = None) -> None:
         stamp = now()
         finished = stamp if status in FINAL else None
-        with _immediate(self._conn) as c:
+        with immediate(self._conn) as c:
             c.execute(
                 "UPDATE jobs SET status = ?, reason = COALESCE(?, reason), updated_at = ?,"
                 " finished_at = COALESCE(finished_at, ?) WHERE job_id = ? AND status != 'DONE'",
                 (status, reason, stamp, finished, job_id),
             )
 
-    @_guarded
+    @guarded
     def store_result(self, job_id: str, expvals: np.ndarray, stds: np.ndarray | None, metadata: Any) -> None:
         """Mark a job DONE with its raw results. A job already DONE keeps its first results
         (fetching twice changes nothing)."""
         stamp = now()
-        with _immediate(self._conn) as c:
+        with immediate(self._conn) as c:
             c.execute(
                 "UPDATE jobs SET status = 'DONE', reason = NULL, expvals = ?, stds = ?, metadata = ?,"
                 " updated_at = ?, finished_at = ? WHERE job_id = ? AND status != 'DONE'",
@@ -445,7 +263,7 @@ class Ledger:
             )
 
     # ------------------------------------------------------------- reads
-    @_guarded
+    @guarded
     def submission(self, submission_id: str) -> dict[str, Any]:
         row = self._conn.execute("SELECT * FROM submissions WHERE submission_id = ?", (submission_id,)).fetchone()
         if row is None:
@@ -458,12 +276,12 @@ class Ledger:
             out[key] = from_npy(out[key])
         return out
 
-    @_guarded
+    @guarded
     def job(self, job_id: str) -> dict[str, Any] | None:
         row = self._conn.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return None if row is None else _job_dict(row)
 
-    @_guarded
+    @guarded
     def jobs(self, submission_id: str | None = None, *, pending_only: bool = False) -> list[dict[str, Any]]:
         sql, args = "SELECT * FROM jobs", []
         where = []
@@ -478,18 +296,18 @@ class Ledger:
         rows = self._conn.execute(sql + " ORDER BY rowid", args).fetchall()  # submission order
         return [_job_dict(r) for r in rows]
 
-    @_guarded
+    @guarded
     def submission_ids(self) -> list[str]:
         return [r[0] for r in self._conn.execute("SELECT submission_id FROM submissions ORDER BY rowid")]
 
 
-    @_guarded
+    @guarded
     def claim(self, job_id: str) -> str | None:
         """Take the right to run ``job_id`` again, atomically: of two processes re-running the
         same lost job at once, one gets it. Returns None when this process holds the claim, else
         why not (already re-run, or another live process holds it)."""
         me = _me()
-        with _immediate(self._conn) as c:
+        with immediate(self._conn) as c:
             row = c.execute("SELECT claimed_by FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
             again = c.execute("SELECT job_id FROM jobs WHERE replaces = ?", (job_id,)).fetchone()
             if again is not None:
@@ -502,13 +320,13 @@ class Ledger:
             c.execute("UPDATE jobs SET claimed_by = ? WHERE job_id = ?", (me, job_id))
         return None
 
-    @_guarded
+    @guarded
     def release(self, job_id: str) -> None:
         """Give a claim back (re-running failed before the service took the job)."""
-        with _immediate(self._conn) as c:
+        with immediate(self._conn) as c:
             c.execute("UPDATE jobs SET claimed_by = NULL WHERE job_id = ? AND claimed_by = ?", (job_id, _me()))
 
-    @_guarded
+    @guarded
     def unsubmitted(self, submission_id: str) -> list[tuple[int, int]]:
         """Row ranges of a submission that no job covers (a submission interrupted part-way:
         ``submit RUN --resume SUBMISSION`` sends them), split like the submission's jobs."""
@@ -554,9 +372,9 @@ def index_add(job_id: str, run_dir: str | Path, submission_id: str) -> str | Non
     """Map ``job_id`` to its run directory; returns a warning instead of raising, because the
     run's ledger already holds the job (an unwritable home folder must not fail a submission)."""
     try:
-        conn = _connect(index_path(), INDEX_SCHEMA)
+        conn = connect(index_path(), INDEX_SCHEMA, version=SCHEMA_VERSION)
         try:
-            with _immediate(conn) as c:
+            with immediate(conn) as c:
                 c.execute("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?)",
                           (job_id, str(Path(run_dir).resolve()), submission_id, now()))
         finally:
@@ -572,13 +390,13 @@ def index_lookup(job_id: str) -> str | None:
     if not path.exists():
         return None
     try:
-        conn = _connect(path, INDEX_SCHEMA, readonly=True)
+        conn = connect(path, INDEX_SCHEMA, version=SCHEMA_VERSION, readonly=True)
         try:
             row = conn.execute("SELECT run_dir FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         finally:
             conn.close()
     except sqlite3.Error as exc:
-        raise _sqlite_problem(path, exc) from None
+        raise sqlite_problem(path, exc) from None
     return None if row is None else row[0]
 
 
@@ -588,11 +406,11 @@ def index_run_dirs() -> list[str]:
     if not path.exists():
         return []
     try:
-        conn = _connect(path, INDEX_SCHEMA, readonly=True)
+        conn = connect(path, INDEX_SCHEMA, version=SCHEMA_VERSION, readonly=True)
         try:
             rows = conn.execute("SELECT run_dir, MIN(created_at) AS t FROM jobs GROUP BY run_dir ORDER BY t").fetchall()
         finally:
             conn.close()
     except sqlite3.Error as exc:
-        raise _sqlite_problem(path, exc) from None
+        raise sqlite_problem(path, exc) from None
     return [r[0] for r in rows]

@@ -33,6 +33,7 @@ from hybrid_qiskit.errors import HybridQiskitError
 # that "depends on the options", with any job under 10,000 two-qubit gates guaranteed to pass.
 MAX_EXECUTIONS = 5_000_000
 SAFE_TWO_QUBIT_GATES = 10_000
+# Chunk sizes: hybrid_qiskit.jobs.cost.max_rows_per_job (mitigation overheads counted).
 # Beyond the service's limits, keep each job to minutes of QPU time: a failed or cancelled job
 # then costs little to run again, and results arrive in useful pieces.
 DEFAULT_MAX_ROWS = 1000
@@ -88,15 +89,6 @@ def expvals_of(pub_result) -> tuple[np.ndarray, np.ndarray | None]:
     stds = getattr(data, "stds", None)
     stds = None if stds is None else np.asarray(stds, dtype=np.float64).reshape(n, -1).T
     return evs.reshape(n, -1).T, stds
-
-
-def default_max_rows(pub: HeadPub, shots: int | None) -> int:
-    """Rows per job that keep a job well inside the service's per-job limits."""
-    bases = len(SparsePauliOp.sum(list(pub.observables)).paulis.group_qubit_wise_commuting())
-    by_executions = MAX_EXECUTIONS // max(1, bases * (shots or 1))
-    two_qubit = sum(1 for inst in pub.circuit.data if inst.operation.num_qubits == 2)
-    by_gates = SAFE_TWO_QUBIT_GATES // two_qubit if two_qubit else DEFAULT_MAX_ROWS
-    return max(1, min(DEFAULT_MAX_ROWS, by_executions, by_gates))
 
 
 def chunks(num_rows: int, max_rows: int) -> list[tuple[int, int]]:

@@ -36,7 +36,8 @@ def parse_tags(tags: list[str], submission_id: str) -> tuple[tuple[int, int] | N
     for tag in tags:
         if tag.startswith(f"{TAG}-rows-"):
             a, b = tag.rsplit("-", 2)[1:]
-            rows = (int(a), int(b))
+            if a.isdigit() and b.isdigit() and int(a) < int(b):
+                rows = (int(a), int(b))
         elif tag.startswith(f"{TAG}-replaces-"):
             replaces = tag[len(f"{TAG}-replaces-"):]
     return rows, replaces

@@ -104,9 +104,9 @@ def submit(run_dir: str | Path, *, backend: str | None = None, settings: dict | 
     run_dir = Path(run_dir).resolve()
     gate = _Gate(dry_run, yes, confirm_above, confirm, say)
     if resume:
-        if backend or settings:
+        if backend or settings or samples is not None:
             raise HybridQiskitError("--resume sends the rows on the submission's recorded backend, device and "
-                                    "settings; drop --backend and the backend flags")
+                                    "settings; drop --backend, --samples and the backend flags")
         return _resume(run_dir, resume, max_rows, wait, poll, gate, say, live)
     if not backend:
         raise HybridQiskitError("submit needs --backend: ibm_runtime (an IBM QPU) or ibm_local (a fake device, offline)")
@@ -156,7 +156,7 @@ class _Gate:
         for line in plan.lines():
             self.say(line)
         if self.dry_run:
-            self.say("dry run: nothing sent, nothing recorded")
+            self.say("dry run: nothing sent")
             return False
         if not remote or self.yes or plan.qpu_seconds is None or plan.qpu_seconds <= self.confirm_above * 60:
             return True
