@@ -215,16 +215,14 @@ def shot_seconds(handle, pub: HeadPub, zne: tuple[float, ...]) -> tuple[float | 
         except Exception:  # noqa: BLE001 - durations missing from the target
             duration = 0.0
         if "measure" in target.operation_names:
-            used = _active_qubits(pub.circuit)
+            from backends.reduced import active_qubits
+
+            used = set(active_qubits(pub.circuit))
             lengths = [p.duration for q, p in target["measure"].items()
                        if p is not None and p.duration and (not used or q[0] in used)]
             readout = max(lengths, default=0.0)
     mean_fold = float(np.mean(zne)) if zne else 1.0
     return float(rep), float(rep) + duration * mean_fold + readout
-
-
-def _active_qubits(circuit) -> set[int]:
-    return {circuit.find_bit(q).index for inst in circuit.data for q in inst.qubits}
 
 
 def plan_for(handle, pub: HeadPub, rows: list[tuple[int, int]], ov: Overheads | None = None) -> CostPlan:
