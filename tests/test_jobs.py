@@ -669,14 +669,14 @@ def test_submit_on_fake_fez_then_fetch_in_a_fresh_process(tiny_run, tmp_path, ca
     """The done-when of issue 9 on a 156-qubit device (needs the reduced-device simulation)."""
     run = copy_run(tiny_run, tmp_path / "run")
     assert main(["submit", str(run), "--backend", "ibm_local", "--device", "fake_fez", "--shots", "1024",
-                 "--resilience-level", "0", "--samples", "200"]) == 0
+                 "--resilience-level", "0", "--samples", "40"]) == 0
     ((job_id, *_), *_) = ledger_rows(run)
     sid = Ledger.for_run(run).submission_ids()[0]
     shutil.rmtree(run / "jobs" / sid)
     proc = spawn(tmp_path / "home", "--", "fetch", job_id, "--run-dir", str(run))
     output = proc.communicate(timeout=600)[0]
     assert proc.returncode == 0, output
-    assert len((run / "jobs" / sid / "predictions.csv").read_text().splitlines()) == 201
+    assert len((run / "jobs" / sid / "predictions.csv").read_text().splitlines()) == 41
 
 
 def test_local_jobs_of_one_submission_run_in_a_bounded_pool(tiny_run, tmp_path, monkeypatch, capsys):
