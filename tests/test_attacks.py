@@ -384,3 +384,13 @@ def test_a_diverging_run_stops_before_writing_nan(tmp_path, capsys):
     err = one_line_error(capsys, ["train", *TINY, "--out", str(out), "--name", "x", "--lr", "1e30"])
     assert "diverged" in err and "--lr" in err
     assert not (out / "x" / "metrics.json").exists() and not (out / "x" / "model.pt").exists()
+
+
+def test_resume_of_a_run_stopped_before_its_first_epoch_ended_starts_it_again(run):
+    # A kill after config.json but before the first last.pt: --resume restarts it, same run id.
+    run_id = json.loads((run / "config.json").read_text())["run_id"]
+    for name in ("last.pt", "model.pt", "history.json", "metrics.json"):
+        (run / name).unlink()
+    assert main(["train", *TINY, "--out", str(run.parent), "--name", run.name, "--resume"]) == 0
+    assert json.loads((run / "metrics.json").read_text())["run_id"] == run_id
+    assert torch.load(run / "last.pt", weights_only=False)["run_id"] == run_id
