@@ -78,10 +78,10 @@ print(json.dumps({"measured": peak - base, "estimate": est.bytes}))
 @pytest.mark.parametrize("feature_map", ["angle", "zz"])
 def test_estimate_bounds_the_measured_peak_at_sixteen_qubits(feature_map):
     # One training step and two evaluation batches of 128 rows, in a fresh process: the peak RSS
-    # above the process's baseline stays under the estimate, and within 1.5x of it.
+    # above the process's baseline stays under the estimate, and within 1.7x of it.
     repo = Path(__file__).resolve().parents[1]
     proc = subprocess.run([sys.executable, "-c", PROBE, "16", "32", "128", feature_map], cwd=repo, capture_output=True,
                           text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(repo)})
     assert proc.returncode == 0, proc.stderr[-2000:]
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert figures["measured"] <= figures["estimate"] <= 1.5 * figures["measured"], figures
+    assert figures["measured"] <= figures["estimate"] <= 1.7 * figures["measured"], figures
