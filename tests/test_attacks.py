@@ -366,16 +366,18 @@ def test_unwritable_out(tmp_path, read_only, capsys):
     assert "cannot write" in err and not (out / "runs").exists()
 
 
-def test_unreadable_mnist_folder(tmp_path, read_only, capsys):
+@pytest.mark.parametrize("what", ["files", "folder"])
+def test_unreadable_mnist_folder(tmp_path, read_only, capsys, what):
     from tests.test_data import _write_mnist_like
 
     _write_mnist_like(tmp_path / "data", "MNIST")
-    for f in (tmp_path / "data" / "MNIST" / "raw").iterdir():
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    for f in raw.iterdir() if what == "files" else [raw]:
         read_only(f, 0o000)
     with permission_bits_apply():
         err = one_line_error(capsys, ["train", *TINY, "--dataset", "mnist", "--data-dir", str(tmp_path / "data"),
                                       "--out", str(tmp_path / "runs"), "--name", "m"])
-    assert "cannot read MNIST" in err and "Permission denied" in err and not (tmp_path / "runs" / "m").exists()
+    assert "cannot read MNIST" in err and "ermission denied" in err and not (tmp_path / "runs" / "m").exists()
 
 
 def test_a_diverging_run_stops_before_writing_nan(tmp_path, capsys):
