@@ -169,3 +169,20 @@ def test_exact_checkpoint_evaluates_on_noisy_and_local_runtime_backends(tiny_run
     assert result["samples"] == 12 and 0 <= result["accuracy"] <= 1
     assert result["backend"]["name"] == backend_args[1]
     assert "manila" in json.dumps(result["backend"])
+
+
+def test_load_run_is_still_importable_from_the_cli(tiny_run):
+    # jobs/ and noise/ import it from here; the reader itself lives in hybrid_qiskit.runs.
+    from hybrid_qiskit.cli import load_run
+    from hybrid_qiskit.runs import load_run as runs_load_run
+
+    cfg, payload = load_run(str(tiny_run))
+    again, _ = runs_load_run(tiny_run)
+    assert cfg == again and payload["run_id"] == json.loads((tiny_run / "config.json").read_text())["run_id"]
+
+
+def test_argparse_errors_are_one_line(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--model", "nope"])
+    err = _err(capsys)
+    assert stop.value.code == 2 and err.count("\n") == 0 and err.startswith("error: argument --model")
