@@ -178,10 +178,9 @@ def test_damaged_checkpoint(run, capsys, damage):
 
 
 def test_damaged_history_on_resume(run, capsys):
-    (run / "last.pt").unlink()  # so that resume has to look at what is left
     (run / "history.json").write_text('[{"epoch": 1, "train_loss": 0.')
     err = one_line_error(capsys, ["train", *TINY, "--out", str(run.parent), "--name", run.name, "--resume"])
-    assert "last.pt is missing" in err
+    assert "history.json is not valid JSON" in err and "--overwrite" in err
 
 
 def test_resume_refuses_files_of_two_runs(run, tmp_path, capsys):
@@ -388,10 +387,12 @@ def test_a_diverging_run_stops_before_writing_nan(tmp_path, capsys):
     assert not (out / "x" / "metrics.json").exists() and not (out / "x" / "model.pt").exists()
 
 
-def test_resume_of_a_run_stopped_before_its_first_epoch_ended_starts_it_again(run):
-    # A kill after config.json but before the first last.pt: --resume restarts it, same run id.
+@pytest.mark.parametrize("left", [(), ("model.pt", "history.json")])
+def test_resume_of_a_run_stopped_before_its_first_epoch_ended_starts_it_again(run, left):
+    # A kill after config.json (and maybe model.pt, history.json) but before the first last.pt:
+    # --resume restarts it under the same run id.
     run_id = json.loads((run / "config.json").read_text())["run_id"]
-    for name in ("last.pt", "model.pt", "history.json", "metrics.json"):
+    for name in {"last.pt", "model.pt", "history.json", "metrics.json"} - set(left):
         (run / name).unlink()
     assert main(["train", *TINY, "--out", str(run.parent), "--name", run.name, "--resume"]) == 0
     assert json.loads((run / "metrics.json").read_text())["run_id"] == run_id
