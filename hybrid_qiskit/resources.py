@@ -136,7 +136,8 @@ def check_memory(backend: str, *, qubits: int, batch: int, what: str, eval_batch
         return None
     free = available_memory() if available is None else available
     if est.bytes > HEADROOM * free:
-        hint = "lower --qubits, or --batch-size and eval_batch_size" if est.method == "batched_statevector" else "lower --qubits"
+        hint = ("lower --qubits, or --batch-size and eval_batch_size (a --config setting)"
+                if est.method == "batched_statevector" else "lower --qubits")
         raise HybridQiskitError(
             f"{what}: a {qubits}-qubit head on {backend} ({est.method}) needs about {est.gib()} of memory "
             f"({est.detail}), but only {_size(free)} is free; {hint}"
@@ -153,5 +154,9 @@ def check_config(cfg, *, what: str = "train") -> Estimate | None:
     """:func:`check_memory` for a training config (a classical model simulates nothing)."""
     if cfg.model in ("classical", "pixel_classical"):
         return None
-    return check_memory(cfg.backend, qubits=cfg.qubits, batch=cfg.batch_size, eval_batch=cfg.eval_batch_size,
-                        real=is_real_head(cfg.feature_map, cfg.ansatz), settings=cfg.backend_settings, what=what)
+    eval_rows = cfg.eval_batch_size
+    if cfg.limit_train is not None and cfg.limit_test is not None:  # evaluation never sees more rows
+        eval_rows = min(eval_rows, max(cfg.limit_test, round(cfg.val_fraction * cfg.limit_train), 1))
+    return check_memory(cfg.backend, qubits=cfg.qubits, batch=min(cfg.batch_size, cfg.limit_train or cfg.batch_size),
+                        eval_batch=eval_rows, real=is_real_head(cfg.feature_map, cfg.ansatz),
+                        settings=cfg.backend_settings, what=what)

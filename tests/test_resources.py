@@ -88,3 +88,9 @@ def test_estimate_bounds_the_measured_peak_at_sixteen_qubits(feature_map):
     assert proc.returncode == 0, proc.stderr[-2000:]
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
     assert figures["measured"] <= figures["estimate"] <= 1.7 * figures["measured"], figures
+
+
+def test_small_limits_bound_the_rows_evaluated():
+    big = check_config(resolve(None, qubits=16))
+    small = check_config(resolve(None, qubits=16, limit_train=16, limit_test=8))
+    assert small.bytes < big.bytes / 8
