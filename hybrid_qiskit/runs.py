@@ -134,7 +134,7 @@ def load_run(run_dir: str | Path):
 class RunStart:
     """What ``prepare`` decided: the run id, and the last.pt state to resume from (or None)."""
 
-    run_id: str
+    run_id: str | None  # None only when resuming a run written before run ids existed
     state: dict | None = None
 
     @property
@@ -210,8 +210,10 @@ def _resume_checks(run_dir: Path, cfg) -> RunStart:
         listed = ", ".join(f"{k} {v}" for k, v in owners.items())
         raise HybridQiskitError(f"cannot resume {run_dir}: its files come from different runs (run ids: {listed}); "
                                 f"{hint}")
+    if state is not None:  # a run written before run ids existed keeps None: its files stay consistent
+        return RunStart(run_id, state)
     # No last.pt: killed before the first epoch ended; the run starts again under the same id.
-    return RunStart(run_id or new_run_id(), state)
+    return RunStart(run_id or new_run_id())
 
 
 def _json(value: Any) -> Any:

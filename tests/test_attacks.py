@@ -397,3 +397,18 @@ def test_resume_of_a_run_stopped_before_its_first_epoch_ended_starts_it_again(ru
     assert main(["train", *TINY, "--out", str(run.parent), "--name", run.name, "--resume"]) == 0
     assert json.loads((run / "metrics.json").read_text())["run_id"] == run_id
     assert torch.load(run / "last.pt", weights_only=False)["run_id"] == run_id
+
+
+def test_a_run_from_before_run_ids_still_resumes(run):
+    # Files without a run id (written by an older version) are one run as far as anyone can tell.
+    config = json.loads((run / "config.json").read_text())
+    del config["run_id"]
+    (run / "config.json").write_text(json.dumps(config))
+    (run / "history.json").write_text(json.dumps(
+        [{k: v for k, v in h.items() if k != "run_id"} for h in json.loads((run / "history.json").read_text())]))
+    for name in ("model.pt", "last.pt"):
+        payload = torch.load(run / name, weights_only=False)
+        payload.pop("run_id")
+        torch.save(payload, run / name)
+    for _ in range(2):  # the second resume sees what the first one wrote
+        assert main(["train", *TINY, "--out", str(run.parent), "--name", run.name, "--resume"]) == 0
