@@ -140,26 +140,35 @@ def backend_for_run(cfg, args):
     return create_backend(cfg.backend, **{**cfg.backend_kwargs(), **{k: v for k, v in backend_settings_from(args).items() if v is not None}, "seed": seed})
 
 
+def _evaluate_preflight(cfg, args) -> str | None:
+    """Before anything is allocated: refuse a head that would not fit in memory; say why the run
+    directory cannot take the result (returned), if so. Evaluation only reads the run, and its
+    result is a side file, so a read-only run still evaluates: the result is printed, not saved."""
+    from hybrid_qiskit import resources, runs
+
+    if cfg.model not in ("classical", "pixel_classical"):
+        resources.check_memory(args.backend or cfg.backend, qubits=cfg.qubits, batch=args.batch_size,
+                               real=resources.is_real_head(cfg.feature_map, cfg.ansatz), what="evaluate",
+                               settings=None if args.backend else cfg.backend_settings)
+    unwritable = runs.writable(args.run_dir)
+    if unwritable:
+        print(f"note: {args.run_dir} is not writable ({unwritable}): the result is printed, not saved",
+              file=sys.stderr)
+    return unwritable
+
+
 def _evaluate(args) -> int:
     import time
     from pathlib import Path
 
     from torch.utils.data import TensorDataset
 
-    from hybrid_qiskit import resources, runs
+    from hybrid_qiskit import runs
     from hybrid_qiskit.checkpoints import restore_model, write_json
     from hybrid_qiskit.training import evaluate, load_splits
 
     cfg, payload = runs.load_run(args.run_dir)
-    if cfg.model not in ("classical", "pixel_classical"):
-        resources.check_memory(args.backend or cfg.backend, qubits=cfg.qubits, batch=args.batch_size,
-                               real=resources.is_real_head(cfg.feature_map, cfg.ansatz), what="evaluate",
-                               settings=cfg.backend_settings if not args.backend else None)
-    # Evaluation only reads the run; its result is a side file. A read-only run still evaluates.
-    unwritable = runs.writable(args.run_dir)
-    if unwritable:
-        print(f"note: {args.run_dir} is not writable ({unwritable}): the result is printed, not saved",
-              file=sys.stderr)
+    unwritable = _evaluate_preflight(cfg, args)
     handle = backend_for_run(cfg, args)
     model = restore_model(payload, handle)
     data = getattr(load_splits(cfg), args.split)

@@ -302,6 +302,7 @@ def _open_torchvision(cls_name: str, data_dir: Path, folder: Path, download: boo
                 f"or copy the files there and drop --download"
             ) from None
         if isinstance(exc, RuntimeError) and "not found" in detail.lower():
+            _check_readable(cls_name, folder)
             state = "incomplete or corrupted in" if folder.is_dir() else "not found in"
             raise DatasetNotFoundError(
                 f"{cls_name} {state} {folder}; pass --download to fetch it, or --data-dir "
@@ -315,6 +316,19 @@ def _open_torchvision(cls_name: str, data_dir: Path, folder: Path, download: boo
                 f"fix the permissions, or pass --data-dir pointing at a readable copy"
             ) from None
         raise
+
+
+def _check_readable(cls_name: str, folder: Path) -> None:
+    """torchvision reports files in a folder it may not list as "not found": say what it is."""
+    for path in (folder.parent, folder):
+        try:
+            if path.is_dir():
+                next(path.iterdir(), None)
+        except PermissionError:
+            raise HybridQiskitError(
+                f"cannot read {cls_name} in {folder}: permission denied on {path}; fix the permissions, "
+                f"or pass --data-dir pointing at a readable copy"
+            ) from None
 
 
 def _damaged(cls_name: str, folder: Path, exc: Exception) -> HybridQiskitError:

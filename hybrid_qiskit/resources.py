@@ -10,8 +10,10 @@ multiplies them, per method (measured at 12-16 qubits, see tests/test_attacks.py
   adjoint gradient, the expectation values square the final states (with temporaries), and
   complex heads add per-row phases. Peak, with M = max(training batch, evaluation batch): 5
   (real) or 6 (complex) copies of 2**n x M amplitudes, plus the observables' diagonals and the
-  adjoint sweep's (2**n, 1 + K) co-state stack, twice. Measured at 16 qubits, M = 128: 298 MB
-  (real) and 727 MB (complex) above the process's baseline; estimated 335 and 805 MB.
+  adjoint sweep's (2**n, 1 + K) co-state stack, twice, and a fixed ~100 MB per training step.
+  Measured (peak RSS above the process's baseline, one training step of 32 and two evaluation
+  batches of 128) against the estimate, real / complex head: 12 qubits 57 / 121 MB vs 123 / 153;
+  14 qubits 114 / 258 MB vs 192 / 313; 16 qubits 300 / 726 MB vs 471 / 958.
 * ``statevector_reference`` and Aer's ``statevector``: one circuit at a time, a few copies of
   2**n complex amplitudes.
 * Aer's ``density_matrix``: one circuit at a time, a couple of copies of 4**n complex entries.
@@ -20,7 +22,7 @@ multiplies them, per method (measured at 12-16 qubits, see tests/test_attacks.py
 Example:
     >>> est = estimate("statevector", qubits=20, batch=32, eval_batch=256, observables=20, real=True)
     >>> round(est.bytes / 2**30, 1)
-    10.6
+    10.7
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ METHODS = {
 }
 # Memory left free for everything else in the process (torch, the data, Python itself).
 HEADROOM = 0.85
+# What a training step allocates whatever the width (autograd graph, the QNN's and the gradient's
+# bookkeeping, first BLAS buffers): 40-80 MB measured at 12 qubits, where the states are small.
+STEP_OVERHEAD = 96 << 20
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,7 @@ def estimate(backend: str, *, qubits: int, batch: int, eval_batch: int | None = 
         copies = 5 if real else 6
         states = copies * item * amps * rows
         extra = 2 * k * amps * 8 + 2 * amps * (1 + k) * item  # diagonals; adjoint co-states
+        extra += STEP_OVERHEAD
         return Estimate(states + extra, method,
                         f"2**{n} {'real' if real else 'complex'} amplitudes x {rows} rows x {copies} copies")
     if method in ("statevector", "automatic"):
@@ -130,7 +136,8 @@ def check_memory(backend: str, *, qubits: int, batch: int, what: str, eval_batch
         return None
     free = available_memory() if available is None else available
     if est.bytes > HEADROOM * free:
-        hint = "lower --qubits, or --batch-size and eval_batch_size" if est.method == "batched_statevector" else "lower --qubits"
+        hint = ("lower --qubits, or --batch-size and eval_batch_size (a --config setting)"
+                if est.method == "batched_statevector" else "lower --qubits")
         raise HybridQiskitError(
             f"{what}: a {qubits}-qubit head on {backend} ({est.method}) needs about {est.gib()} of memory "
             f"({est.detail}), but only {_size(free)} is free; {hint}"
@@ -147,5 +154,9 @@ def check_config(cfg, *, what: str = "train") -> Estimate | None:
     """:func:`check_memory` for a training config (a classical model simulates nothing)."""
     if cfg.model in ("classical", "pixel_classical"):
         return None
-    return check_memory(cfg.backend, qubits=cfg.qubits, batch=cfg.batch_size, eval_batch=cfg.eval_batch_size,
-                        real=is_real_head(cfg.feature_map, cfg.ansatz), settings=cfg.backend_settings, what=what)
+    eval_rows = cfg.eval_batch_size
+    if cfg.limit_train is not None and cfg.limit_test is not None:  # evaluation never sees more rows
+        eval_rows = min(eval_rows, max(cfg.limit_test, round(cfg.val_fraction * cfg.limit_train), 1))
+    return check_memory(cfg.backend, qubits=cfg.qubits, batch=min(cfg.batch_size, cfg.limit_train or cfg.batch_size),
+                        eval_batch=eval_rows, real=is_real_head(cfg.feature_map, cfg.ansatz),
+                        settings=cfg.backend_settings, what=what)

@@ -134,7 +134,7 @@ def load_run(run_dir: str | Path):
 class RunStart:
     """What ``prepare`` decided: the run id, and the last.pt state to resume from (or None)."""
 
-    run_id: str
+    run_id: str | None  # None only when resuming a run written before run ids existed
     state: dict | None = None
 
     @property
@@ -190,21 +190,18 @@ def _resume_checks(run_dir: Path, cfg) -> RunStart:
                   if k not in ("out", "name") and _json(v) != _json(getattr(cfg, k)))
     if diff:  # even the epoch count must match: the learning-rate schedule spans the whole run
         raise HybridQiskitError(f"--resume needs the run's own settings; these differ: {', '.join(diff)}")
-    last = run_dir / "last.pt"
-    if not last.exists():
-        if (run_dir / "model.pt").exists() or (run_dir / "history.json").exists():
-            raise HybridQiskitError(f"cannot resume {run_dir}: last.pt is missing but model.pt or history.json "
-                                    f"exist; {hint}")
-        return RunStart(run_id or new_run_id())  # stopped before its first epoch ended: start it again
-    state = load_checkpoint(last)
-    missing = [k for k in ("state_dict", "optimizer", "scheduler", "shuffle_rng", "torch_rng", "history",
-                           "best_val_accuracy", "epoch") if k not in state]
-    if missing:
-        raise CheckpointError(f"{last} lacks {', '.join(missing)}: it is not a resumable checkpoint; {hint}")
-    owners = {"config.json": run_id, "last.pt": state.get(RUN_ID)}
+    last, state = run_dir / "last.pt", None
+    owners = {"config.json": run_id}
+    if last.exists():
+        state = load_checkpoint(last)
+        missing = [k for k in ("state_dict", "optimizer", "scheduler", "shuffle_rng", "torch_rng", "history",
+                               "best_val_accuracy", "epoch") if k not in state]
+        if missing:
+            raise CheckpointError(f"{last} lacks {', '.join(missing)}: it is not a resumable checkpoint; {hint}")
+        owners["last.pt"] = state.get(RUN_ID)
     if (run_dir / "model.pt").exists():
         owners["model.pt"] = load_checkpoint(run_dir / "model.pt").get(RUN_ID)
-    elif state["epoch"] > 0:
+    elif state is not None and state["epoch"] > 0:
         raise HybridQiskitError(f"cannot resume {run_dir}: model.pt (the best checkpoint) is missing; {hint}")
     history = read_history(run_dir, required=False)
     if history:
@@ -213,7 +210,10 @@ def _resume_checks(run_dir: Path, cfg) -> RunStart:
         listed = ", ".join(f"{k} {v}" for k, v in owners.items())
         raise HybridQiskitError(f"cannot resume {run_dir}: its files come from different runs (run ids: {listed}); "
                                 f"{hint}")
-    return RunStart(run_id or new_run_id(), state)
+    if state is not None:  # a run written before run ids existed keeps None: its files stay consistent
+        return RunStart(run_id, state)
+    # No last.pt: killed before the first epoch ended; the run starts again under the same id.
+    return RunStart(run_id or new_run_id())
 
 
 def _json(value: Any) -> Any:

@@ -178,10 +178,9 @@ def test_damaged_checkpoint(run, capsys, damage):
 
 
 def test_damaged_history_on_resume(run, capsys):
-    (run / "last.pt").unlink()  # so that resume has to look at what is left
     (run / "history.json").write_text('[{"epoch": 1, "train_loss": 0.')
     err = one_line_error(capsys, ["train", *TINY, "--out", str(run.parent), "--name", run.name, "--resume"])
-    assert "last.pt is missing" in err
+    assert "history.json is not valid JSON" in err and "--overwrite" in err
 
 
 def test_resume_refuses_files_of_two_runs(run, tmp_path, capsys):
@@ -366,16 +365,18 @@ def test_unwritable_out(tmp_path, read_only, capsys):
     assert "cannot write" in err and not (out / "runs").exists()
 
 
-def test_unreadable_mnist_folder(tmp_path, read_only, capsys):
+@pytest.mark.parametrize("what", ["files", "folder"])
+def test_unreadable_mnist_folder(tmp_path, read_only, capsys, what):
     from tests.test_data import _write_mnist_like
 
     _write_mnist_like(tmp_path / "data", "MNIST")
-    for f in (tmp_path / "data" / "MNIST" / "raw").iterdir():
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    for f in raw.iterdir() if what == "files" else [raw]:
         read_only(f, 0o000)
     with permission_bits_apply():
         err = one_line_error(capsys, ["train", *TINY, "--dataset", "mnist", "--data-dir", str(tmp_path / "data"),
                                       "--out", str(tmp_path / "runs"), "--name", "m"])
-    assert "cannot read MNIST" in err and "Permission denied" in err and not (tmp_path / "runs" / "m").exists()
+    assert "cannot read MNIST" in err and "ermission denied" in err and not (tmp_path / "runs" / "m").exists()
 
 
 def test_a_diverging_run_stops_before_writing_nan(tmp_path, capsys):
@@ -384,3 +385,30 @@ def test_a_diverging_run_stops_before_writing_nan(tmp_path, capsys):
     err = one_line_error(capsys, ["train", *TINY, "--out", str(out), "--name", "x", "--lr", "1e30"])
     assert "diverged" in err and "--lr" in err
     assert not (out / "x" / "metrics.json").exists() and not (out / "x" / "model.pt").exists()
+
+
+@pytest.mark.parametrize("left", [(), ("model.pt", "history.json")])
+def test_resume_of_a_run_stopped_before_its_first_epoch_ended_starts_it_again(run, left):
+    # A kill after config.json (and maybe model.pt, history.json) but before the first last.pt:
+    # --resume restarts it under the same run id.
+    run_id = json.loads((run / "config.json").read_text())["run_id"]
+    for name in {"last.pt", "model.pt", "history.json", "metrics.json"} - set(left):
+        (run / name).unlink()
+    assert main(["train", *TINY, "--out", str(run.parent), "--name", run.name, "--resume"]) == 0
+    assert json.loads((run / "metrics.json").read_text())["run_id"] == run_id
+    assert torch.load(run / "last.pt", weights_only=False)["run_id"] == run_id
+
+
+def test_a_run_from_before_run_ids_still_resumes(run):
+    # Files without a run id (written by an older version) are one run as far as anyone can tell.
+    config = json.loads((run / "config.json").read_text())
+    del config["run_id"]
+    (run / "config.json").write_text(json.dumps(config))
+    (run / "history.json").write_text(json.dumps(
+        [{k: v for k, v in h.items() if k != "run_id"} for h in json.loads((run / "history.json").read_text())]))
+    for name in ("model.pt", "last.pt"):
+        payload = torch.load(run / name, weights_only=False)
+        payload.pop("run_id")
+        torch.save(payload, run / name)
+    for _ in range(2):  # the second resume sees what the first one wrote
+        assert main(["train", *TINY, "--out", str(run.parent), "--name", run.name, "--resume"]) == 0

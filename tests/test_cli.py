@@ -169,3 +169,10 @@ def test_exact_checkpoint_evaluates_on_noisy_and_local_runtime_backends(tiny_run
     assert result["samples"] == 12 and 0 <= result["accuracy"] <= 1
     assert result["backend"]["name"] == backend_args[1]
     assert result["backend"]["device"] == "fake_fez"
+
+
+def test_argparse_errors_are_one_line(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--model", "nope"])
+    err = _err(capsys)
+    assert stop.value.code == 2 and err.count("\n") == 0 and err.startswith("error: argument --model")

@@ -13,18 +13,21 @@ import pytest
 
 from hybrid_qiskit.config import resolve
 from hybrid_qiskit.errors import HybridQiskitError
-from hybrid_qiskit.resources import check_config, check_memory, estimate
+from hybrid_qiskit.resources import STEP_OVERHEAD, check_config, check_memory, estimate
 
 GiB = 2**30
 
 
 def test_statevector_grows_with_width_and_batch_density_matrix_with_four_to_the_n():
-    base = estimate("statevector", qubits=10, batch=32, eval_batch=32, real=True).bytes
-    wider = estimate("statevector", qubits=11, batch=32, eval_batch=32, real=True).bytes
-    larger = estimate("statevector", qubits=10, batch=64, eval_batch=64, real=True).bytes
+    def states(**kw):  # the part that grows: the estimate less the fixed cost of a step
+        return estimate("statevector", **kw).bytes - STEP_OVERHEAD
+
+    base = states(qubits=10, batch=32, eval_batch=32, real=True)
+    wider = states(qubits=11, batch=32, eval_batch=32, real=True)
+    larger = states(qubits=10, batch=64, eval_batch=64, real=True)
     assert 2 * base <= wider <= 2.3 * base  # (the observables' share grows with the width too)
     assert 1.7 * base <= larger <= 2 * base
-    assert estimate("statevector", qubits=10, batch=32, eval_batch=32, real=False).bytes > 2 * base
+    assert states(qubits=10, batch=32, eval_batch=32, real=False) > 2 * base
     dm = estimate("aer_noisy", qubits=10, batch=32).bytes
     assert estimate("aer_noisy", qubits=11, batch=32).bytes == 4 * dm
     assert estimate("ibm_runtime", qubits=100, batch=32) is None  # a QPU allocates nothing here
@@ -78,10 +81,16 @@ print(json.dumps({"measured": peak - base, "estimate": est.bytes}))
 @pytest.mark.parametrize("feature_map", ["angle", "zz"])
 def test_estimate_bounds_the_measured_peak_at_sixteen_qubits(feature_map):
     # One training step and two evaluation batches of 128 rows, in a fresh process: the peak RSS
-    # above the process's baseline stays under the estimate, and within 1.5x of it.
+    # above the process's baseline stays under the estimate, and within 1.7x of it.
     repo = Path(__file__).resolve().parents[1]
     proc = subprocess.run([sys.executable, "-c", PROBE, "16", "32", "128", feature_map], cwd=repo, capture_output=True,
                           text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(repo)})
     assert proc.returncode == 0, proc.stderr[-2000:]
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert figures["measured"] <= figures["estimate"] <= 1.5 * figures["measured"], figures
+    assert figures["measured"] <= figures["estimate"] <= 1.7 * figures["measured"], figures
+
+
+def test_small_limits_bound_the_rows_evaluated():
+    big = check_config(resolve(None, qubits=16))
+    small = check_config(resolve(None, qubits=16, limit_train=16, limit_test=8))
+    assert small.bytes < big.bytes / 4  # 16 rows instead of 256 (the fixed costs stay)
