@@ -145,8 +145,9 @@ def _evaluate_preflight(cfg, args) -> str | None:
     directory cannot take the result (returned), if so. Evaluation only reads the run, and its
     result is a side file, so a read-only run still evaluates: the result is printed, not saved."""
     from hybrid_qiskit import resources, runs
+    from hybrid_qiskit.models import is_quantum
 
-    if cfg.model not in ("classical", "pixel_classical"):
+    if is_quantum(cfg.model):
         resources.check_memory(args.backend or cfg.backend, qubits=cfg.qubits, batch=args.batch_size,
                                real=resources.is_real_head(cfg.feature_map, cfg.ansatz), what="evaluate",
                                settings=None if args.backend else cfg.backend_settings)

@@ -152,7 +152,9 @@ def is_real_head(feature_map: str, ansatz: str) -> bool:
 
 def check_config(cfg, *, what: str = "train") -> Estimate | None:
     """:func:`check_memory` for a training config (a classical model simulates nothing)."""
-    if cfg.model in ("classical", "pixel_classical"):
+    from hybrid_qiskit.models import is_quantum
+
+    if not is_quantum(cfg.model):
         return None
     eval_rows = cfg.eval_batch_size
     if cfg.limit_train is not None and cfg.limit_test is not None:  # evaluation never sees more rows
