@@ -51,6 +51,13 @@ class TrainConfig:
     lr: float = 0.005  # Adam
     lr_schedule: str = "cosine"  # cosine (decay to 0 over the run) | constant
     seed: int = 0  # reaches torch, numpy, the data split, the transpiler and the simulators
+    # --- recipe against overfitting (experiments/README.md: what each one bought on digits)
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay (0: plain Adam)
+    dropout: float = 0.0  # dropout before each of the CNN's fully connected layers
+    augment: bool = False  # random shifts (±2 px at 28x28) and rotations (±10°) of training images
+    patience: int | None = None  # stop after this many epochs without a better val accuracy
+    # --- machine
+    threads: int = 1  # torch threads: part of the run, so results do not depend on the core count
     eval_batch_size: int = 256  # evaluation has no backward pass: bigger PUBs, fewer calls
     # --- output
     out: str = "runs"
