@@ -207,6 +207,43 @@ def eval_file_name(handle, args) -> str:
     return re.sub(r"[^A-Za-z0-9._=+-]", "_", "eval-" + "-".join(parts)) + ".json"
 
 
+# ---------------------------------------------------------------- compare
+def _add_compare(sub) -> None:
+    p = sub.add_parser("compare", help="a model against its matched classical baseline over several seeds",
+                       description="Train the config's model and its matched classical baseline (its *-classical.toml "
+                                   "sibling) with N seeds; write compare.json, compare.md (a README table) and "
+                                   "compare.png. Finished runs are reused: rerun to resume.")
+    p.add_argument("--config", required=True, help="TOML file of a hybrid or quantum model (experiments/X.toml)")
+    p.add_argument("--seeds", type=int, default=5, help="number of seeds, from the config's seed on (default 5)")
+    p.add_argument("--out", help="folder for the runs and the results (default: runs/compare-<config name>)")
+    p.add_argument("--data-dir", help="folder with torchvision's dataset layout")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting for both models, e.g. --set weight_decay=0.01 (repeatable)")
+    p.add_argument("--verbose", action="store_true", help="print every run's epochs")
+    p.set_defaults(func=_compare)
+
+
+def _compare(args) -> int:
+    import shlex
+
+    from hybrid_qiskit.compare import compare
+    from hybrid_qiskit.config import parse_setting
+
+    overrides = dict(parse_setting(s) for s in args.set)
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
+    command = "hybrid-qiskit " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else None
+    result = compare(args.config, seeds=args.seeds, out=args.out, overrides=overrides, command=command,
+                     verbose=args.verbose)
+    from pathlib import Path
+
+    out = Path(result["models"][result["models_compared"][0]]["runs"][0]["run_dir"]).parent
+    print()
+    print((out / "compare.md").read_text(), end="")
+    print(f"wrote {out / 'compare.json'}, {out / 'compare.md'}, {out / 'compare.png'}")
+    return 0
+
+
 # ---------------------------------------------------------------- backends
 def _add_backends(sub) -> None:
     p = sub.add_parser("backends", help="list the registered backends and their settings")
@@ -250,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_evaluate(sub)
+    _add_compare(sub)
     _add_backends(sub)
     for name in FEATURE_MODULES:
         try:
