@@ -46,7 +46,7 @@ class TrainConfig:
     resilience_level: int | None = None
     backend_settings: dict[str, Any] = field(default_factory=dict)
     # --- training
-    epochs: int = 10
+    epochs: int = 15  # digits: 10 left the 4-qubit model at 0.755, 15 reached 0.969 (issue 16)
     batch_size: int = 32
     lr: float = 0.005  # Adam
     lr_schedule: str = "cosine"  # cosine (decay to 0 over the run) | constant
