@@ -109,6 +109,13 @@ def run_one(cfg: TrainConfig, *, verbose: bool = False) -> dict:
     from hybrid_qiskit.training import train
 
     run_dir = Path(cfg.out) / cfg.run_name()
+    if (run_dir / "last.pt").exists():  # a run to reuse or continue: it must be this config's
+        saved, now = read_json(run_dir / "config.json"), cfg.to_dict()
+        default = TrainConfig().to_dict()
+        diff = sorted(k for k in set(saved) | set(now) if saved.get(k, default.get(k)) != now.get(k))
+        if diff:
+            raise HybridQiskitError(f"{run_dir} was trained with other settings ({', '.join(diff)} differ); "
+                                    f"pass another --out, or remove that folder")
     reused = (run_dir / "metrics.json").exists()
     t0 = time.perf_counter()
     out = io.StringIO()

@@ -108,3 +108,12 @@ def test_without_a_sibling_the_baseline_is_the_same_config(tmp_path):
     assert base.model == "classical" and "model = 'classical'" in source
     with pytest.raises(HybridQiskitError, match="seeds"):
         pair_configs(tmp_path / "solo.toml", {"seed": 1})
+
+
+def test_a_changed_config_does_not_reuse_old_runs(tmp_path, capsys):
+    config = write_pair(tmp_path)
+    out = tmp_path / "cmp"
+    assert main(["compare", "--config", str(config), "--seeds", "1", "--out", str(out), "--set", "epochs=1"]) == 0
+    assert main(["compare", "--config", str(config), "--seeds", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "other settings (epochs differ)" in err and "--out" in err and "\n" not in err
