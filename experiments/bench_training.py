@@ -304,9 +304,12 @@ HEADER = (
 )
 
 
-def report(result: dict) -> str:
-    lines = ["", "Training step (forward + cross-entropy + backward + Adam), medians:", HEADER]
-    lines += [_row_line(r) for r in result["rows"]]
+def report(result: dict, *, rows: bool = True) -> str:
+    """The summary; ``rows=False`` leaves out the table that ``run`` already printed row by row."""
+    lines = [""]
+    if rows:
+        lines += ["Training step (forward + cross-entropy + backward + Adam), medians:", HEADER]
+        lines += [_row_line(r) for r in result["rows"]]
     skipped = [(r["qubits"], r["batch"], r["stock"]["skipped"]) for r in result["rows"] if "skipped" in r["stock"]]
     if skipped:
         lines.append("stock rows skipped:")
@@ -331,9 +334,9 @@ def report(result: dict) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    print(HEADER, flush=True)
+    print("Training step (forward + cross-entropy + backward + Adam), medians:", HEADER, sep="\n", flush=True)
     result = run(args)
-    print(report(result))
+    print(report(result, rows=False))  # the table is already on screen, printed as each row finished
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2))

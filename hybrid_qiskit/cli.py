@@ -87,13 +87,28 @@ def _add_train(sub) -> None:
     p.add_argument("--lr", type=float, help="Adam learning rate")
     p.add_argument("--lr-schedule", choices=("cosine", "constant"))
     p.add_argument("--seed", type=int)
+    add_recipe_flags(p)
     p.add_argument("--out", help="parent folder of run directories (default: runs)")
     p.add_argument("--name", help="run directory name (default: <dataset>-<model>-<backend>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out/--name from last.pt")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run in --out/--name (finished or not) with a new one")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress or per-epoch lines; still prints the test accuracy and the run directory")
     p.set_defaults(func=_train)
+
+
+RECIPE_KEYS = ("weight_decay", "dropout", "augment", "patience", "threads")
+
+
+def add_recipe_flags(p: argparse.ArgumentParser) -> None:
+    """The training recipe's flags (see experiments/README.md for what each one buys)."""
+    p.add_argument("--weight-decay", type=float, help="AdamW weight decay (0: plain Adam)")
+    p.add_argument("--dropout", type=float, help="dropout before the CNN's fully connected layers")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="random shifts and rotations of training images")
+    p.add_argument("--patience", type=int, help="early stop after N epochs without a better val accuracy")
+    p.add_argument("--threads", type=int, help="torch threads (part of the run's config; default 1)")
 
 
 def _train(args) -> int:
@@ -102,7 +117,7 @@ def _train(args) -> int:
 
     keys = ("dataset", "data_dir", "download", "classes", "limit_train", "limit_test", "model", "qubits",
             "feature_map", "ansatz", "reps", "reuploads", "backend", "epochs", "batch_size", "lr", "lr_schedule",
-            "seed", "out", "name", *BACKEND_FLAGS)
+            "seed", "out", "name", *BACKEND_FLAGS, *RECIPE_KEYS)
     overrides = {k: getattr(args, k) for k in keys}
     # Settings without a flag of their own (--backend-setting K=V) go to the config's table.
     extra = dict(parse_setting(s) for s in args.backend_setting)
@@ -176,20 +191,87 @@ def _evaluate(args) -> int:
     if args.limit:
         data = TensorDataset(*(t[: args.limit] for t in data.tensors))
     t0 = time.perf_counter()
-    res = evaluate(model, data, args.batch_size)
+    res = evaluate(model, data, args.batch_size, progress=f"evaluate {args.split}")
     result = {
         "split": args.split, "samples": len(data), "loss": res.loss, "accuracy": res.accuracy,
         "seconds": time.perf_counter() - t0,
         "backend": handle.description if handle else None,
     }
     name = handle.name if handle else "classical"
+    path = Path(args.run_dir) / eval_file_name(handle, args)
+    existed = path.exists()
     if not unwritable:
-        write_json(Path(args.run_dir) / f"eval-{name}-{args.split}.json", result)
+        write_json(path, result)
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     else:
         print(f"{args.split} accuracy {res.accuracy:.4f}  loss {res.loss:.4f}  ({len(data)} images, backend {name}, "
               f"{result['seconds']:.1f}s)")
+        if not unwritable:
+            print(f"wrote {path}" + (" (replacing an evaluation with the same settings)" if existed else ""))
+    return 0
+
+
+def eval_file_name(handle, args) -> str:
+    """``eval-<backend>[-<device>][-<N>shots][-<setting>...][-first<N>]-<split>.json``: named by
+    every setting that tells one evaluation from another, so fake_fez, fake_marrakesh and a
+    ``--limit 20`` run each keep their own file."""
+    import re
+
+    desc = handle.description if handle else {}
+    parts = [handle.name if handle else "classical"]
+    if desc.get("device"):
+        parts.append(str(desc["device"]))
+    if desc.get("shots"):
+        parts.append(f"{desc['shots']}shots")
+    given = backend_settings_from(args)
+    for key in ("noise_scale", "optimization_level", "resilience_level"):
+        if given.get(key) is not None:
+            parts.append(f"{key.replace('_', '')}{given[key]}")
+    parts += [f"{k}{v}" for k, v in sorted(given.items()) if v is not None and k not in (
+        "device", "shots", "noise_scale", "optimization_level", "resilience_level")]
+    if getattr(args, "seed", None) is not None:
+        parts.append(f"seed{args.seed}")
+    if getattr(args, "limit", None):
+        parts.append(f"first{args.limit}")
+    parts.append(args.split)
+    return re.sub(r"[^A-Za-z0-9._=+-]", "_", "eval-" + "-".join(parts)) + ".json"
+
+
+# ---------------------------------------------------------------- compare
+def _add_compare(sub) -> None:
+    p = sub.add_parser("compare", help="a model against its matched classical baseline over several seeds",
+                       description="Train the config's model and its matched classical baseline (its *-classical.toml "
+                                   "sibling) with N seeds; write compare.json, compare.md (a README table) and "
+                                   "compare.png. Finished runs are reused: rerun to resume.")
+    p.add_argument("--config", required=True, help="TOML file of a hybrid or quantum model (experiments/X.toml)")
+    p.add_argument("--seeds", type=int, default=5, help="number of seeds, from the config's seed on (default 5)")
+    p.add_argument("--out", help="folder for the runs and the results (default: runs/compare-<config name>)")
+    p.add_argument("--data-dir", help="folder with torchvision's dataset layout")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting for both models, e.g. --set weight_decay=0.01 (repeatable)")
+    p.add_argument("--verbose", action="store_true", help="print every run's epochs")
+    p.set_defaults(func=_compare)
+
+
+def _compare(args) -> int:
+    import shlex
+
+    from hybrid_qiskit.compare import compare
+    from hybrid_qiskit.config import parse_setting
+
+    overrides = dict(parse_setting(s) for s in args.set)
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
+    command = "hybrid-qiskit " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else None
+    result = compare(args.config, seeds=args.seeds, out=args.out, overrides=overrides, command=command,
+                     verbose=args.verbose)
+    from pathlib import Path
+
+    out = Path(result["models"][result["models_compared"][0]]["runs"][0]["run_dir"]).parent
+    print()
+    print((out / "compare.md").read_text(), end="")
+    print(f"wrote {out / 'compare.json'}, {out / 'compare.md'}, {out / 'compare.png'}")
     return 0
 
 
@@ -235,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_evaluate(sub)
+    _add_compare(sub)
     _add_backends(sub)
     for name in FEATURE_MODULES:
         try:

@@ -55,6 +55,7 @@ class ModelConfig:
     in_channels: int = 1  # 1: digits/MNIST-like, 3: CIFAR-10
     image_size: int = 28  # 28 (digits upsampled, MNIST) or 32 (CIFAR-10)
     num_classes: int = 10
+    dropout: float = 0.0  # before each fully connected layer after the convolutions (training only)
 
     def __post_init__(self):
         is_quantum(self.kind)  # refuses an unknown kind
@@ -79,7 +80,7 @@ class ModelConfig:
 class LeNetFeatures(nn.Module):
     """LeNet-5's feature extractor: conv 6, pool, conv 16, pool, fc 120, fc 84."""
 
-    def __init__(self, in_channels: int, image_size: int):
+    def __init__(self, in_channels: int, image_size: int, dropout: float = 0.0):
         super().__init__()
         self.conv = nn.Sequential(
             nn.Conv2d(in_channels, 6, 5),
@@ -95,9 +96,13 @@ class LeNetFeatures(nn.Module):
             raise HybridQiskitError(f"LeNet needs images of at least 16x16 pixels, got {image_size}")
         self.fc = nn.Sequential(nn.Linear(16 * side * side, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU())
         self.out_features = 84
+        # Applied in forward, not inserted into fc: fc's indices (the checkpoint keys) stay put.
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.conv(x))
+        x = self.drop(self.conv(x))
+        x = self.drop(self.fc[1](self.fc[0](x)))
+        return self.fc[3](self.fc[2](x))
 
 
 def to_angles(z: torch.Tensor) -> torch.Tensor:
@@ -134,7 +139,7 @@ class HybridLeNet(StagedClassifier):
     def __init__(self, config: ModelConfig, quantum_layer: nn.Module):
         super().__init__()
         self.config = config
-        self.features = LeNetFeatures(config.in_channels, config.image_size)
+        self.features = LeNetFeatures(config.in_channels, config.image_size, config.dropout)
         self.to_qubits = nn.Linear(self.features.out_features, config.num_qubits)
         self.head = quantum_layer
         self.readout = nn.Linear(config.num_qubits, config.num_classes)
@@ -150,7 +155,7 @@ class ClassicalLeNet(StagedClassifier):
     def __init__(self, config: ModelConfig, width: int):
         super().__init__()
         self.config = config
-        self.features = LeNetFeatures(config.in_channels, config.image_size)
+        self.features = LeNetFeatures(config.in_channels, config.image_size, config.dropout)
         self.to_qubits = nn.Linear(self.features.out_features, width)
         self.head = nn.Sequential(nn.Linear(width, width), nn.Tanh())  # bounded, like ⟨Z⟩
         self.readout = nn.Linear(width, config.num_classes)

@@ -30,7 +30,10 @@ def training_curves(history: list[dict], path: str | Path) -> None:
         ax2.plot(epochs, [h[f"{split}_accuracy"] for h in history], marker="o", label=split)
     ax1.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
     ax2.set(xlabel="epoch", ylabel="accuracy", title="Accuracy", ylim=(0, 1.02))
+    from matplotlib.ticker import MaxNLocator
+
     for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
@@ -139,3 +142,47 @@ def noise_sweep(rows: list[dict], path: str | Path, *, x_key: str, x_values: lis
     fig.tight_layout(rect=(0, 0.04 if note else 0, 0.78, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def comparison(result: dict, path: str | Path) -> None:
+    """``compare``'s figure: test accuracy per seed for both models (a grey line joins each pair;
+    the bar is the mean with its 95% t-interval), and the paired differences with theirs."""
+    plt = _plt()
+    first, second = result["models_compared"]
+    seeds = result["seeds"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [3, 2]})
+    acc = {m: [r["test_accuracy"] for r in result["models"][m]["runs"]] for m in (first, second)}
+    for a, b in zip(acc[first], acc[second]):
+        ax1.plot([0, 1], [a, b], color="0.75", linewidth=1, zorder=1)
+    for x, (m, color) in enumerate(((first, "tab:blue"), (second, "tab:orange"))):
+        ax1.scatter([x] * len(acc[m]), acc[m], color=color, zorder=2, s=25)
+        mean, ci = _mean_ci(acc[m])
+        ax1.errorbar([x + 0.12], [mean], yerr=ci, fmt="D", color=color, capsize=5, zorder=3)
+        ax1.annotate(f"{mean:.3f}", (x + 0.18, mean), va="center", fontsize=9)
+    ax1.set_xticks([0, 1], [first, second])
+    ax1.set_xlim(-0.4, 1.6)
+    ax1.set(ylabel="test accuracy", title=f"Test accuracy, seeds {seeds[0]}-{seeds[-1]} (mean, 95% CI)")
+    d = result["difference"]["test_accuracy"]
+    ax2.axhline(0, color="black", linewidth=0.8)
+    ax2.scatter(range(len(seeds)), d["per_seed"], color="tab:green", zorder=2, label="per seed")
+    if d["ci95"]:
+        lo, hi = d["ci95"]
+        ax2.axhspan(lo, hi, color="tab:green", alpha=0.15, label=f"95% CI [{lo:+.3f}, {hi:+.3f}]")
+    ax2.axhline(d["mean"], color="tab:green", linestyle="--", label=f"mean {d['mean']:+.3f}")
+    ax2.set_xticks(range(len(seeds)), [str(s) for s in seeds])
+    ax2.set(xlabel="seed", ylabel=f"{first} − {second}", title="Paired difference in test accuracy")
+    ax2.legend(fontsize=8, loc="best")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _mean_ci(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95% t-interval (0 for one value)."""
+    from hybrid_qiskit.compare import t_interval
+
+    mean = sum(values) / len(values)
+    ci = t_interval(values)
+    return mean, (ci[1] - mean) if ci else 0.0

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from hybrid_qiskit.checkpoints import (
     load_checkpoint,
     package_versions,
+    read_json,
     save_checkpoint,
     write_json,
 )
@@ -45,18 +46,26 @@ class EvalResult:
     expvals: np.ndarray | None = None  # (N, n) head outputs, when the model has a head
 
 
-def evaluate(model: StagedClassifier, data: TensorDataset, batch_size: int = 256) -> EvalResult:
-    """Mean cross-entropy and accuracy of ``model`` on ``data`` (no gradients)."""
+def evaluate(model: StagedClassifier, data: TensorDataset, batch_size: int = 256, *,
+             progress: str | None = None, quiet: bool = False) -> EvalResult:
+    """Mean cross-entropy and accuracy of ``model`` on ``data`` (no gradients).
+
+    ``progress``: a label; with it, a slow evaluation (a shot-based or remote backend) shows
+    progress (a bar on a terminal, a line every 30 s elsewhere) instead of minutes of silence."""
+    from hybrid_qiskit.progress import Progress
+
     model.eval()
     losses, preds, labels, evs = [], [], [], []
-    with torch.no_grad():
-        for images, targets in DataLoader(data, batch_size=batch_size):
+    loader = DataLoader(data, batch_size=batch_size)
+    with torch.no_grad(), Progress(total=len(loader), desc=progress or "", quiet=quiet or not progress) as bar:
+        for images, targets in loader:
             z = model.quantum(model.encode(images))
             logits = model.decode(z)
             losses.append(nn.functional.cross_entropy(logits, targets, reduction="sum").item())
             preds.append(logits.argmax(1).numpy())
             labels.append(targets.numpy())
             evs.append(z.detach().numpy())
+            bar.update(1)
     n = len(data)
     p, y = np.concatenate(preds), np.concatenate(labels)
     return EvalResult(sum(losses) / n, float((p == y).mean()), p, y, np.concatenate(evs))
@@ -73,10 +82,12 @@ def make_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg.epochs * steps_per_epoch))
 
 
-def _train_epoch(model, loader, optimizer, scheduler, progress) -> tuple[float, float]:
+def _train_epoch(model, loader, optimizer, scheduler, progress, augment=None) -> tuple[float, float]:
     model.train()
     total, correct, loss_sum = 0, 0, 0.0
     for images, targets in loader:
+        if augment is not None:
+            images = augment(images)
         optimizer.zero_grad()
         logits = model(images)
         loss = nn.functional.cross_entropy(logits, targets)
@@ -102,6 +113,7 @@ def model_config_for(cfg: TrainConfig, splits) -> ModelConfig:
         in_channels=splits.in_channels,
         image_size=splits.image_size,
         num_classes=splits.num_classes,
+        dropout=cfg.dropout,
     )
 
 
@@ -122,7 +134,9 @@ def load_splits(cfg: TrainConfig):
 
 def make_backend(cfg: TrainConfig):
     """The backend handle for a quantum model, or None for the classical baseline."""
-    if cfg.model in ("classical", "pixel_classical"):
+    from hybrid_qiskit.models import is_quantum
+
+    if not is_quantum(cfg.model):
         return None
     from backends import create_backend
 
@@ -134,38 +148,74 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False, overwr
 
     The run directory is owned for the whole run (one writer; a second ``train`` of the same
     name is refused), an existing run is never replaced unless ``overwrite``, and a simulation
-    that cannot fit in memory is refused before anything is allocated.
+    that cannot fit in memory is refused before anything is allocated. torch runs on
+    ``cfg.threads`` threads (restored afterwards): the setting is part of the run's config, so the
+    same config gives the same numbers on a 2-core and a 16-core machine.
     """
     from hybrid_qiskit import resources, runs
 
     resources.check_config(cfg, what="train")
     run_dir = Path(cfg.out) / cfg.run_name()
-    with runs.owned(run_dir, what="train"):
-        start = runs.prepare(run_dir, cfg, resume=resume, overwrite=overwrite)
-        return _train(cfg, run_dir, start, quiet=quiet)
+    before = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        with runs.owned(run_dir, what="train"):
+            start = runs.prepare(run_dir, cfg, resume=resume, overwrite=overwrite)
+            return _train(cfg, run_dir, start, quiet=quiet)
+    finally:
+        torch.set_num_threads(before)
+
+
+def make_optimizer(cfg: TrainConfig, model):
+    """Adam, or AdamW (decoupled weight decay) when ``weight_decay`` is set."""
+    if cfg.weight_decay:
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr)
+
+
+def make_augment(cfg: TrainConfig, in_channels: int):
+    """The training-batch augmentation of ``cfg`` (None: off)."""
+    if not cfg.augment:
+        return None
+    from hybrid_qiskit.data import augment_batch
+
+    return lambda images: augment_batch(images, flip=in_channels == 3)
 
 
 def _train(cfg: TrainConfig, run_dir: Path, start, *, quiet: bool = False) -> dict:
-    from tqdm.auto import tqdm
+    from hybrid_qiskit.progress import RunLog
 
-    last_path = run_dir / "last.pt"
-    # --resume on a run that never started simply starts it (so `make train` can always pass it);
-    # on a finished run it only re-tests the best checkpoint and redraws the plots.
+    log = RunLog(quiet=quiet)
+    # runs.prepare decided: a new run, or the resumption of this one (its files checked to belong
+    # together and to these settings). --resume of a run that never started simply starts it (so
+    # `make train` can always pass it); on a finished run it only re-reports its metrics.
     resume = start.resume
-    if resume and not quiet:
-        print(f"resuming {run_dir}", flush=True)
+    if resume:
+        log.attach(run_dir / "train.log")
+        log(f"resuming {run_dir}")
 
     seed_everything(cfg.seed)
     splits = load_splits(cfg)
     handle = make_backend(cfg)
+    try:
+        return _fit(cfg, run_dir, start, splits, handle, log, quiet=quiet)
+    finally:
+        if handle is not None:
+            handle.close()  # a Session or Batch opened for this run ends with it
+
+
+def _fit(cfg: TrainConfig, run_dir: Path, start, splits, handle, log, *, quiet: bool) -> dict:
+    from hybrid_qiskit.progress import Progress
+
+    resume, last_path = start.resume, run_dir / "last.pt"
     model = build_model(model_config_for(cfg, splits), handle, seed=cfg.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = make_optimizer(cfg, model)
     shuffle = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(splits.train, batch_size=cfg.batch_size, shuffle=True, generator=shuffle)
     scheduler = make_scheduler(cfg, optimizer, len(loader))
 
     history: list[dict] = []
-    best_acc, start_epoch = -1.0, 0
+    best_acc, start_epoch, stopped = -1.0, 0, False
     if resume:
         state = start.state
         model.load_state_dict(state["state_dict"])
@@ -174,8 +224,12 @@ def _train(cfg: TrainConfig, run_dir: Path, start, *, quiet: bool = False) -> di
         shuffle.set_state(state["shuffle_rng"])
         torch.set_rng_state(state["torch_rng"])
         history, best_acc, start_epoch = state["history"], state["best_val_accuracy"], state["epoch"]
+        stopped = state.get("stopped", False)
+        if (stopped or start_epoch >= cfg.epochs) and (run_dir / "metrics.json").exists():
+            return _report_finished(run_dir, log)  # only re-report: metrics.json stays as it is
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
+        log.attach(run_dir / "train.log")
         write_json(run_dir / "config.json", {**_comparable(cfg), "run_id": start.run_id})
         write_json(run_dir / "backend.json", handle.description if handle else {"name": "none (classical model)"})
         write_json(run_dir / "versions.json", package_versions())
@@ -184,10 +238,15 @@ def _train(cfg: TrainConfig, run_dir: Path, start, *, quiet: bool = False) -> di
             "train": len(splits.train), "val": len(splits.val), "test": len(splits.test),
         })
 
-    for epoch in range(start_epoch, cfg.epochs):
+    if not resume:
+        log(f"training {cfg.run_name()}: {cfg.model} on {splits.name} ({len(splits.train)} train, {len(splits.val)} val, "
+            f"{len(splits.test)} test images), backend {cfg.backend if handle else 'none'}, {cfg.epochs} epochs, "
+            f"seed {cfg.seed}, torch threads {cfg.threads}")
+    augment = make_augment(cfg, splits.in_channels)
+    for epoch in range(start_epoch, 0 if stopped else cfg.epochs):
         t0 = time.perf_counter()
-        with tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=quiet, leave=False) as bar:
-            train_loss, train_acc = _train_epoch(model, loader, optimizer, scheduler, bar)
+        with Progress(total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", quiet=quiet) as bar:
+            train_loss, train_acc = _train_epoch(model, loader, optimizer, scheduler, bar, augment)
         if not np.isfinite(train_loss):  # never a NaN in history.json, model.pt or metrics.json
             raise HybridQiskitError(f"training diverged in epoch {epoch + 1} (train loss {train_loss}); "
                                     f"lower --lr (was {cfg.lr:g}) and start again with --overwrite")
@@ -196,32 +255,48 @@ def _train(cfg: TrainConfig, run_dir: Path, start, *, quiet: bool = False) -> di
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc,
                         "val_loss": val.loss, "val_accuracy": val.accuracy, "seconds": seconds,
                         "run_id": start.run_id})
-        if not quiet:
-            print(f"epoch {epoch + 1}/{cfg.epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
-                  f"val loss {val.loss:.4f} acc {val.accuracy:.4f}  ({seconds:.1f}s)", flush=True)
+        log(f"epoch {epoch + 1}/{cfg.epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
+            f"val loss {val.loss:.4f} acc {val.accuracy:.4f}  ({seconds:.1f}s)")
         if val.accuracy > best_acc:
             best_acc = val.accuracy
             save_checkpoint(run_dir / "model.pt", model, epoch=epoch + 1, val_accuracy=val.accuracy,
                             dataset=splits.name, class_names=splits.class_names, seed=cfg.seed,
                             run_id=start.run_id)
         # history.json first, then last.pt: a crash between them only repeats one epoch on resume.
+        best_epoch = max(history, key=lambda h: h["val_accuracy"])["epoch"]  # the first best
+        stopped = cfg.patience is not None and epoch + 1 - best_epoch >= cfg.patience and epoch + 1 < cfg.epochs
         write_json(run_dir / "history.json", history)
         save_checkpoint(last_path, model, epoch=epoch + 1, optimizer=optimizer.state_dict(),
                         scheduler=scheduler.state_dict(),
                         shuffle_rng=shuffle.get_state(), torch_rng=torch.get_rng_state(),
-                        history=history, best_val_accuracy=best_acc, run_id=start.run_id)
+                        history=history, best_val_accuracy=best_acc, stopped=stopped, run_id=start.run_id)
+        if stopped:
+            log(f"early stop: no better val accuracy for {cfg.patience} epochs (best: epoch {best_epoch})")
+            break
 
-    return finish(cfg, run_dir, splits, handle, history, quiet=quiet, run_id=start.run_id)
+    return finish(cfg, run_dir, splits, handle, history, quiet=quiet, log=log, run_id=start.run_id)
 
 
-def finish(cfg: TrainConfig, run_dir: Path, splits, handle, history, *, quiet: bool = False,
+def _report_finished(run_dir: Path, log) -> dict:
+    """A finished run, resumed: print its saved test metrics; recompute and overwrite nothing."""
+    metrics = read_json(run_dir / "metrics.json")
+    log(f"{run_dir} is finished; its saved test metrics (nothing recomputed):")
+    log(f"test loss {metrics['test_loss']:.4f}  test accuracy {metrics['test_accuracy']:.4f}  "
+        f"({metrics['test_samples']} images)", always=True)
+    log(f"run directory: {run_dir}", always=True)
+    return metrics
+
+
+def finish(cfg: TrainConfig, run_dir: Path, splits, handle, history, *, quiet: bool = False, log=None,
            run_id: str | None = None) -> dict:
     """Test the best checkpoint, write metrics.json and the plots."""
     from hybrid_qiskit import plots
     from hybrid_qiskit.checkpoints import restore_model
+    from hybrid_qiskit.progress import RunLog
 
+    log = log or RunLog(run_dir / "train.log", quiet=quiet)
     model = restore_model(load_checkpoint(run_dir / "model.pt"), handle)
-    test = evaluate(model, splits.test, cfg.eval_batch_size)
+    test = evaluate(model, splits.test, cfg.eval_batch_size, progress="test", quiet=quiet)
     metrics = {
         "test_loss": test.loss,
         "test_accuracy": test.accuracy,
@@ -232,15 +307,15 @@ def finish(cfg: TrainConfig, run_dir: Path, splits, handle, history, *, quiet: b
         "parameters": count_parameters(model),
         "model": cfg.model,
         "backend": handle.description if handle else None,
+        "torch_threads": torch.get_num_threads(),
         "run_id": run_id,
     }
     write_json(run_dir / "metrics.json", metrics)
     plots.training_curves(history, run_dir / "curves.png")
     plots.prediction_grid(splits.test, test.predictions, splits.class_names, run_dir / "predictions.png")
     plots.confusion_matrix(test.labels, test.predictions, splits.class_names, run_dir / "confusion.png")
-    if not quiet:
-        print(f"test loss {test.loss:.4f}  test accuracy {test.accuracy:.4f}  ({len(splits.test)} images)")
-        print(f"run directory: {run_dir}")
+    log(f"test loss {test.loss:.4f}  test accuracy {test.accuracy:.4f}  ({len(splits.test)} images)", always=True)
+    log(f"run directory: {run_dir}", always=True)
     return metrics
 
 

@@ -332,3 +332,34 @@ def test_unreadable_idx_file_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(HybridQiskitError, match="cannot read MNIST in .*Permission denied") as info:
         load_dataset("mnist", data_dir=tmp_path)
     assert "\n" not in str(info.value)
+
+
+def test_a_failed_download_leaves_no_empty_folder(tmp_path, monkeypatch):
+    # torchvision makes MNIST/raw before it downloads; offline, that empty folder used to make the
+    # next run say "incomplete or corrupted" instead of "not found".
+    import torchvision.datasets
+
+    def offline(self):
+        Path(self.raw_folder).mkdir(parents=True, exist_ok=True)
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: " + str(URLError("no network")))
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
+    with pytest.raises(DatasetNotFoundError, match="could not download"):
+        load_dataset("mnist", data_dir=tmp_path / "data", download=True)
+    assert not (tmp_path / "data" / "MNIST").exists()
+    with pytest.raises(DatasetNotFoundError, match="not found in"):
+        load_dataset("mnist", data_dir=tmp_path / "data")
+
+
+def test_augment_batch_shifts_and_rotates_each_image_differently():
+    torch.manual_seed(0)
+    images = torch.zeros(8, 1, 28, 28)
+    images[:, :, 10:18, 12:16] = 1.0
+    out = data.augment_batch(images)
+    assert out.shape == images.shape and not torch.equal(out, images)
+    assert len({row.numpy().tobytes() for row in out}) == 8  # one draw per image
+    assert out.min() >= 0 and out.max() <= 1  # bilinear, border-filled: no new values
+    torch.manual_seed(0)
+    assert torch.equal(data.augment_batch(images), out)  # the seed fixes the draws
+    rgb = data.augment_batch(torch.rand(4, 3, 32, 32), flip=True)
+    assert rgb.shape == (4, 3, 32, 32)

@@ -1,0 +1,245 @@
+"""A model against its matched classical baseline, over several seeds, with the uncertainty.
+
+``hybrid-qiskit compare --config experiments/digits.toml --seeds 5`` trains the configured model
+and its baseline with seeds s, s+1, ..., s+N-1 (s: the config's seed; the same seed for both
+members of a pair: the same data split, the same shuffling) and writes to ``--out``
+(default ``runs/compare-<config name>/``):
+
+* one run directory per model and seed (``hybrid-seed0/``, ``classical-seed0/``, ...);
+* ``compare.json``: per model the per-seed test accuracy and loss, their mean and standard
+  deviation and the training and wall times; between the models the paired per-seed differences
+  with a 95% t-interval (n - 1 degrees of freedom);
+* ``compare.md``: a Markdown table ready for the README, with the command line above it;
+* ``compare.png``: per-seed accuracies (lines join the pairs) and the paired differences.
+
+Which baseline: the config's ``*-classical.toml`` sibling (``digits.toml`` ->
+``digits-classical.toml``, ``mnist-01-quantum.toml`` -> ``mnist-01-classical.toml``), checked to
+be matched (the same data, budget and recipe; only the model differs), or, without a sibling, the
+same config with ``model`` set to the baseline kind. Finished runs are reused and interrupted ones
+continue (``train --resume``), so rerunning the command after Ctrl-C loses nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from hybrid_qiskit.config import TrainConfig, load_toml, resolve
+from hybrid_qiskit.errors import HybridQiskitError
+
+BASELINE_OF = {"hybrid": "classical", "quantum": "pixel_classical"}
+# Fields in which a model and its baseline may differ; all others must agree (a matched budget).
+MAY_DIFFER = {"model", "name", "backend", "device", "shots", "optimization_level", "noise_scale",
+              "resilience_level", "backend_settings", "feature_map", "ansatz", "reuploads"}
+
+
+def baseline_config_path(config_path: str | Path) -> Path | None:
+    """The ``*-classical.toml`` sibling of a config, or None."""
+    path = Path(config_path)
+    stem = path.stem
+    for suffix in ("-hybrid", "-quantum"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    sibling = path.with_name(f"{stem}-classical.toml")
+    return sibling if sibling.exists() and sibling != path else None
+
+
+def pair_configs(config_path: str | Path, overrides: dict | None = None) -> tuple[TrainConfig, TrainConfig, str]:
+    """(model config, baseline config, where the baseline came from), both with ``overrides``."""
+    overrides = overrides or {}
+    for key in ("model", "seed", "out", "name"):
+        if key in overrides:
+            raise HybridQiskitError(f"compare sets {key} itself; use --config, --seeds and --out instead of --set {key}=...")
+    cfg = resolve(config_path, **overrides)
+    if cfg.model not in BASELINE_OF:
+        raise HybridQiskitError(
+            f"compare needs a quantum model's config (model hybrid or quantum); {config_path} has model {cfg.model!r}")
+    kind = BASELINE_OF[cfg.model]
+    sibling = baseline_config_path(config_path)
+    if sibling is None:
+        return cfg, replace(cfg, model=kind), f"{config_path} with model = {kind!r}"
+    load_toml(sibling)  # a clear error for a broken sibling
+    base = resolve(sibling, **overrides)
+    if base.model != kind:
+        raise HybridQiskitError(f"{sibling} should be the baseline of {config_path} (model {kind!r}), but has model {base.model!r}")
+    a, b = cfg.to_dict(), base.to_dict()
+    unmatched = sorted(k for k in a if k not in MAY_DIFFER and a[k] != b[k])
+    if unmatched:
+        raise HybridQiskitError(
+            f"{sibling} is not a matched baseline of {config_path}: {', '.join(f'{k} ({a[k]!r} vs {b[k]!r})' for k in unmatched)} differ")
+    return cfg, base, str(sibling)
+
+
+def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float] | None:
+    """The t-interval of the mean of ``values`` (None for fewer than two values)."""
+    from scipy import stats
+
+    n = len(values)
+    if n < 2:
+        return None
+    mean, std = _mean(values), _std(values)
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * std / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _std(values: list[float]) -> float:
+    """Sample standard deviation (n - 1); 0 for a single value."""
+    if len(values) < 2:
+        return 0.0
+    m = _mean(values)
+    return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+
+
+def _stats(values: list[float]) -> dict:
+    return {"mean": _mean(values), "std": _std(values), "n": len(values)}
+
+
+def run_one(cfg: TrainConfig, *, verbose: bool = False) -> dict:
+    """Train (or reuse, or continue) one run; its test metrics and times."""
+    from hybrid_qiskit.checkpoints import read_json, write_json
+    from hybrid_qiskit.training import train
+
+    run_dir = Path(cfg.out) / cfg.run_name()
+    if (run_dir / "last.pt").exists():  # a run to reuse or continue: it must be this config's
+        saved, now = read_json(run_dir / "config.json"), cfg.to_dict()
+        default = TrainConfig().to_dict()
+        diff = sorted(k for k in set(saved) | set(now) if saved.get(k, default.get(k)) != now.get(k))
+        if diff:
+            raise HybridQiskitError(f"{run_dir} was trained with other settings ({', '.join(diff)} differ); "
+                                    f"pass another --out, or remove that folder")
+    reused = (run_dir / "metrics.json").exists()
+    t0 = time.perf_counter()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out) if not verbose else contextlib.nullcontext():
+        metrics = train(cfg, resume=True, quiet=not verbose)
+    wall_path = run_dir / "wall.json"
+    if not reused or not wall_path.exists():
+        write_json(wall_path, {"wall_seconds": time.perf_counter() - t0})
+    return {
+        "seed": cfg.seed,
+        "run_dir": str(run_dir),
+        "test_accuracy": metrics["test_accuracy"],
+        "test_loss": metrics["test_loss"],
+        "test_samples": metrics["test_samples"],
+        "epochs": metrics["epochs"],
+        "train_seconds": metrics["train_seconds"],
+        "wall_seconds": read_json(wall_path)["wall_seconds"],
+        "parameters": metrics["parameters"],
+        "reused": reused,
+    }
+
+
+def compare(config_path: str | Path, *, seeds: int = 5, out: str | Path | None = None,
+            overrides: dict | None = None, command: str | None = None, verbose: bool = False,
+            echo=print) -> dict:
+    """Train both models over ``seeds`` seeds and write compare.json, compare.md and compare.png.
+
+    Returns the content of compare.json."""
+    from hybrid_qiskit.checkpoints import write_json
+
+    if seeds < 1:
+        raise HybridQiskitError(f"--seeds must be at least 1, got {seeds}")
+    cfg, base, baseline_from = pair_configs(config_path, overrides)
+    out = Path(out) if out is not None else Path(cfg.out) / f"compare-{Path(config_path).stem}"
+    out.mkdir(parents=True, exist_ok=True)
+    seed_list = [cfg.seed + k for k in range(seeds)]
+    command = command or f"hybrid-qiskit compare --config {config_path} --seeds {seeds} --out {out}"
+    echo(f"compare: {cfg.model} vs {base.model} ({baseline_from}), seeds {seed_list[0]}..{seed_list[-1]}, in {out}")
+    models: dict[str, dict] = {}
+    for seed in seed_list:  # pairs in turn: an interrupted comparison has whole pairs
+        for c in (cfg, base):
+            run_cfg = replace(c, seed=seed, out=str(out), name=f"{c.model}-seed{seed}")
+            r = run_one(run_cfg, verbose=verbose)
+            models.setdefault(c.model, {"config": run_cfg.to_dict() | {"seed": None, "name": None}, "runs": []})
+            models[c.model]["runs"].append(r)
+            how = "reused" if r["reused"] else f"trained in {r['wall_seconds']:.1f}s"
+            echo(f"  {c.model:<15} seed {seed}: test accuracy {r['test_accuracy']:.4f}  loss {r['test_loss']:.4f}  ({how})")
+    for m in models.values():
+        runs = m["runs"]
+        m["test_accuracy"] = _stats([r["test_accuracy"] for r in runs])
+        m["test_loss"] = _stats([r["test_loss"] for r in runs])
+        m["train_seconds"] = _stats([r["train_seconds"] for r in runs])
+        m["wall_seconds"] = _stats([r["wall_seconds"] for r in runs])
+        m["parameters"] = runs[0]["parameters"]
+    a, b = models[cfg.model]["runs"], models[base.model]["runs"]
+    result = {
+        "command": command,
+        "config": str(config_path),
+        "baseline": baseline_from,
+        "models_compared": [cfg.model, base.model],
+        "seeds": seed_list,
+        "test_samples": a[0]["test_samples"],
+        "models": models,
+        "difference": {
+            "test_accuracy": _paired([x["test_accuracy"] for x in a], [y["test_accuracy"] for y in b]),
+            "test_loss": _paired([x["test_loss"] for x in a], [y["test_loss"] for y in b]),
+            "of": f"{cfg.model} - {base.model}, per seed",
+        },
+    }
+    result["verdict"] = verdict(result)
+    write_json(out / "compare.json", result)
+    (out / "compare.md").write_text(markdown_table(result))
+    from hybrid_qiskit import plots
+
+    plots.comparison(result, out / "compare.png")
+    return result
+
+
+def _paired(a: list[float], b: list[float]) -> dict:
+    d = [x - y for x, y in zip(a, b, strict=True)]
+    ci = t_interval(d)
+    return {"per_seed": d, "mean": _mean(d), "std": _std(d), "ci95": list(ci) if ci else None,
+            "interval": "95% t-interval of the mean paired difference (n - 1 degrees of freedom)",
+            "first_better": sum(x > 0 for x in d), "ties": sum(x == 0 for x in d)}
+
+
+def verdict(result: dict) -> str:
+    """One plain sentence on the accuracy difference."""
+    first, second = result["models_compared"]
+    d = result["difference"]["test_accuracy"]
+    n = len(result["seeds"])
+    wins = f"{first} ahead on {d['first_better']} of {n} seeds"
+    if d["ci95"] is None:
+        return f"one seed: no interval, no claim either way ({wins})"
+    lo, hi = d["ci95"]
+    if lo > 0:
+        return f"{first} is better: the 95% interval of the difference lies above 0 ({wins})"
+    if hi < 0:
+        return f"{first} is worse than {second}: the 95% interval of the difference lies below 0 ({wins})"
+    return f"no significant difference: the 95% interval of the difference contains 0 ({wins})"
+
+
+def markdown_table(result: dict) -> str:
+    """The README table: the command, one row per model, one row for the paired difference."""
+    first, second = result["models_compared"]
+    seeds = result["seeds"]
+    lines = [
+        f"`{result['command']}` (seeds {seeds[0]}-{seeds[-1]}, {result['test_samples']} test images each)",
+        "",
+        "| model | test accuracy, mean ± std | per seed | test loss, mean ± std | training time per run | parameters |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in (first, second):
+        m = result["models"][name]
+        acc, loss, secs = m["test_accuracy"], m["test_loss"], m["train_seconds"]
+        per = ", ".join(f"{r['test_accuracy']:.3f}" for r in m["runs"])
+        lines.append(f"| {name} | {acc['mean']:.3f} ± {acc['std']:.3f} | {per} | {loss['mean']:.3f} ± {loss['std']:.3f} "
+                     f"| {secs['mean']:.1f} s | {m['parameters']:,} |")
+    d, dl = result["difference"]["test_accuracy"], result["difference"]["test_loss"]
+
+    def ci(x):
+        return f"[{x['ci95'][0]:+.3f}, {x['ci95'][1]:+.3f}]" if x["ci95"] else "(one seed: none)"
+
+    per = ", ".join(f"{v:+.3f}" for v in d["per_seed"])
+    lines.append(f"| {first} − {second}, paired | {d['mean']:+.3f}, 95% CI {ci(d)} | {per} | {dl['mean']:+.3f}, 95% CI {ci(dl)} | | |")
+    lines += ["", f"Verdict: {result['verdict']}.", ""]
+    return "\n".join(lines)
