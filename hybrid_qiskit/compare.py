@@ -106,13 +106,12 @@ def _stats(values: list[float]) -> dict:
 def run_one(cfg: TrainConfig, *, verbose: bool = False) -> dict:
     """Train (or reuse, or continue) one run; its test metrics and times."""
     from hybrid_qiskit.checkpoints import read_json, write_json
+    from hybrid_qiskit.runs import settings_diff
     from hybrid_qiskit.training import train
 
     run_dir = Path(cfg.out) / cfg.run_name()
     if (run_dir / "last.pt").exists():  # a run to reuse or continue: it must be this config's
-        saved, now = read_json(run_dir / "config.json"), cfg.to_dict()
-        default = TrainConfig().to_dict()
-        diff = sorted(k for k in set(saved) | set(now) if saved.get(k, default.get(k)) != now.get(k))
+        diff, _ = settings_diff(run_dir, cfg)
         if diff:
             raise HybridQiskitError(f"{run_dir} was trained with other settings ({', '.join(diff)} differ); "
                                     f"pass another --out, or remove that folder")

@@ -34,7 +34,7 @@ from hybrid_qiskit.fileio import TMP_SUFFIX, WriterLock
 RUN_ID = "run_id"  # the key under which config.json, history entries and checkpoints carry it
 # What `train` writes; --overwrite removes exactly these (plus evaluate's eval-*.json).
 RUN_FILES = ("config.json", "backend.json", "versions.json", "data.json", "history.json", "model.pt",
-             "last.pt", "metrics.json", "curves.png", "predictions.png", "confusion.png")
+             "last.pt", "metrics.json", "curves.png", "predictions.png", "confusion.png", "train.log")
 LOCK = ".lock"
 
 
@@ -184,10 +184,7 @@ def _resume_checks(run_dir: Path, cfg) -> RunStart:
     if not (run_dir / "config.json").exists():
         raise HybridQiskitError(f"cannot resume {run_dir}: its config.json is missing, so nothing shows which "
                                 f"run the other files belong to; {hint}")
-    saved, run_id = read_config(run_dir)
-    # Where the run lives (out, name) is not a setting: a moved or copied run resumes.
-    diff = sorted(k for k, v in saved.to_dict().items()
-                  if k not in ("out", "name") and _json(v) != _json(getattr(cfg, k)))
+    diff, run_id = settings_diff(run_dir, cfg)
     if diff:  # even the epoch count must match: the learning-rate schedule spans the whole run
         raise HybridQiskitError(f"--resume needs the run's own settings; these differ: {', '.join(diff)}")
     last, state = run_dir / "last.pt", None
@@ -214,6 +211,18 @@ def _resume_checks(run_dir: Path, cfg) -> RunStart:
         return RunStart(run_id, state)
     # No last.pt: killed before the first epoch ended; the run starts again under the same id.
     return RunStart(run_id or new_run_id())
+
+
+def settings_diff(run_dir: Path, cfg) -> tuple[list[str], str | None]:
+    """The settings in which the run in ``run_dir`` differs from ``cfg``, and the run's id.
+
+    Where the run lives (out, name) is not a setting: a moved or copied run compares equal. A
+    setting added since the run was made reads as its default.
+    """
+    saved, run_id = read_config(run_dir)
+    diff = sorted(k for k, v in saved.to_dict().items()
+                  if k not in ("out", "name") and _json(v) != _json(getattr(cfg, k)))
+    return diff, run_id
 
 
 def _json(value: Any) -> Any:
