@@ -186,12 +186,16 @@ def _evaluate(args) -> int:
     cfg, payload = runs.load_run(args.run_dir)
     unwritable = _evaluate_preflight(cfg, args)
     handle = backend_for_run(cfg, args)
-    model = restore_model(payload, handle)
-    data = getattr(load_splits(cfg), args.split)
-    if args.limit:
-        data = TensorDataset(*(t[: args.limit] for t in data.tensors))
-    t0 = time.perf_counter()
-    res = evaluate(model, data, args.batch_size, progress=f"evaluate {args.split}")
+    try:
+        model = restore_model(payload, handle)
+        data = getattr(load_splits(cfg), args.split)
+        if args.limit:
+            data = TensorDataset(*(t[: args.limit] for t in data.tensors))
+        t0 = time.perf_counter()
+        res = evaluate(model, data, args.batch_size, progress=f"evaluate {args.split}")
+    finally:
+        if handle is not None:
+            handle.close()  # a Session or Batch opened for this evaluation ends with it
     result = {
         "split": args.split, "samples": len(data), "loss": res.loss, "accuracy": res.accuracy,
         "seconds": time.perf_counter() - t0,
