@@ -176,3 +176,19 @@ def test_argparse_errors_are_one_line(capsys):
         main(["train", "--model", "nope"])
     err = _err(capsys)
     assert stop.value.code == 2 and err.count("\n") == 0 and err.startswith("error: argument --model")
+
+
+def test_evaluate_closes_the_session_it_opened(tiny_run, monkeypatch, capsys):
+    # A Session or Batch opened for an evaluation ends with it, whether it succeeds or fails.
+    from backends import BackendHandle
+
+    closed = []
+    monkeypatch.setattr(BackendHandle, "close", lambda self: closed.append(self.description["mode"]))
+    args = ["evaluate", str(tiny_run), "--backend", "ibm_local", "--device", "fake_fez", "--shots", "100",
+            "--resilience-level", "0", "--backend-setting", "mode=session", "--limit", "2"]
+    assert main(args) == 0
+    assert closed == ["session"]
+    monkeypatch.setattr("hybrid_qiskit.training.evaluate", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError, match="boom"):
+        main(args)
+    assert closed == ["session", "session"]
