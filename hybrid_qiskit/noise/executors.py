@@ -151,6 +151,22 @@ def import_ray():
     return ray
 
 
+def _check_reachable(address: str | None, timeout: float = 10.0) -> None:
+    """A ``HOST:PORT`` address that nothing answers is one line now, not minutes of Ray retrying."""
+    import socket
+
+    if not address or address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        raise HybridQiskitError(
+            f"no Ray head answers at {address} ({exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}); "
+            "start one with `ray start --head` and pass the address it prints"
+        ) from None
+
+
 class RayExecutor:
     """Ray tasks of one CPU each; a local Ray instance (``address=None``) or a running cluster.
 
@@ -167,6 +183,7 @@ class RayExecutor:
     def __enter__(self):
         import logging
 
+        _check_reachable(self.address)
         try:
             self._ray.init(address=self.address, include_dashboard=False, logging_level=logging.WARNING,
                            configure_logging=True)
@@ -179,9 +196,14 @@ class RayExecutor:
     def run(self, jobs: list) -> Iterator[tuple[object, dict]]:
         ray = self._ray
         remote = ray.remote(cell.run_cell_safely)
+        largest = max((float(n.get("Resources", {}).get("memory", 0)) for n in ray.nodes() if n.get("Alive")),
+                      default=0.0)
         refs = {}
         for job in jobs:
-            memory, _ = cell.cell_memory(job.width, job.task.backend, job.task.settings, job.task.batch_size)
+            memory, what = cell.cell_memory(job.width, job.task.backend, job.task.settings, job.task.batch_size)
+            if largest and memory > largest:  # Ray would wait forever for a node that big
+                raise HybridQiskitError(f"a cell needs about {_gb(memory)} (a process plus a {what}); the "
+                                        f"largest Ray node offers {_gb(int(largest))}")
             # Ray packs tasks onto nodes by these requests: one core and the estimated memory each.
             refs[remote.options(num_cpus=1, memory=memory).remote(job.task)] = job
         self._pending = list(refs)
