@@ -193,8 +193,9 @@ class RayExecutor:
 
         _check_reachable(self.address)
         try:
-            self._ray.init(address=self.address, include_dashboard=False, logging_level=logging.WARNING,
-                           configure_logging=True)
+            # "local": always a new instance, even where a stopped `ray start` left its address
+            self._ray.init(address=self.address or "local", include_dashboard=False,
+                           logging_level=logging.WARNING, configure_logging=True)
         except Exception as exc:  # unreachable address, a cluster of another Ray version, ...
             where = self.address or "a local instance"
             raise HybridQiskitError(f"cannot start Ray on {where}: {type(exc).__name__}: "
