@@ -1,6 +1,6 @@
 """Wall time of the default digits noise sweep at --workers 1 and 2 (the README's figures).
 
-    python experiments/bench_sweep.py                      # trains runs/digits-hybrid first if missing
+    python experiments/bench_sweep.py        # trains runs/digits-hybrid and runs/digits-classical if missing
     python experiments/bench_sweep.py --run-dir runs/digits-hybrid --workers 1,2,4
 
 Each worker count sweeps a fresh copy of the run (no finished cells), through the CLI in a
@@ -47,7 +47,10 @@ def table_without_timing(path: Path) -> list[dict]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run-dir", default="runs/digits-hybrid", help="a trained run (trained here if missing)")
+    p.add_argument("--baseline", default="runs/digits-classical",
+                   help="the matched classical run, --baseline of the sweep (trained here if missing; 'none': no baseline)")
     p.add_argument("--config", default=str(ROOT / "experiments" / "noise_digits.toml"))
+    p.add_argument("--keep", help="copy the first worker count's sweep folder (tables, plots) here")
     p.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     p.add_argument("--extra", default="", help="more noise-sweep flags, e.g. '--limit 40' for a quick check")
     p.add_argument("--json", help="also write the results here")
@@ -55,10 +58,13 @@ def main() -> int:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 
     run_dir = Path(args.run_dir)
-    if not (run_dir / "model.pt").exists():
-        print(f"training {run_dir} (experiments/digits.toml) ...", flush=True)
-        subprocess.run(cli("train", "--config", str(ROOT / "experiments" / "digits.toml"), "--out",
-                           str(run_dir.parent), "--name", run_dir.name, "--quiet"), check=True, env=env)
+    baseline = [] if args.baseline == "none" else ["--baseline", args.baseline]
+    recipes = [(run_dir, "digits.toml")] + ([(Path(args.baseline), "digits-classical.toml")] if baseline else [])
+    for path, recipe in recipes:
+        if not (path / "model.pt").exists():
+            print(f"training {path} (experiments/{recipe}) ...", flush=True)
+            subprocess.run(cli("train", "--config", str(ROOT / "experiments" / recipe), "--out", str(path.parent),
+                               "--name", path.name, "--quiet"), check=True, env=env)
 
     results, tables = [], []
     with tempfile.TemporaryDirectory(prefix="bench_sweep_") as tmp:
@@ -67,12 +73,14 @@ def main() -> int:
             shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("noise"))
             load_before, ticks0, t0 = os.getloadavg(), cpu_ticks(), time.perf_counter()
             subprocess.run(cli("noise-sweep", str(copy), "--config", args.config, "--workers", str(workers),
-                               "--quiet", "--json", *args.extra.split()), check=True, env=env,
+                               *baseline, "--quiet", "--json", *args.extra.split()), check=True, env=env,
                            stdout=subprocess.DEVNULL)
             wall, load_after, ticks1 = time.perf_counter() - t0, os.getloadavg(), cpu_ticks()
             busy = (ticks1[0] - ticks0[0]) / max(ticks1[1] - ticks0[1], 1)
             (table,) = (copy / "noise").glob("*/table.csv")
             tables.append(table_without_timing(table))
+            if args.keep and not results:
+                shutil.copytree(table.parent, args.keep, dirs_exist_ok=True)
             results.append({"workers": workers, "wall_s": round(wall, 1), "machine_busy": round(busy, 3),
                             "cells": len(tables[-1]), "load_before": [round(x, 2) for x in load_before],
                             "load_after": [round(x, 2) for x in load_after]})

@@ -6,7 +6,7 @@ Every executor takes plain-data :class:`~hybrid_qiskit.noise.cell.CellTask` s an
 never write files, so resuming works whatever ran the cells.
 
 * :class:`SerialExecutor` (``--workers 1``, the default): one cell at a time in this process.
-* :class:`PoolExecutor` (``--workers N``): N spawned processes on this machine, one thread each.
+* :class:`PoolExecutor` (``--workers N``): N worker processes on this machine, one thread each.
   It refuses an N whose cells would not fit in memory, with one line.
 * :class:`RayExecutor` (``--ray [ADDRESS]``): Ray tasks on a local Ray instance, or on a running
   cluster at ADDRESS. Ray is the optional extra ``[cluster]``, imported only here.
@@ -36,19 +36,25 @@ def make_executor(*, workers: int = 1, ray: str | None = None, jobs: Iterable = 
 
 
 def check_memory(workers: int, jobs: Iterable) -> None:
-    """Refuse a pool whose ``workers`` cells at once would not fit in the memory available now."""
-    needs = [(cell.cell_memory(j.width, j.task.backend, j.task.settings, j.task.batch_size), j) for j in jobs]
-    if not needs:
-        return
-    (per_cell, what), _ = max(needs, key=lambda item: item[0][0])
+    """Refuse ``workers`` cells at once that would not fit in the memory available now.
+
+    A pool worker needs its own process and the largest cell's quantum state; in this process
+    (``workers == 1``) only the state is new."""
+    largest = max((cell.simulation_bytes(j.width, j.task.backend, j.task.settings, j.task.batch_size)
+                   for j in jobs), default=None, key=lambda need: need[0])
     available = cell.available_memory()
-    if available is None or workers * per_cell <= available:
+    if largest is None or available is None:
+        return
+    state, what = largest
+    per_cell = state + (cell.BASE_BYTES if workers > 1 else 0)
+    if workers * per_cell <= available:
         return
     fit = available // per_cell
     advice = f"use --workers {fit} or fewer" if fit >= 1 else "even one cell does not fit: free memory or use a smaller model"
     raise HybridQiskitError(
-        f"--workers {workers} needs about {_gb(workers * per_cell)} ({_gb(per_cell)} per cell: a process "
-        f"plus a {what}), but {_gb(available)} is available; {advice}"
+        f"--workers {workers} needs about {_gb(workers * per_cell)} ({_gb(per_cell)} per cell: "
+        + ("a worker process plus " if workers > 1 else "") + f"a {what}), but {_gb(available)} is "
+        f"available; {advice}"
     )
 
 
@@ -80,10 +86,12 @@ class PoolExecutor:
     fork of this (driver) process would.
     """
 
-    # Everything a cell imports (the fake devices pull in qiskit_ibm_runtime; digits, sklearn).
+    # What a cell imports (the fake devices pull in qiskit_ibm_runtime; digits, sklearn). Not
+    # hybrid_qiskit.cli: workers import the driver's main module themselves, and runpy warns if
+    # `python -m hybrid_qiskit.cli` finds it loaded already.
     PRELOAD = ["hybrid_qiskit.noise.cell", "torch", "qiskit", "qiskit_aer", "qiskit_machine_learning",
                "qiskit_ibm_runtime", "sklearn.datasets", "backends", "backends.devices", "backends.noise",
-               "hybrid_qiskit.cli", "hybrid_qiskit.data", "hybrid_qiskit.qnn", "hybrid_qiskit.primitives",
+               "hybrid_qiskit.data", "hybrid_qiskit.qnn", "hybrid_qiskit.primitives",
                "hybrid_qiskit.training", "hybrid_qiskit.checkpoints", "hybrid_qiskit.noise.mitigation"]
 
     def __init__(self, workers: int):
@@ -151,6 +159,22 @@ def import_ray():
     return ray
 
 
+def _check_reachable(address: str | None, timeout: float = 10.0) -> None:
+    """A ``HOST:PORT`` address that nothing answers is one line now, not minutes of Ray retrying."""
+    import socket
+
+    if not address or address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        raise HybridQiskitError(
+            f"no Ray head answers at {address} ({exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}); "
+            "start one with `ray start --head` and pass the address it prints"
+        ) from None
+
+
 class RayExecutor:
     """Ray tasks of one CPU each; a local Ray instance (``address=None``) or a running cluster.
 
@@ -167,9 +191,11 @@ class RayExecutor:
     def __enter__(self):
         import logging
 
+        _check_reachable(self.address)
         try:
-            self._ray.init(address=self.address, include_dashboard=False, logging_level=logging.WARNING,
-                           configure_logging=True)
+            # "local": always a new instance, even where a stopped `ray start` left its address
+            self._ray.init(address=self.address or "local", include_dashboard=False,
+                           logging_level=logging.WARNING, configure_logging=True)
         except Exception as exc:  # unreachable address, a cluster of another Ray version, ...
             where = self.address or "a local instance"
             raise HybridQiskitError(f"cannot start Ray on {where}: {type(exc).__name__}: "
@@ -179,9 +205,14 @@ class RayExecutor:
     def run(self, jobs: list) -> Iterator[tuple[object, dict]]:
         ray = self._ray
         remote = ray.remote(cell.run_cell_safely)
+        largest = max((float(n.get("Resources", {}).get("memory", 0)) for n in ray.nodes() if n.get("Alive")),
+                      default=0.0)
         refs = {}
         for job in jobs:
-            memory, _ = cell.cell_memory(job.width, job.task.backend, job.task.settings, job.task.batch_size)
+            memory, what = cell.cell_memory(job.width, job.task.backend, job.task.settings, job.task.batch_size)
+            if largest and memory > largest:  # Ray would wait forever for a node that big
+                raise HybridQiskitError(f"a cell needs about {_gb(memory)} (a process plus a {what}); the "
+                                        f"largest Ray node offers {_gb(int(largest))}")
             # Ray packs tasks onto nodes by these requests: one core and the estimated memory each.
             refs[remote.options(num_cpus=1, memory=memory).remote(job.task)] = job
         self._pending = list(refs)

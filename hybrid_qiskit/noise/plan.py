@@ -210,7 +210,9 @@ def plan(cfg: SweepConfig, models: list[SweepModel], baseline: SweepModel | None
     common = {"split": cfg.split, "limit": cfg.limit}
 
     def job(identity, fields, model, backend, settings, mitigation="none"):
-        task = CellTask(run_dir=str(model.run_dir), model_sha=model.sha, data_run_dir=str(data_run_dir),
+        # Absolute paths: a Ray worker's current folder is not the driver's.
+        task = CellTask(run_dir=str(model.run_dir.resolve()), model_sha=model.sha,
+                        data_run_dir=str(Path(data_run_dir).resolve()),
                         split=cfg.split, limit=cfg.limit, batch_size=cfg.batch_size, backend=backend,
                         settings=settings, mitigation=mitigation)
         width = model.config.qubits if backend else 0
