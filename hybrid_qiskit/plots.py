@@ -85,65 +85,6 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, class_names: l
     return matrix
 
 
-def noise_sweep(rows: list[dict], path: str | Path, *, x_key: str, x_values: list[str], x_label: str,
-                series_keys: list[str], references: list[dict], note: str | None = None,
-                title: str = "", names: dict[str, str] | None = None) -> None:
-    """Accuracy (left) and mean |⟨Z⟩| (right) against one grid axis, one line per series.
-
-    Args:
-        rows: aggregated sweep rows (``accuracy_mean``/``_std``, ``mean_abs_z_mean``/``_std`` and
-            the grid fields); error bars are the standard deviation over repeats.
-        x_key: the row field on the x axis; its values are placed evenly, in ``x_values`` order.
-        series_keys: the row fields that tell one line from another (shown in the legend).
-        references: horizontal lines on the accuracy panel, each ``{"label", "accuracy",
-            "kind": "exact" | "baseline"}``.
-        note: a line of text under the axes (e.g. that no classical baseline was given).
-        title: the figure's title.
-        names: legend names of row fields (e.g. ``{"level": "p"}``).
-    """
-    plt = _plt()
-    fig, (ax_acc, ax_z) = plt.subplots(1, 2, figsize=(14.5, 4.6))
-    position = {x: i for i, x in enumerate(x_values)}
-    series: dict[tuple, list[dict]] = {}
-    for row in rows:
-        if row[x_key] in position:
-            series.setdefault(tuple(row[k] for k in series_keys), []).append(row)
-    colors = plt.get_cmap("tab10").colors
-    for i, (key, members) in enumerate(series.items()):
-        members = sorted(members, key=lambda r: position[r[x_key]])
-        step = min(0.04, 0.3 / len(series))  # dodge overlapping error bars
-        xs = [position[r[x_key]] + step * (i - (len(series) - 1) / 2) for r in members]
-        fields = dict(zip(series_keys, key))
-        label = ", ".join(f"{(names or {}).get(k, k)}={v}" for k, v in fields.items()) or None
-        models = list(dict.fromkeys(k[series_keys.index("model")] for k in series)) if "model" in fields else []
-        style = {"marker": "osD^v"[models.index(fields["model"]) % 5] if models else "o", "capsize": 3,
-                 "color": colors[i % len(colors)],
-                 "linestyle": "--" if fields.get("mitigation", "none") != "none" else "-"}
-        ax_acc.errorbar(xs, [r["accuracy_mean"] for r in members], [r["accuracy_std"] for r in members],
-                        label=label, **style)
-        ax_z.errorbar(xs, [r["mean_abs_z_mean"] for r in members], [r["mean_abs_z_std"] for r in members],
-                      label=label, **style)
-    exact_styles = iter([("0.35", "--"), ("0.55", "-."), ("0.2", (0, (5, 1))), ("0.7", (0, (3, 1, 1, 1)))] * 4)
-    for ref in references:
-        color, dash = next(exact_styles) if ref["kind"] == "exact" else ("black", ":")
-        ax_acc.axhline(ref["accuracy"], color=color, linestyle=dash, linewidth=1.2,
-                       label=f"{ref['label']}: {ref['accuracy']:.3f}")
-    for ax, ylabel in ((ax_acc, "accuracy"), (ax_z, "mean |⟨Z⟩|")):
-        ax.set_xticks(range(len(x_values)), x_values)
-        ax.set(xlabel=x_label, ylabel=ylabel)
-        ax.grid(alpha=0.3)
-    ax_acc.set_ylim(0, 1.02)
-    ax_z.set_ylim(0, 1.02)
-    fig.legend(*ax_acc.get_legend_handles_labels(), loc="center right", fontsize=8)  # off the curves
-    if title:
-        fig.suptitle(title, fontsize=11)
-    if note:
-        fig.text(0.01, 0.01, note, fontsize=8, color="0.3")
-    fig.tight_layout(rect=(0, 0.04 if note else 0, 0.78, 1))
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def comparison(result: dict, path: str | Path) -> None:
     """``compare``'s figure: test accuracy per seed for both models (a grey line joins each pair;
     the bar is the mean with its 95% t-interval), and the paired differences with theirs."""

@@ -12,6 +12,7 @@ import pytest
 from qiskit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
+from hybrid_qiskit import resources
 from hybrid_qiskit.cli import main
 from hybrid_qiskit.noise import cell
 from hybrid_qiskit.noise.mitigation import ReadoutMitigatedEstimator, calibrate_readout, mitigate_z
@@ -264,7 +265,7 @@ def test_ray_missing_says_how_to_install_it(run, monkeypatch, capsys):
 
 
 def test_a_pool_that_would_not_fit_in_memory_is_refused(run, monkeypatch, capsys):
-    monkeypatch.setattr(cell, "available_memory", lambda: 5 * 2**29)  # 2.5 GB free
+    monkeypatch.setattr(resources, "available_memory", lambda: 5 * 2**29)  # 2.5 GB free
     assert main(["noise-sweep", str(run), *SMALL, "--workers", "3"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--workers 3 needs about" in err and "--workers 2 or fewer" in err

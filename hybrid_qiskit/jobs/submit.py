@@ -193,8 +193,8 @@ def device_facts(handle) -> dict:
 
 def _load(run_dir: Path, samples: int, split: str):
     """The run's config, checkpoint and the first ``samples`` images of ``split`` (no backend)."""
-    from hybrid_qiskit.runs import load_run
     from hybrid_qiskit.models import is_quantum
+    from hybrid_qiskit.runs import load_run
     from hybrid_qiskit.training import load_splits
 
     cfg, payload = load_run(str(run_dir))

@@ -178,37 +178,19 @@ def evaluate_cell(payload: dict, backend: str | None, settings: dict, mitigation
 
 # ---------------------------------------------------------------- memory
 def simulation_bytes(width: int, backend: str | None, settings: dict, batch_size: int) -> tuple[int, str]:
-    """Peak bytes of the quantum state(s) one cell holds, and the method it was estimated for.
+    """Peak bytes of the quantum state(s) one cell holds, and how that was estimated
+    (:func:`hybrid_qiskit.resources.estimate`, the estimate train and evaluate use too)."""
+    from hybrid_qiskit import resources
 
-    Exact ``statevector``: a batch of 2^n complex states, with the copies the layers need;
-    density-matrix Aer (the noisy backends' default): one 4^n matrix per experiment in flight
-    (one, on one thread) plus Aer's working copies; anything else: a 2^n statevector.
-    """
-    if not backend or width <= 0:
-        return 0, "classical"
-    if backend == "statevector":
-        return 16 * 2**width * batch_size * 4, f"{width}-qubit statevector x batch {batch_size}"
-    if backend in ("aer_noisy", "aer_noisy_exact") and settings.get("method", "density_matrix") == "density_matrix":
-        return 16 * 4**width * 3, f"{width}-qubit density matrix"
-    return 16 * 2**width * 4, f"{width}-qubit statevector"
+    est = None
+    if backend and width > 0:
+        est = resources.estimate(backend, qubits=width, batch=batch_size, settings=settings)
+    if est is None:
+        return 0, "classical" if not backend or width <= 0 else f"{backend} (no local simulation)"
+    return est.bytes, f"{width}-qubit {est.method} ({est.detail})"
 
 
 def cell_memory(width: int, backend: str | None, settings: dict, batch_size: int) -> tuple[int, str]:
     """(bytes, what) one worker needs for the cell: its process plus its simulation."""
     sim, what = simulation_bytes(width, backend, settings, batch_size)
     return BASE_BYTES + sim, what
-
-
-def available_memory() -> int | None:
-    """Bytes the kernel can give without swapping (MemAvailable), or None if unknown."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None

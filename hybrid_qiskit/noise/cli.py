@@ -19,7 +19,7 @@ levels by --noise kind (least noise first; defaults in brackets):
 
 examples:
   hybrid-qiskit noise-sweep runs/digits-hybrid --config experiments/noise_digits.toml
-  hybrid-qiskit noise-sweep RUN --noise device --devices fake_manila,fake_lima --levels 1 \\
+  hybrid-qiskit noise-sweep RUN --noise device --devices fake_fez,fake_miami --levels 1 \\
       --shots 1024 --mitigation none,readout,trex
   hybrid-qiskit noise-sweep RUN --compare runs/trained-under-noise --baseline runs/classical
   hybrid-qiskit noise-sweep RUN --config experiments/noise_digits.toml --workers 2
@@ -43,7 +43,7 @@ def register_cli(subparsers) -> None:
     p.add_argument("--noise", help="depolarizing (default) | readout | thermal | device")
     p.add_argument("--levels", help="comma-separated levels of the noise kind (see below)")
     p.add_argument("--noise-scale", dest="noise_scale", help="same as --levels, for --noise device")
-    p.add_argument("--devices", help="fake devices, comma-separated (default: all_to_all, or fake_manila "
+    p.add_argument("--devices", help="fake devices, comma-separated (default: all_to_all, or fake_fez "
                                      "for --noise device); parametric noise uses their coupling and basis")
     p.add_argument("--shots", help="comma-separated shot counts and/or 'exact' (default 1024)")
     p.add_argument("--repeats", type=int, help="simulator seeds per setting (default 3; exact cells run once)")

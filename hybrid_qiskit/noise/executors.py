@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from hybrid_qiskit import resources
 from hybrid_qiskit.errors import HybridQiskitError
 from hybrid_qiskit.noise import cell
 
@@ -42,7 +43,7 @@ def check_memory(workers: int, jobs: Iterable) -> None:
     (``workers == 1``) only the state is new."""
     largest = max((cell.simulation_bytes(j.width, j.task.backend, j.task.settings, j.task.batch_size)
                    for j in jobs), default=None, key=lambda need: need[0])
-    available = cell.available_memory()
+    available = resources.available_memory()
     if largest is None or available is None:
         return
     state, what = largest

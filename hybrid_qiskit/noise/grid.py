@@ -11,9 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from backends.devices import ALL_TO_ALL, DEFAULT_DEVICE
 from hybrid_qiskit.errors import HybridQiskitError
-
-ALL_TO_ALL = "all_to_all"
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ NOISE_KINDS = {
         NoiseKind("readout", "p_readout", "readout flip probability", ("0", "0.01", "0.02", "0.05", "0.1", "0.2"), (ALL_TO_ALL,)),
         NoiseKind("thermal", "T1", "T1 = T2 (µs)", ("inf", "200", "100", "50", "20", "10"), (ALL_TO_ALL,), increasing=False),
         NoiseKind("device", "noise_scale", "noise scale (x the device's calibrated errors)", ("0", "0.5", "1", "2", "4"),
-                  ("fake_manila",)),
+                  (DEFAULT_DEVICE,)),
     )
 }
 MITIGATIONS = ("none", "readout", "trex", "zne")
@@ -106,7 +105,7 @@ def parse_choices(items, known, flag: str) -> tuple[str, ...]:
 
 
 def parse_devices(items) -> tuple[str, ...]:
-    """Device names, normalised (``manila`` -> ``fake_manila``); ``all_to_all`` = no device."""
+    """Device names, normalised (``fez`` -> ``fake_fez``); ``all_to_all`` = no device."""
     from backends.devices import normalize_device_name
 
     names = [str(x).strip() for x in _split(items)]
