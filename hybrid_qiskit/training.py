@@ -177,7 +177,7 @@ def make_augment(cfg: TrainConfig, in_channels: int):
     """The training-batch augmentation of ``cfg`` (None: off)."""
     if not cfg.augment:
         return None
-    from hybrid_qiskit.data import augment_batch
+    from hybrid_qiskit.augment import augment_batch
 
     return lambda images: augment_batch(images, flip=in_channels == 3)
 

@@ -14,6 +14,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from hybrid_qiskit import data
+from hybrid_qiskit.augment import augment_batch
 from hybrid_qiskit.data import DatasetSource, list_datasets, load_dataset, parse_classes
 from hybrid_qiskit.errors import DatasetNotFoundError, HybridQiskitError
 
@@ -355,11 +356,11 @@ def test_augment_batch_shifts_and_rotates_each_image_differently():
     torch.manual_seed(0)
     images = torch.zeros(8, 1, 28, 28)
     images[:, :, 10:18, 12:16] = 1.0
-    out = data.augment_batch(images)
+    out = augment_batch(images)
     assert out.shape == images.shape and not torch.equal(out, images)
     assert len({row.numpy().tobytes() for row in out}) == 8  # one draw per image
     assert out.min() >= 0 and out.max() <= 1  # bilinear, border-filled: no new values
     torch.manual_seed(0)
-    assert torch.equal(data.augment_batch(images), out)  # the seed fixes the draws
-    rgb = data.augment_batch(torch.rand(4, 3, 32, 32), flip=True)
+    assert torch.equal(augment_batch(images), out)  # the seed fixes the draws
+    rgb = augment_batch(torch.rand(4, 3, 32, 32), flip=True)
     assert rgb.shape == (4, 3, 32, 32)
