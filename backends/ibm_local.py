@@ -4,7 +4,8 @@ The offline stand-in for a QPU: the same executor-based ``Estimator``, options (
 resilience level, twirling, dynamical decoupling) and job/session/batch modes as
 ``ibm_runtime``. Circuits are transpiled for the FULL device (the layout a QPU job would use);
 each job then runs on the reduced device of the qubits the circuit touches
-(:mod:`backends.reduced`), given to the runtime's Estimator as ``mode=``, so TREX, ZNE, twirling
+(:mod:`backends.reduced`), given to the runtime's Estimator as ``mode=`` in the form of the Aer
+simulator built from it (``AerSimulator.from_backend``, method chosen below), so TREX, ZNE, twirling
 and DD run the runtime's own code while memory and time follow the head's width, not the
 device's 120-156 qubits. Local mode has no queue: a session or batch is recorded (and closed)
 like on hardware, and its jobs run one by one on the reduced device.

@@ -13,8 +13,9 @@ runs out of memory.)
   device (Aer's ``NoiseModel.from_backend``, the runtime's local mode) reads it unchanged.
 * :class:`ReducedDeviceEstimator` is a V2 estimator that takes full-device PUBs, compacts
   circuits and observables to the active qubits and hands them to an inner estimator built for
-  the reduced device: the runtime's own ``Estimator`` with the reduced device as ``mode=`` for
-  ``ibm_local`` (TREX, ZNE, twirling and DD run the runtime's code), Aer for ``aer_noisy``.
+  the reduced device: for ``ibm_local`` the runtime's own ``Estimator`` whose ``mode=`` is the
+  Aer simulator built from the reduced device (TREX, ZNE, twirling and DD run the runtime's
+  code), Aer with the reduced device's noise model for ``aer_noisy``.
 
 Example:
     >>> from backends.devices import get_fake_backend
