@@ -178,6 +178,7 @@ class TrajectoryEstimator(BaseEstimatorV2):
         self._lock = threading.RLock()
         self._circuits = CircuitCache(self._prepare, size=16)
         self._drawn: OrderedDict[tuple, Drawn] = OrderedDict()
+        self._diagonals: OrderedDict[tuple, tuple] = OrderedDict()
 
     # -- compiling ------------------------------------------------------------------------
 
@@ -208,13 +209,23 @@ class TrajectoryEstimator(BaseEstimatorV2):
             entry["programs"][qubits] = tj.compile_program(small, channel, readout, tuple(circuit.parameters))
         return entry["programs"][qubits], qubits
 
-    @staticmethod
-    def diagonals(program: tj.Program, qubits, observables: Sequence[dict]) -> np.ndarray:
+    def diagonals(self, program: tj.Program, qubits, observables: Sequence[dict]) -> np.ndarray:
+        """(K, 2**n) diagonals of full-device observables on the program's qubits (cached: the
+        QNN sends the same observables every step, and compacting 156-qubit labels costs ms)."""
         from backends.reduced import compact_label
 
+        key = (id(program), tuple(tuple(sorted((k, complex(v)) for k, v in o.items())) for o in observables))
+        hit = self._diagonals.get(key)
+        if hit is not None and hit[0] is program:
+            return hit[1]
         if qubits is not None:
             observables = [{compact_label(label, qubits): c for label, c in o.items()} for o in observables]
-        return tj.diagonal_observables(observables, program.num_qubits)
+        diag = tj.diagonal_observables(observables, program.num_qubits)
+        with self._lock:
+            self._diagonals[key] = (program, diag)
+            while len(self._diagonals) > 64:
+                self._diagonals.popitem(last=False)
+        return diag
 
     # -- trajectories ---------------------------------------------------------------------
 
