@@ -23,7 +23,6 @@ Example:
     >>> import numpy as np
     >>> from qiskit import QuantumCircuit
     >>> qc = QuantumCircuit(1); _ = qc.sx(0); _ = qc.sx(0)     # X: |1>
-    >>> flip = gate_channel(1, depolarizing=0.0, relaxation=None)
     >>> prog = compile_program(qc, lambda name, qubits: None, readout=[(0.0, 0.1)])
     >>> traj = sample_trajectories(prog, 4, np.random.default_rng(0))
     >>> probs = measured_probabilities(prog, simulate(prog, np.zeros((4, 0)), traj))

@@ -252,7 +252,7 @@ def test_parametric_noise_agrees_with_aer():
     """Means within 4 sigma of aer_noisy_exact under depolarizing and readout noise; with T1/T2
     too, every channel is the Pauli twirl of Aer's (the twirl's bias at T1 = 20 µs against
     300 ns gates is several percent here, so means are compared without relaxation)."""
-    from backends.aer_noisy import _Noise, NOISE_SETTINGS
+    from backends.aer_noisy import NOISE_SETTINGS, _Noise
     from backends.noisy_trajectories import parametric_channels
 
     settings = dict(device="all_to_all", depolarizing=0.02, depolarizing_2q=0.04, readout_error=0.03, noise_scale=2.0)
