@@ -134,7 +134,7 @@ def create_backend(name: str, **settings: Any) -> BackendHandle:
 
 
 # Importing the modules registers their backends.
-from backends import aer_noisy, ibm_local, ibm_runtime, statevector  # noqa: E402,F401
+from backends import aer_noisy, ibm_local, ibm_runtime, noisy_trajectories, statevector  # noqa: E402,F401
 
 __all__ = [
     "BackendHandle",
