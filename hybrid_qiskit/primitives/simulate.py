@@ -6,6 +6,7 @@ States are arrays of shape ``(2**n, B, L)`` (see :mod:`.kernels`); the forward p
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 from qiskit.quantum_info import SparsePauliOp
@@ -175,13 +176,20 @@ def _probabilities(states: np.ndarray) -> np.ndarray:
     return states**2
 
 
+@lru_cache(maxsize=2)  # a 20-qubit table of 20 observables is 168 MB: keep few
+def _diagonal_table(observables: tuple[CompiledObservable, ...]) -> tuple[list[int], np.ndarray | None]:
+    """The diagonal observables' positions and their diagonals stacked (D, N): built once, not
+    once per block of rows (at 16 qubits, most of what expectations took per block)."""
+    diag = [k for k, o in enumerate(observables) if o.diag is not None]
+    return diag, (np.stack([np.real(observables[k].diag) for k in diag]) if diag else None)
+
+
 def expectations(states: np.ndarray, observables: Sequence[CompiledObservable]) -> np.ndarray:
     """⟨ψ_b|O_k|ψ_b⟩ for states (N, B): shape (K, B). Diagonal observables share one product."""
     out = np.empty((len(observables), states.shape[1]))
-    diag = [k for k, o in enumerate(observables) if o.diag is not None]
+    diag, table = _diagonal_table(tuple(observables))
     with blas_threads():
         if diag:
-            table = np.stack([np.real(observables[k].diag) for k in diag])
             out[diag] = table @ _probabilities(states)
         for k, o in enumerate(observables):
             if o.diag is None:
