@@ -14,7 +14,11 @@ from hybrid_qiskit.circuits import ANSATZE, FEATURE_MAPS, build_head_circuit
 from hybrid_qiskit.primitives import rows, simulate
 from hybrid_qiskit.primitives.adjoint_sweep import adjoint_gradient
 from hybrid_qiskit.primitives.compiler import compile_circuit
-from hybrid_qiskit.primitives.simulate import CompiledObservable, expectations, simulate_expectations
+from hybrid_qiskit.primitives.simulate import (
+    CompiledObservable,
+    expectations,
+    simulate_expectations,
+)
 from hybrid_qiskit.qnn import build_qnn
 
 
