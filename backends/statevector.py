@@ -29,10 +29,13 @@ def shots_precision(shots: int) -> float:
 
 
 @register_backend("statevector", summary="exact; fast batched numpy statevector + adjoint gradient")
-def statevector(*, seed: int | None = None) -> BackendHandle:
+def statevector(*, seed: int | None = None, single_precision: bool = False) -> BackendHandle:
+    """``single_precision=True`` (``--backend-setting single_precision=true``) simulates in
+    float32: ~2x faster from 12 qubits, values within ~2e-7 and gradients within ~1.5e-6 of the
+    exact ones."""
     from hybrid_qiskit.primitives import AdjointEstimatorGradient, BatchedStatevectorEstimator
 
-    estimator = BatchedStatevectorEstimator(seed=seed)
+    estimator = BatchedStatevectorEstimator(seed=seed, single_precision=single_precision)
     return BackendHandle(
         name="statevector",
         estimator=estimator,
@@ -44,6 +47,7 @@ def statevector(*, seed: int | None = None) -> BackendHandle:
             "noise": None,
             "estimator": "BatchedStatevectorEstimator",
             "gradient": "adjoint",
+            "single_precision": bool(single_precision),
             "seed": seed,
         },
     )

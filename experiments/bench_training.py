@@ -13,12 +13,15 @@ Timings are noisy on a shared 2-core machine, so torch runs on one thread unless
 (``--threads``; numpy's BLAS is kept on one thread by the simulator itself), and classical and
 ours are measured in alternation
 (one step each, round-robin: a burst of load hits both) and the median and minimum are reported.
-Ratios use medians. Memory: the process's peak resident set (``resource.getrusage`` maxrss, all
-of torch and qiskit included), and the peak of numpy allocations during one quantum step of each
-configuration (``tracemalloc``, measured separately after the timings: tracing slows Python down).
+Ratios use medians. Memory: each configuration runs in a fresh subprocess (``--isolate``, on by
+default), whose peak resident set (``resource.getrusage`` maxrss, torch and qiskit included) is
+that configuration's peak RSS; and the peak of numpy allocations during one quantum step
+(``tracemalloc``, measured after the timings: tracing slows Python down).
+Wide heads (16 and 20 qubits) are timed at batches up to ``--wide-max-batch`` only, with few steps.
 
 Run:
-    python experiments/bench_training.py                 # full run, ~5 minutes on 2 cores
+    python experiments/bench_training.py                 # full run, ~10 minutes on 2 cores
+    python experiments/bench_training.py --qubits 12 16 20 --batches 32 --stock-budget 0
     python experiments/bench_training.py --quick         # a short smoke run, no stock steps
     python experiments/bench_training.py --out runs/bench.json
 """
@@ -32,6 +35,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -45,6 +49,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backends import create_backend  # noqa: E402
+from hybrid_qiskit.config import parse_setting  # noqa: E402
 from hybrid_qiskit.data import load_dataset  # noqa: E402
 from hybrid_qiskit.models import ModelConfig, build_model  # noqa: E402
 
@@ -54,7 +59,7 @@ warnings.filterwarnings("ignore", message="To copy construct from a tensor")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--qubits", type=int, nargs="+", default=[4, 8, 12])
+    p.add_argument("--qubits", type=int, nargs="+", default=[4, 8, 12, 16, 20])
     p.add_argument("--batches", type=int, nargs="+", default=[32, 128])
     p.add_argument("--steps", type=int, default=30, help="timed steps per head and config (fewer at 12 qubits)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
@@ -63,6 +68,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--stock-steps", type=int, default=2, help="timed stock steps per row (1 beyond 4 qubits)")
     p.add_argument("--stock-batches", type=int, nargs="+", default=[32],
                    help="batch sizes at which the stock stack is timed (each row costs minutes)")
+    p.add_argument("--wide-max-batch", type=int, default=32,
+                   help="largest batch timed at 16 qubits and more (a 20-qubit step at batch 32 takes seconds)")
+    p.add_argument("--backend-setting", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting of the statevector backend for 'ours' (e.g. single_precision=true)")
+    p.add_argument("--no-isolate", dest="isolate", action="store_false",
+                   help="run every configuration in this process (peak RSS is then the largest so far)")
+    p.add_argument("--config", default=None, help=argparse.SUPPRESS)  # "n,b": one configuration, JSON out
     p.add_argument("--no-epoch", action="store_true", help="skip the full digits epoch")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (0: torch's own choice). 1 by default: on a shared 2-core machine "
@@ -130,8 +142,9 @@ class HeadStepper(Stepper):
         return dt
 
 
-def hybrid(n: int, backend: str, seed: int) -> nn.Module:
-    return build_model(ModelConfig(kind="hybrid", num_qubits=n), create_backend(backend, seed=seed), seed=seed)
+def hybrid(n: int, backend: str, seed: int, settings: dict | None = None) -> nn.Module:
+    handle = create_backend(backend, seed=seed, **(settings or {}))
+    return build_model(ModelConfig(kind="hybrid", num_qubits=n), handle, seed=seed)
 
 
 def classical(n: int, seed: int) -> nn.Module:
@@ -203,6 +216,45 @@ def epoch_time(kind: str, seed: int) -> dict:
     }
 
 
+# --------------------------------------------------------------------------- one configuration
+
+
+def measure(n: int, b: int, args: argparse.Namespace) -> dict:
+    """Classical, ours and ours' head alone at ``n`` qubits and batch ``b``, in round-robin."""
+    steps = args.steps if n < 12 else max(3, args.steps // 6) if n < 16 else max(2, args.steps // 15)
+    warmup = args.warmup if n < 16 else 1
+    settings = dict(parse_setting(s) for s in args.backend_setting)
+    heads = {"classical": Stepper(classical(n, args.seed), b, args.seed),
+             "ours": Stepper(hybrid(n, "statevector", args.seed, settings), b, args.seed)}
+    heads["ours"].x = heads["classical"].x  # identical batches
+    if n < 16:  # wide steps take seconds: time the whole step only, and measure memory by RSS
+        heads["ours_head"] = HeadStepper(heads["ours"].model, b, args.seed)
+    for _ in range(warmup):
+        for s in heads.values():
+            s.step(record=False)
+    for _ in range(steps):  # round-robin: load bursts hit both heads alike
+        for s in heads.values():
+            s.step()
+    row = {"qubits": n, "batch": b, "settings": settings}
+    for name, s in heads.items():
+        row[name] = s.summary()
+    row["ours_numpy_peak_mb"] = numpy_peak_mb(heads["ours"]) if n < 16 else None
+    row["ours_over_classical"] = row["ours"]["median_ms"] / row["classical"]["median_ms"]
+    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    row["load_average"] = os.getloadavg()[0]
+    return row
+
+
+def measure_isolated(n: int, b: int, args: argparse.Namespace) -> dict:
+    """:func:`measure` in a fresh interpreter, so that its peak RSS is this configuration's own."""
+    argv = [sys.executable, str(Path(__file__).resolve()), "--config", f"{n},{b}", "--seed", str(args.seed),
+            "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads)]
+    for s in args.backend_setting:
+        argv += ["--backend-setting", s]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -226,24 +278,10 @@ def run(args: argparse.Namespace) -> dict:
         print(f"note: load average {load:.1f} on {os.cpu_count()} cpus; torch's multi-threaded ops stall "
               "when other processes hold the cores (--threads 1 gives steadier numbers)", flush=True)
     rows, stock_measured, stock_spent = [], {}, 0.0
-    configs = [(n, b) for n in args.qubits for b in args.batches]
+    configs = [(n, b) for n in args.qubits for b in args.batches if n < 16 or b <= args.wide_max_batch]
     for n, b in configs:
-        steps = max(3, args.steps // 6) if n >= 12 else args.steps
-        heads = {"classical": Stepper(classical(n, args.seed), b, args.seed),
-                 "ours": Stepper(hybrid(n, "statevector", args.seed), b, args.seed)}
-        heads["ours"].x = heads["classical"].x  # identical batches
-        heads["ours_head"] = HeadStepper(heads["ours"].model, b, args.seed)
-        for _ in range(args.warmup):
-            for s in heads.values():
-                s.step(record=False)
-        for _ in range(steps):  # round-robin: load bursts hit both heads alike
-            for s in heads.values():
-                s.step()
-        row = {"qubits": n, "batch": b}
-        for name, s in heads.items():
-            row[name] = s.summary()
-        row["ours_numpy_peak_mb"] = numpy_peak_mb(heads["ours"])
-        row["ours_over_classical"] = row["ours"]["median_ms"] / row["classical"]["median_ms"]
+        row = measure_isolated(n, b, args) if args.isolate else measure(n, b, args)
+        classical_x = torch.randn(b, 1, 28, 28, generator=torch.Generator().manual_seed(args.seed))
 
         # The stock stack: only where it fits the budget.
         estimate = stock_estimate_s(n, b, stock_measured)
@@ -260,7 +298,7 @@ def run(args: argparse.Namespace) -> dict:
             row["stock"] = {"skipped": "no cheaper stock row measured first to extrapolate from"}
         else:
             stock = Stepper(hybrid(n, "statevector_reference", args.seed), b, args.seed)
-            stock.x = heads["classical"].x
+            stock.x = classical_x
             t0 = time.perf_counter()
             for _ in range(stock_steps):
                 stock.step()
@@ -293,13 +331,14 @@ def _row_line(r: dict) -> str:
         f"{_fmt(r['classical']['median_ms']):>10} {_fmt(r['ours']['median_ms']):>9} "
         f"{_fmt(r['ours']['min_ms']):>8} {_fmt(st.get('median_ms'), '.0f'):>10} "
         f"{_fmt(r['ours_over_classical'], '.2f'):>9} {_fmt(r.get('stock_over_ours'), '.0f'):>10} "
-        f"{_fmt(r['ours_head']['median_ms']):>9} {_fmt(r['ours_numpy_peak_mb']):>8}"
+        f"{_fmt(r.get('ours_head', {}).get('median_ms')):>9} {_fmt(r['ours_numpy_peak_mb']):>8} "
+        f"{_fmt(r.get('peak_rss_mb'), '.0f'):>7} {_fmt(r.get('load_average'), '.1f'):>5}"
     )
 
 
 HEADER = (
     f"{'qubits':>6} {'batch':>5} {'classical':>10} {'ours':>9} {'ours min':>8} {'stock':>10} "
-    f"{'ours/cl':>9} {'stock/ours':>10} {'head':>9} {'np MB':>8}\n"
+    f"{'ours/cl':>9} {'stock/ours':>10} {'head':>9} {'np MB':>8} {'RSS MB':>7} {'load':>5}\n"
     f"{'':>6} {'':>5} {'ms/step':>10} {'ms/step':>9} {'ms':>8} {'ms/step':>10} {'':>9} {'':>10} {'ms':>9}"
 )
 
@@ -322,8 +361,9 @@ def report(result: dict, *, rows: bool = True) -> str:
     m = result["meta"]
     lines.append("head = the quantum layer alone (TorchConnector forward + backward), ms")
     lines.append(
-        f"memory: process peak RSS {result['process_maxrss_mb']:.0f} MB (getrusage); 'np MB' = tracemalloc "
-        f"peak of numpy allocations in one step of ours"
+        f"memory: 'RSS MB' = peak RSS of the configuration's own process (getrusage; whole process "
+        f"{result['process_maxrss_mb']:.0f} MB without --isolate); 'np MB' = tracemalloc peak of numpy "
+        f"allocations in one step of ours; 'load' = 1-minute load average after the row"
     )
     lines.append(
         f"torch threads {m['torch_threads']}, cpus {m['cpus']}, load average "
@@ -334,6 +374,13 @@ def report(result: dict, *, rows: bool = True) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.config:  # a child of measure_isolated: one configuration, one JSON line
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        torch.manual_seed(args.seed)
+        n, b = (int(v) for v in args.config.split(","))
+        print(json.dumps(measure(n, b, args)))
+        return 0
     print("Training step (forward + cross-entropy + backward + Adam), medians:", HEADER, sep="\n", flush=True)
     result = run(args)
     print(report(result, rows=False))  # the table is already on screen, printed as each row finished

@@ -113,7 +113,8 @@ class AdjointEstimatorGradient(BatchedEstimatorGradient):
             rows, row_of = _distinct_rows(values, len(compiled))
             # The estimator's forward pass on these parameter sets already has the final states.
             states = estimator.cached_states(program, rows)
-            _, grads = adjoint_gradient(program, rows, compiled, state=states)  # (K, R, P)
+            _, grads = adjoint_gradient(program, rows, compiled, state=states,
+                                        single=estimator.single_precision)  # (K, R, P)
             full = grads[obs_of, row_of]  # (members, P)
 
             names = list(program.parameters)

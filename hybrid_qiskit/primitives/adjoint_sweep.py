@@ -20,9 +20,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from .kernels import Batch, Buffers, apply_dense, apply_op, blas_threads
+from .kernels import Batch, Buffers, apply_dense, apply_op, at_precision, blas_threads
 from .layers import Program, Rotation, generator
-from .simulate import CompiledObservable, as_values, evolve, expectations
+from .rows import map_blocks, row_blocks
+from .simulate import CompiledObservable, as_values, evolve, expectations, state_dtype
 
 
 @lru_cache(maxsize=256)
@@ -54,9 +55,9 @@ def _derivative_states(psi_t: np.ndarray, op, rotations: Sequence[Rotation]) -> 
         gates = tuple((qubit[id(r)], r.name) for r in rotations)
         if B * N * len(gates) <= 1 << 15:  # small: one gather and one multiply for all gates
             flips, coeffs = _local_derivative_maps(N.bit_length() - 1, gates)
-            return psi_t[:, flips] * coeffs
+            return psi_t[:, flips] * at_precision(coeffs, psi_t.dtype)
         # Large: two strided scaled copies per gate (off-diagonal one-qubit generators).
-        gens = [_minus_2i_generator(name) for _, name in gates]
+        gens = [at_precision(_minus_2i_generator(name), psi_t.dtype) for _, name in gates]
         out = np.empty((B, len(gates), N), dtype=np.result_type(psi_t, *gens))
         for r, ((q, _), g) in enumerate(zip(gates, gens)):
             src = psi_t.reshape(B, N >> (q + 1), 2, 1 << q)
@@ -66,8 +67,8 @@ def _derivative_states(psi_t: np.ndarray, op, rotations: Sequence[Rotation]) -> 
         return out
     if op.kind == "diag":
         rows = [i for i, r in enumerate(op.rotations) if any(r is x for x in rotations)]
-        return psi_t[:, None, :] * (-2j * op.generators[rows])
-    g = _minus_2i_generator(op.rotation.name)
+        return psi_t[:, None, :] * at_precision(-2j * op.generators[rows], psi_t.dtype)
+    g = at_precision(_minus_2i_generator(op.rotation.name), psi_t.dtype)
     d = apply_dense(np.ascontiguousarray(psi_t.T)[:, :, None], op, g)  # (N, B, 1)
     return d[:, :, 0].T[:, None, :]
 
@@ -105,6 +106,7 @@ def adjoint_gradient(
     observables: Sequence[CompiledObservable],
     *,
     state: np.ndarray | None = None,
+    single: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Expectation values and their gradients w.r.t. every circuit parameter.
 
@@ -113,43 +115,57 @@ def adjoint_gradient(
         values: parameter sets (B, P), columns in ``program.parameters`` order.
         observables: K observables.
         state: the final states (2**n, B) for ``values`` when already known (the estimator's
-            forward pass computed them); simulated otherwise.
+            forward pass computed them); simulated otherwise, a block of rows at a time.
+        single: sweep in single precision (float32/complex64 states; expectation values and
+            derivatives are still summed in float64). A given ``state`` decides for itself.
 
     Returns:
         ``(evs, grads)`` with evs (K, B) and grads (K, B, P).
     """
     with blas_threads():
-        return _adjoint_gradient(program, as_values(program, values), observables, state)
+        return _adjoint_gradient(program, as_values(program, values), observables, state, single)
 
 
-def _adjoint_gradient(program, values, observables, state):
+def _adjoint_gradient(program, values, observables, state, single):
     B, P, n, K = values.shape[0], values.shape[1], program.num_qubits, len(observables)
-    psi = evolve(program, Batch(program, values))[:, :, 0] if state is None else state
-    evs = expectations(psi, observables)
-    grads = np.zeros((K, B, P))
-    if K == 0 or all(c is None for c in program.chain_rules):
-        return evs, grads
+    if state is not None:
+        single = state.dtype in (np.float32, np.complex64)
     # A Y in an observable makes even a real program's co-states complex.
     complex_obs = any(np.iscomplexobj(o.diag if o.diag is not None else o.matrix.data) for o in observables)
-    dtype = np.dtype(complex if np.iscomplexobj(psi) or complex_obs else float)
-    # Rows are independent: sweep them in slabs whose stack stays in cache across all layers.
-    rows = max(1, SWEEP_BYTES // ((1 << n) * (1 + K) * dtype.itemsize))
-    for b0 in range(0, B, rows):
-        b1 = min(B, b0 + rows)
-        grads[:, b0:b1] = _sweep(program, values[b0:b1], psi[:, b0:b1], observables, dtype)
+    dtype = state_dtype(program, single)
+    if complex_obs:
+        dtype = np.result_type(dtype, np.complex64)
+    evs, grads = np.empty((K, B)), np.zeros((K, B, P))
+    differentiable = K > 0 and any(c is not None for c in program.chain_rules)
+    # Slot 0 of the stack is ψ, slots 1..K are λ_k = O_k ψ: for the QNN's Z readouts, one product
+    # with this table, built once for all blocks.
+    table = None
+    if differentiable and all(o.diag is not None for o in observables):
+        table = at_precision(np.stack([np.ones(1 << n)] + [o.diag for o in observables], axis=1), dtype)
+
+    def run(block: slice) -> None:
+        if state is None:
+            psi = evolve(program, Batch(program, values[block]), single)[:, :, 0]
+        else:
+            psi = state[:, block]
+        evs[:, block] = expectations(psi, observables)
+        if differentiable:
+            grads[:, block] = _sweep(program, values[block], psi, observables, dtype, table)
+
+    # Rows are independent: sweep them in blocks whose stack stays in cache across all layers.
+    map_blocks(run, row_blocks(B, (1 << n) * (1 + K) * dtype.itemsize, SWEEP_BYTES))
     return evs, grads
 
 
-def _sweep(program, values, psi, observables, dtype) -> np.ndarray:
+def _sweep(program, values, psi, observables, dtype, table) -> np.ndarray:
     """The adjoint sweep for parameter sets ``values`` (B, P) with final states ``psi`` (N, B):
     gradients (K, B, P)."""
     B, P, K = values.shape[0], values.shape[1], len(observables)
     batch = Batch(program, values)
     ops = program.ops
     first = next(i for i, c in enumerate(program.chain_rules) if c is not None)
-    # Slot 0: ψ; slots 1..K: λ_k = O_k ψ. One layer application serves all of them.
-    if all(o.diag is not None for o in observables):  # the QNN's Z readouts: one product
-        table = np.stack([np.ones(psi.shape[0])] + [o.diag for o in observables], axis=1)  # (N, 1+K)
+    # One layer application serves ψ and every co-state.
+    if table is not None:
         stack = np.multiply(psi[:, :, None], table[:, None, :], dtype=dtype)
     else:
         stack = np.empty((psi.shape[0], B, 1 + K), dtype=dtype)

@@ -49,7 +49,7 @@ from .caches import CircuitCache, observable_key
 from .compiler import compile_circuit
 from .layers import Program
 from .pubs import broadcast_rows, parameter_rows
-from .simulate import CompiledObservable, expectations, simulate
+from .simulate import CompiledObservable, simulate_expectations
 
 
 class EagerJob(PrimitiveJob):
@@ -78,13 +78,17 @@ class BatchedStatevectorEstimator(BaseEstimatorV2):
         seed: seed of the Gaussian noise added when precision > 0; as in ``StatevectorEstimator``,
             every PUB draws from a generator seeded afresh (a Generator is used as it is).
         cache_size: how many compiled circuits to keep.
+        single_precision: simulate in float32/complex64 (sums still in float64): about twice as
+            fast at 12 qubits and more, but values then differ from the exact ones by up to
+            ~2e-7 and gradients by up to ~1.5e-6 (measured), so it is off by default.
     """
 
     _OBSERVABLES_KEPT = 512  # compiled observables and observable arrays (each cache)
 
     def __init__(self, *, default_precision: float = 0.0, seed: int | np.random.Generator | None = None,
-                 cache_size: int = 32):
+                 cache_size: int = 32, single_precision: bool = False):
         self._default_precision = default_precision
+        self.single_precision = bool(single_precision)
         self._seed = seed
         self._programs: CircuitCache[Program] = CircuitCache(compile_circuit, cache_size)
         self._observables: OrderedDict[tuple, CompiledObservable] = OrderedDict()
@@ -213,8 +217,6 @@ class BatchedStatevectorEstimator(BaseEstimatorV2):
                 groups.append((program, bindings, parameter_rows(pub, program.parameters), [i]))
         results: list[PubResult | None] = [None] * len(pubs)
         for program, _, values, members in groups:
-            states = simulate(program, values)  # (2**n, rows)
-            self._keep_states(program, values, states)
             observables: list[CompiledObservable] = []
             index: dict[int, int] = {}
             pub_rows = {}
@@ -226,7 +228,11 @@ class BatchedStatevectorEstimator(BaseEstimatorV2):
                         observables.append(obs)
                     rows.append(index[id(obs)])
                 pub_rows[i] = rows
-            table = expectations(states, observables)  # (n_obs, rows)
+            # Wide batches come back without their states (None): rows were simulated a
+            # block at a time, so that memory does not grow with the batch.
+            table, states = simulate_expectations(program, values, observables, single=self.single_precision)
+            if states is not None:
+                self._keep_states(program, values, states)
             for i in members:
                 results[i] = self._pub_result(pubs[i][0], table[pub_rows[i]])
         return PrimitiveResult(results, metadata={"version": 2})

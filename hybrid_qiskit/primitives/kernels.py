@@ -69,6 +69,15 @@ def blas_threads():
 _I2 = np.eye(2)
 
 
+def at_precision(a: np.ndarray, dtype) -> np.ndarray:
+    """``a`` (real or complex, kept so) in the precision of states of ``dtype``: a float64 matrix
+    against a float32 state would make numpy compute in float64 and cast every result back."""
+    single = np.dtype(dtype).itemsize == (8 if np.dtype(dtype).kind == "c" else 4)
+    if np.iscomplexobj(a):
+        return a.astype(np.complex64 if single else np.complex128, copy=False)
+    return a.astype(np.float32 if single else np.float64, copy=False)
+
+
 class Batch:
     """One call's parameter sets and every rotation's angle: a (B,) array per rotation, or a
     Python float when the angle is the same on every row (then its matrix is a constant)."""
@@ -142,7 +151,7 @@ def _apply_constant_1q(state, mats: dict[int, np.ndarray], bufs: Buffers) -> np.
         group = [q for q in qubits if q < lo + CHUNK]
         qubits = qubits[len(group):]
         hi = group[-1]
-        m = _kron_chunk(mats, lo, hi)
+        m = at_precision(_kron_chunk(mats, lo, hi), state.dtype)
         view = state.reshape(N >> (hi + 1), 1 << (hi - lo + 1), (1 << lo) * rest)
         out = bufs.swap(state)
         np.matmul(m, view, out=out.reshape(view.shape))
@@ -156,7 +165,7 @@ def _apply_varying_1q(state, q: int, m: np.ndarray, bufs: Buffers) -> np.ndarray
     view = state.reshape(N >> (q + 1), 2, 1 << q, B, L)
     out = bufs.swap(state)
     oview = out.reshape(view.shape)
-    coeff = m[:, :, :, None]  # (B, 2, 2, 1): broadcast over the stack axis
+    coeff = at_precision(m[:, :, :, None], state.dtype)  # (B, 2, 2, 1): broadcast over the stack axis
     tmp = np.empty_like(view[:, 0])
     for r in (0, 1):
         o = oview[:, r]
@@ -203,6 +212,7 @@ def apply_dense(state, op: DenseGate, mat: np.ndarray) -> np.ndarray:
     t = np.moveaxis(t, axes, range(k))
     moved_shape = t.shape
     t = t.reshape(1 << k, -1, B, L)
+    mat = at_precision(mat, state.dtype)
     t = np.einsum("bij,jrbl->irbl", mat, t) if mat.ndim == 3 else np.einsum("ij,jrbl->irbl", mat, t)
     t = np.moveaxis(t.reshape(moved_shape), range(k), axes)
     return np.ascontiguousarray(t).reshape(N, B, L)
@@ -218,7 +228,7 @@ def apply_op(state, op, batch: Batch, adjoint: bool, bufs: Buffers) -> np.ndarra
         np.take(state, op.inv_perm if adjoint else op.perm, axis=0, out=out, mode="clip")
         return out
     if op.kind == "diag":
-        state *= _diagonal_phases(op, batch, adjoint)[:, :, None]
+        state *= at_precision(_diagonal_phases(op, batch, adjoint)[:, :, None], state.dtype)
         return state
     mat = batch.matrix(op.rotation, adjoint) if op.rotation is not None else op.matrix
     if op.rotation is None and adjoint:

@@ -6,12 +6,14 @@ States are arrays of shape ``(2**n, B, L)`` (see :mod:`.kernels`); the forward p
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 from qiskit.quantum_info import SparsePauliOp
 
-from .kernels import Batch, Buffers, apply_op, blas_threads
+from .kernels import Batch, Buffers, apply_op, at_precision, blas_threads
 from .layers import LocalLayer, Program
+from .rows import map_blocks, row_blocks
 
 
 def _first_column(gate, batch: Batch) -> np.ndarray:
@@ -29,7 +31,7 @@ def _first_column(gate, batch: Batch) -> np.ndarray:
 def _product_state(op: LocalLayer, batch: Batch, n: int, dtype) -> np.ndarray:
     """The first layer applied to |0…0⟩: ⊗_q (column 0 of gate q), shape (N, B, 1)."""
     B = batch.values.shape[0]
-    cols = {g.qubit: _first_column(g, batch) for g in op.gates}
+    cols = {g.qubit: at_precision(_first_column(g, batch), dtype) for g in op.gates}
     state = np.ones((1, B), dtype=dtype)
     for q in range(n):
         col = cols.get(q)
@@ -41,11 +43,18 @@ def _product_state(op: LocalLayer, batch: Batch, n: int, dtype) -> np.ndarray:
     return np.ascontiguousarray(state).reshape(1 << n, B, 1)  # (2, B) columns come transposed
 
 
-def evolve(program: Program, batch: Batch) -> np.ndarray:
-    """Final states (N, B, 1) from |0…0⟩."""
+def state_dtype(program: Program, single: bool = False) -> np.dtype:
+    """The dtype of ``program``'s states: real when every gate is, in single or double precision."""
+    if program.is_real:
+        return np.dtype(np.float32 if single else np.float64)
+    return np.dtype(np.complex64 if single else np.complex128)
+
+
+def evolve(program: Program, batch: Batch, single: bool = False) -> np.ndarray:
+    """Final states (N, B, 1) from |0…0⟩, in single precision if ``single``."""
     n = program.num_qubits
     B = batch.values.shape[0]
-    dtype = float if program.is_real else complex
+    dtype = state_dtype(program, single)
     ops = program.ops
     if ops and ops[0].kind == "local":
         state, ops = _product_state(ops[0], batch, n, dtype), ops[1:]
@@ -66,16 +75,57 @@ def as_values(program: Program, values) -> np.ndarray:
     return values.reshape(-1, P)
 
 
-def simulate(program: Program, values: np.ndarray) -> np.ndarray:
-    """Final states (2**n, B) from |0…0⟩, one column per row of ``values`` (B, P).
+# Bytes of state per forward block: with its ping-pong buffer, about the 1 MB L2 of a core. Wide
+# states are cut into single rows, so memory is a few states per worker whatever the batch.
+FORWARD_BYTES = 512 << 10
+# Final states are returned (and kept for the gradient) only up to this size: 20 qubits x 32
+# rows in float64. Beyond it (an evaluation of 10,000 images) only expectation values are.
+KEEP_STATES_BYTES = 256 << 20
+
+
+def simulate(program: Program, values: np.ndarray, *, single: bool = False) -> np.ndarray:
+    """Final states (2**n, B) from |0…0⟩, one column per row of ``values`` (B, P), in single
+    precision if ``single``.
 
     The circuit's global phase (and any a transpilation to the native gates adds) is left
     out: it changes no expectation value.
     """
     values = as_values(program, values)
+    B, N = values.shape[0], 1 << program.num_qubits
+    dtype = state_dtype(program, single)
+    blocks = row_blocks(B, N * dtype.itemsize, FORWARD_BYTES)
     with blas_threads():
-        state = evolve(program, Batch(program, values))
-    return state.reshape(state.shape[0], state.shape[1])
+        if len(blocks) == 1:
+            return evolve(program, Batch(program, values), single).reshape(N, B)
+        out = np.empty((N, B), dtype)
+
+        def run(block: slice) -> None:
+            out[:, block] = evolve(program, Batch(program, values[block]), single)[:, :, 0]
+
+        map_blocks(run, blocks)
+    return out
+
+
+def simulate_expectations(
+    program: Program, values: np.ndarray, observables: Sequence[CompiledObservable], *, single: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Expectation values (K, B) for parameter sets ``values`` (B, P), and the final states
+    (2**n, B) when they fit in :data:`KEEP_STATES_BYTES` (else None: rows are then simulated a
+    block at a time, and memory does not grow with the batch)."""
+    values = as_values(program, values)
+    B, N = values.shape[0], 1 << program.num_qubits
+    dtype = state_dtype(program, single)
+    if N * B * dtype.itemsize <= KEEP_STATES_BYTES:
+        states = simulate(program, values, single=single)
+        return expectations(states, observables), states
+    evs = np.empty((len(observables), B))
+
+    def run(block: slice) -> None:
+        evs[:, block] = expectations(evolve(program, Batch(program, values[block]), single)[:, :, 0], observables)
+
+    with blas_threads():
+        map_blocks(run, row_blocks(B, N * dtype.itemsize, FORWARD_BYTES))
+    return evs, None
 
 
 # --------------------------------------------------------------------------- observables
@@ -126,13 +176,20 @@ def _probabilities(states: np.ndarray) -> np.ndarray:
     return states**2
 
 
+@lru_cache(maxsize=2)  # a 20-qubit table of 20 observables is 168 MB: keep few
+def _diagonal_table(observables: tuple[CompiledObservable, ...]) -> tuple[list[int], np.ndarray | None]:
+    """The diagonal observables' positions and their diagonals stacked (D, N): built once, not
+    once per block of rows (at 16 qubits, most of what expectations took per block)."""
+    diag = [k for k, o in enumerate(observables) if o.diag is not None]
+    return diag, (np.stack([np.real(observables[k].diag) for k in diag]) if diag else None)
+
+
 def expectations(states: np.ndarray, observables: Sequence[CompiledObservable]) -> np.ndarray:
     """⟨ψ_b|O_k|ψ_b⟩ for states (N, B): shape (K, B). Diagonal observables share one product."""
     out = np.empty((len(observables), states.shape[1]))
-    diag = [k for k, o in enumerate(observables) if o.diag is not None]
+    diag, table = _diagonal_table(tuple(observables))
     with blas_threads():
         if diag:
-            table = np.stack([np.real(observables[k].diag) for k in diag])
             out[diag] = table @ _probabilities(states)
         for k, o in enumerate(observables):
             if o.diag is None:
