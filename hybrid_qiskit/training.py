@@ -114,6 +114,8 @@ def model_config_for(cfg: TrainConfig, splits) -> ModelConfig:
         image_size=splits.image_size,
         num_classes=splits.num_classes,
         dropout=cfg.dropout,
+        normalize=cfg.normalize,
+        quantize_bits=cfg.quantize_bits,
     )
 
 
