@@ -44,7 +44,10 @@ from hybrid_qiskit.errors import HybridQiskitError
 # ``off``: none (a model with the layer keeps its trained statistics).
 STATS_SOURCES = ("off", "calibration", "batch")
 CALIBRATION_SAMPLES = 64  # training images; 64 put each qubit's mean within ~σ/8 of the split's
-EPS = 1e-5  # added to variances, as BatchNorm does: a constant qubit gives no division by zero
+EPS = 1e-5  # the layer's: added to variances, as BatchNorm does (a constant qubit: no division by zero)
+# Re-estimated statistics guard against zero only: 1e-5 would be 10% of the variance of a qubit
+# whose ⟨Z⟩ noise has shrunk to a spread of 0.01, and restandardization would miss it by 5%.
+STATS_EPS = 1e-12
 QUANTIZE_RANGE = 2.0  # quantization levels span ±2 standard deviations (~95% of the values)
 
 
@@ -57,11 +60,11 @@ class Stats:
 
     @classmethod
     def of(cls, z) -> Stats:
-        """The statistics of ``z`` (rows = images, columns = qubits); σ includes :data:`EPS`."""
+        """The statistics of ``z`` (rows = images, columns = qubits); σ includes :data:`STATS_EPS`."""
         z = np.asarray(z, dtype=np.float64)
         if z.ndim != 2 or len(z) < 2:
             raise HybridQiskitError(f"per-qubit statistics need at least 2 images, got {len(z) if z.ndim else 0}")
-        return cls(z.mean(0), np.sqrt(z.var(0) + EPS))
+        return cls(z.mean(0), np.sqrt(z.var(0) + STATS_EPS))
 
     def to_dict(self) -> dict:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
@@ -143,7 +146,7 @@ class Restandardize(nn.Module):
             if len(z) < 2:
                 raise HybridQiskitError("batch statistics need at least 2 images per batch; use the calibration "
                                         "set (--normalize-stats calibration) or a larger batch")
-            mean, std = z.mean(0), torch.sqrt(z.var(0, unbiased=False) + EPS)
+            mean, std = z.mean(0), torch.sqrt(z.var(0, unbiased=False) + STATS_EPS)
         else:
             mean, std = self.src_mean.to(z.dtype), self.src_std.to(z.dtype)
         return (z - mean) / std * self.ref_std.to(z.dtype) + self.ref_mean.to(z.dtype)
