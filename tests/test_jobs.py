@@ -652,16 +652,19 @@ def test_a_schema_1_ledger_is_read_as_it_is_and_upgraded_on_write(tmp_path):
         ledger.add_job("j1", "s1", (0, 3), remote=False)
     conn = sqlite3.connect(path)
     for table, column in (("submissions", "runtime_version"), ("submissions", "backend_name"),
-                          ("submissions", "calibrated_at"), ("jobs", "claimed_by")):
+                          ("submissions", "calibrated_at"), ("submissions", "normalization"),
+                          ("submissions", "calibration_values"), ("jobs", "claimed_by")):
         conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
     with Ledger(path, readonly=True) as ledger:
-        assert ledger.submission("s1").get("runtime_version") is None and ledger.unsubmitted("s1") == []
+        sub = ledger.submission("s1")
+        assert sub.get("runtime_version") is None and ledger.unsubmitted("s1") == []
+        assert sub["normalization"] is None and sub["calibration_values"] is None
     with Ledger(path) as ledger:
-        assert ledger.claim("j1") is None
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+        assert ledger.claim("j1") is None and ledger.calibration_rows("s1") == 0
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
 
 
 @pytest.mark.slow

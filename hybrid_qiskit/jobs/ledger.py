@@ -280,8 +280,8 @@ class Ledger:
                     "observables", "exact_predictions"):
             out[key] = json.loads(out[key]) if out[key] is not None else None
         for key in ("parameter_values", "exact_expvals", "calibration_values"):
-            out[key] = from_npy(out[key])
-        out["normalization"] = json.loads(out["normalization"]) if out["normalization"] else None
+            out[key] = from_npy(out.get(key))  # .get: a schema-2 ledger opened read-only lacks the new columns
+        out["normalization"] = json.loads(out["normalization"]) if out.get("normalization") else None
         return out
 
     @guarded
