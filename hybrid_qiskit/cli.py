@@ -120,8 +120,8 @@ def _train(args) -> int:
     from hybrid_qiskit.training import train
 
     keys = ("dataset", "data_dir", "download", "classes", "limit_train", "limit_test", "model", "qubits",
-            "feature_map", "ansatz", "reps", "reuploads", "normalize", "quantize_bits", "backend", "epochs", "batch_size", "lr", "lr_schedule",
-            "seed", "out", "name", *BACKEND_FLAGS, *RECIPE_KEYS)
+            "feature_map", "ansatz", "reps", "reuploads", "normalize", "quantize_bits", "backend", "epochs",
+            "batch_size", "lr", "lr_schedule", "seed", "out", "name", *BACKEND_FLAGS, *RECIPE_KEYS)
     overrides = {k: getattr(args, k) for k in keys}
     # Settings without a flag of their own (--backend-setting K=V) go to the config's table.
     extra = dict(parse_setting(s) for s in args.backend_setting)
@@ -237,7 +237,11 @@ def _evaluate(args) -> int:
 def _normalize(model, payload, splits, cfg, args, handle) -> dict | None:
     """Re-standardize the model's ⟨Z⟩ on this backend as ``--normalize-stats`` says (default:
     :func:`~hybrid_qiskit.normalization.default_stats`); what was done, or None."""
-    from hybrid_qiskit.normalization import CALIBRATION_SAMPLES, default_stats, normalize_for_backend
+    from hybrid_qiskit.normalization import (
+        CALIBRATION_SAMPLES,
+        default_stats,
+        normalize_for_backend,
+    )
 
     if handle is None:
         if args.normalize_stats not in (None, "off"):

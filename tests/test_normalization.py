@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from backends import create_backend
-
 from hybrid_qiskit.checkpoints import load_checkpoint, restore_model
 from hybrid_qiskit.cli import main
 from hybrid_qiskit.models import ModelConfig, build_model
