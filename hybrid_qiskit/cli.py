@@ -151,8 +151,9 @@ def add_normalize_flags(p: argparse.ArgumentParser) -> None:
     """Where the per-qubit ⟨Z⟩ statistics come from on the evaluating backend (normalization.py)."""
     p.add_argument("--normalize-stats", choices=("off", "calibration", "batch"),
                    help="re-standardize ⟨Z⟩ per qubit with this backend's statistics, from a calibration set of "
-                        "training images (default for a model trained with --normalize, on any backend but its "
-                        "own), from each batch, or off (default otherwise)")
+                        "training images (default for a model trained with --normalize when --backend is given), "
+                        "from each batch, or off (default otherwise; a model with the layer keeps its trained "
+                        "statistics)")
     p.add_argument("--calibration-samples", type=_checked("PositiveInt"), default=None, metavar="N",
                    help="training images in the calibration set (default 64)")
 
