@@ -83,8 +83,6 @@ def _add_train(sub) -> None:
     p.add_argument("--reuploads", type=int, help="data re-uploading layers")
     p.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
                    help="post-measurement normalization: per-qubit standardized ⟨Z⟩ feeds the readout")
-    p.add_argument("--quantize-bits", type=int, metavar="K",
-                   help="quantize the normalized ⟨Z⟩ to 2**K levels (straight-through gradient; needs --normalize)")
     add_backend_flags(p)
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -120,7 +118,7 @@ def _train(args) -> int:
     from hybrid_qiskit.training import train
 
     keys = ("dataset", "data_dir", "download", "classes", "limit_train", "limit_test", "model", "qubits",
-            "feature_map", "ansatz", "reps", "reuploads", "normalize", "quantize_bits", "backend", "epochs",
+            "feature_map", "ansatz", "reps", "reuploads", "normalize", "backend", "epochs",
             "batch_size", "lr", "lr_schedule", "seed", "out", "name", *BACKEND_FLAGS, *RECIPE_KEYS)
     overrides = {k: getattr(args, k) for k in keys}
     # Settings without a flag of their own (--backend-setting K=V) go to the config's table.

@@ -60,12 +60,9 @@ class ModelConfig:
     # Post-measurement normalization (QuantumNAT): per-qubit standardization of ⟨Z⟩ before the
     # readout, so that a backend's per-qubit shrink and shift can be undone (normalization.py).
     normalize: bool = False
-    quantize_bits: int | None = None  # after normalization: 2**K levels, straight-through gradient
 
     def __post_init__(self):
         is_quantum(self.kind)  # refuses an unknown kind
-        if self.quantize_bits is not None and not self.normalize:
-            raise HybridQiskitError("quantize_bits quantizes the normalized ⟨Z⟩: it needs normalize = true")
 
     @property
     def is_quantum(self) -> bool:
@@ -134,7 +131,7 @@ class StagedClassifier(nn.Module):
         from hybrid_qiskit.normalization import QubitNorm
 
         c = self.config
-        self.norm = QubitNorm(width, quantize_bits=c.quantize_bits) if c.normalize else nn.Identity()
+        self.norm = QubitNorm(width) if c.normalize else nn.Identity()
         self.adapt = nn.Identity()
 
     @property

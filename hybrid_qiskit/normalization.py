@@ -12,8 +12,8 @@ Two pieces:
 
 * :class:`QubitNorm`, a layer of the model (``normalize = true``): like a batch norm without
   affine weights (the readout Linear is the affine map), per qubit; training uses each batch's
-  mean and variance and keeps running averages, evaluation uses the running averages. Optionally
-  it quantizes the normalized values to ``2**K`` levels with a straight-through gradient.
+  mean and variance and keeps running averages, evaluation uses the running averages.
+  (QuantumNAT's post-measurement quantization was measured too and did not help: README.)
 * :func:`adapt_to_backend`, at evaluation on another backend: maps ⟨Z⟩ to
   ``(z - μ_backend) / σ_backend · σ_ref + μ_ref`` before the model's own normalization. For a
   model with the layer, ``ref`` is the layer's trained statistics, so this is the layer with its
@@ -48,7 +48,6 @@ EPS = 1e-5  # the layer's: added to variances, as BatchNorm does (a constant qub
 # Re-estimated statistics guard against zero only: 1e-5 would be 10% of the variance of a qubit
 # whose ⟨Z⟩ noise has shrunk to a spread of 0.01, and restandardization would miss it by 5%.
 STATS_EPS = 1e-12
-QUANTIZE_RANGE = 2.0  # quantization levels span ±2 standard deviations (~95% of the values)
 
 
 @dataclass(frozen=True)
@@ -79,16 +78,6 @@ def restandardize(z, source: Stats, reference: Stats):
     return (np.asarray(z, dtype=np.float64) - source.mean) / source.std * reference.std + reference.mean
 
 
-def quantize(x: torch.Tensor, bits: int) -> torch.Tensor:
-    """``2**bits`` levels evenly over ±:data:`QUANTIZE_RANGE`; the gradient passes straight
-    through inside the range (TorchQuantum's post-measurement quantization) and is 0 outside."""
-    levels = 2**bits
-    x = x.clamp(-QUANTIZE_RANGE, QUANTIZE_RANGE)
-    step = 2 * QUANTIZE_RANGE / (levels - 1)
-    q = torch.round((x + QUANTIZE_RANGE) / step) * step - QUANTIZE_RANGE
-    return x + (q - x).detach()
-
-
 class QubitNorm(nn.Module):
     """Per-qubit standardization of ⟨Z⟩: a batch norm without affine weights (the readout after
     it is the affine map). Training normalizes with each batch's statistics and updates running
@@ -97,12 +86,11 @@ class QubitNorm(nn.Module):
 
     Args:
         width: qubits (columns of ⟨Z⟩).
-        quantize_bits: quantize the normalized values to ``2**K`` levels (None: off).
     """
 
-    def __init__(self, width: int, *, momentum: float = 0.1, quantize_bits: int | None = None):
+    def __init__(self, width: int, *, momentum: float = 0.1):
         super().__init__()
-        self.momentum, self.quantize_bits = momentum, quantize_bits
+        self.momentum = momentum
         self.register_buffer("running_mean", torch.zeros(width))
         self.register_buffer("running_var", torch.ones(width))
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
@@ -116,8 +104,7 @@ class QubitNorm(nn.Module):
                 self.num_batches_tracked += 1
         else:
             mean, var = self.running_mean, self.running_var
-        out = (z - mean) / torch.sqrt(var + EPS)
-        return quantize(out, self.quantize_bits) if self.quantize_bits else out
+        return (z - mean) / torch.sqrt(var + EPS)
 
     def statistics(self) -> Stats:
         """The trained statistics, as :func:`adapt_to_backend` needs them."""
@@ -125,7 +112,7 @@ class QubitNorm(nn.Module):
                      torch.sqrt(self.running_var.double() + EPS).numpy().copy())
 
     def extra_repr(self) -> str:
-        return f"{len(self.running_mean)}, momentum={self.momentum}, quantize_bits={self.quantize_bits}"
+        return f"{len(self.running_mean)}, momentum={self.momentum}"
 
 
 class Restandardize(nn.Module):

@@ -115,7 +115,6 @@ def model_config_for(cfg: TrainConfig, splits) -> ModelConfig:
         num_classes=splits.num_classes,
         dropout=cfg.dropout,
         normalize=cfg.normalize,
-        quantize_bits=cfg.quantize_bits,
     )
 
 

@@ -44,7 +44,6 @@ NonNegativeFinite = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
 OptimizationLevel = Annotated[int, Field(ge=0, le=3)]
 ResilienceLevel = Annotated[int, Field(ge=0, le=2)]
-QuantizeBits = Annotated[int, Field(ge=1, le=8)]  # 2..256 levels; more is no longer a quantization
 FolderName = Annotated[str, AfterValidator(check_folder_name)]
 
 

@@ -1,4 +1,4 @@
-"""Post-measurement normalization: the layer in training and evaluation, quantization, and the
+"""Post-measurement normalization: the layer in training and evaluation, and the
 re-estimation of per-qubit statistics on another backend (hybrid_qiskit/normalization.py)."""
 
 import json
@@ -14,13 +14,11 @@ from hybrid_qiskit.cli import main
 from hybrid_qiskit.models import ModelConfig, build_model
 from hybrid_qiskit.normalization import (
     EPS,
-    QUANTIZE_RANGE,
     QubitNorm,
     Stats,
     adapt_to_backend,
     calibration_set,
     head_outputs,
-    quantize,
     restandardize,
 )
 
@@ -43,16 +41,6 @@ def test_layer_uses_batch_statistics_in_training_and_running_ones_in_evaluation(
     before = norm.running_mean.clone()
     norm.train()(z[:1])  # a training batch of one image: running statistics, no crash, no update
     assert torch.equal(norm.running_mean, before)
-
-
-def test_quantization_has_2_to_the_k_levels_and_a_straight_through_gradient():
-    x = torch.linspace(-3, 3, 601, requires_grad=True)
-    q = quantize(x, 2)
-    assert len(torch.unique(q.detach())) == 4
-    assert torch.allclose(torch.unique(q.detach()), torch.tensor([-2.0, -2 / 3, 2 / 3, 2.0]))
-    q.sum().backward()
-    inside, outside = x.detach().abs() < QUANTIZE_RANGE - 1e-6, x.detach().abs() > QUANTIZE_RANGE + 1e-6
-    assert torch.all(x.grad[inside] == 1) and torch.all(x.grad[outside] == 0)
 
 
 def test_restandardize_undoes_a_known_per_qubit_scale_and_shift():
@@ -111,8 +99,7 @@ def test_calibration_set_is_fixed_by_the_seed_and_drawn_from_the_training_split(
 
 def test_checkpoints_without_normalization_fields_still_load(tiny_run):
     payload = load_checkpoint(tiny_run / "model.pt")
-    for key in ("normalize", "quantize_bits"):  # a checkpoint written before normalization existed
-        payload["model_config"].pop(key, None)
+    payload["model_config"].pop("normalize", None)  # a checkpoint written before normalization existed
     model = restore_model(payload, create_backend("statevector"))
     assert isinstance(model.norm, torch.nn.Identity) and not any(k.startswith("norm.") for k in model.state_dict())
 
@@ -133,8 +120,3 @@ def test_normalized_run_saves_its_statistics_and_evaluates_elsewhere_with_calibr
     assert main(["evaluate", str(run), "--limit", "12", "--json"]) == 0  # its own backend: trained statistics
     assert json.loads(capsys.readouterr().out.split("\nwrote")[0])["normalization"] is None
 
-
-def test_quantize_bits_needs_normalize(tmp_path, capsys):
-    assert main(["train", "--quantize-bits", "3", "--out", str(tmp_path), "--quiet"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "needs normalize = true" in err[0]
