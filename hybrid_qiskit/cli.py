@@ -149,7 +149,8 @@ def add_normalize_flags(p: argparse.ArgumentParser) -> None:
     """Where the per-qubit ⟨Z⟩ statistics come from on the evaluating backend (normalization.py)."""
     p.add_argument("--normalize-stats", choices=("off", "calibration", "batch"),
                    help="re-standardize ⟨Z⟩ per qubit with this backend's statistics, from a calibration set of "
-                        "training images (default for a model trained with --normalize when --backend is given), "
+                        "training images (default for a model trained with --normalize when --backend or a backend "
+                        "setting is given), "
                         "from each batch, or off (default otherwise; a model with the layer keeps its trained "
                         "statistics)")
     p.add_argument("--calibration-samples", type=_checked("PositiveInt"), default=None, metavar="N",
@@ -246,7 +247,10 @@ def _normalize(model, payload, splits, cfg, args, handle) -> dict | None:
         if args.normalize_stats not in (None, "off"):
             raise HybridQiskitError("--normalize-stats re-estimates ⟨Z⟩ statistics: a classical model has no ⟨Z⟩")
         return None
-    stats = args.normalize_stats or default_stats(cfg.normalize, other_backend=bool(args.backend))
+    # Another backend, or the run's own with other settings (--shots, --noise-scale...): not the
+    # outputs the layer's statistics were trained on.
+    other = bool(args.backend) or any(v is not None for v in backend_settings_from(args).values())
+    stats = args.normalize_stats or default_stats(cfg.normalize, other_backend=other)
     args.normalize_stats = stats  # the result file's name says what was done
     return normalize_for_backend(model, payload, splits.train, stats, seed=cfg.seed, batch_size=args.batch_size,
                                  samples=args.calibration_samples or CALIBRATION_SAMPLES)
