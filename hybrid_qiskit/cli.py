@@ -81,6 +81,8 @@ def _add_train(sub) -> None:
     p.add_argument("--ansatz", choices=("real_amplitudes", "efficient_su2"))
     p.add_argument("--reps", type=int, help="ansatz repetitions")
     p.add_argument("--reuploads", type=int, help="data re-uploading layers")
+    p.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="post-measurement normalization: per-qubit standardized ⟨Z⟩ feeds the readout")
     add_backend_flags(p)
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -116,8 +118,8 @@ def _train(args) -> int:
     from hybrid_qiskit.training import train
 
     keys = ("dataset", "data_dir", "download", "classes", "limit_train", "limit_test", "model", "qubits",
-            "feature_map", "ansatz", "reps", "reuploads", "backend", "epochs", "batch_size", "lr", "lr_schedule",
-            "seed", "out", "name", *BACKEND_FLAGS, *RECIPE_KEYS)
+            "feature_map", "ansatz", "reps", "reuploads", "normalize", "backend", "epochs",
+            "batch_size", "lr", "lr_schedule", "seed", "out", "name", *BACKEND_FLAGS, *RECIPE_KEYS)
     overrides = {k: getattr(args, k) for k in keys}
     # Settings without a flag of their own (--backend-setting K=V) go to the config's table.
     extra = dict(parse_setting(s) for s in args.backend_setting)
@@ -138,8 +140,21 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--split", choices=("test", "val"), default="test")
     p.add_argument("--limit", type=_checked("PositiveInt"), help="evaluate only the first N images of the split")
     p.add_argument("--batch-size", type=_checked("PositiveInt"), default=256)
+    add_normalize_flags(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_evaluate)
+
+
+def add_normalize_flags(p: argparse.ArgumentParser) -> None:
+    """Where the per-qubit ⟨Z⟩ statistics come from on the evaluating backend (normalization.py)."""
+    p.add_argument("--normalize-stats", choices=("off", "calibration", "batch"),
+                   help="re-standardize ⟨Z⟩ per qubit with this backend's statistics, from a calibration set of "
+                        "training images (default for a model trained with --normalize when --backend or a backend "
+                        "setting is given), "
+                        "from each batch, or off (default otherwise; a model with the layer keeps its trained "
+                        "statistics)")
+    p.add_argument("--calibration-samples", type=_checked("PositiveInt"), default=None, metavar="N",
+                   help="training images in the calibration set (default 64)")
 
 
 def backend_for_run(cfg, args):
@@ -188,10 +203,12 @@ def _evaluate(args) -> int:
     handle = backend_for_run(cfg, args)
     try:
         model = restore_model(payload, handle)
-        data = getattr(load_splits(cfg), args.split)
+        splits = load_splits(cfg)
+        data = getattr(splits, args.split)
         if args.limit:
             data = TensorDataset(*(t[: args.limit] for t in data.tensors))
         t0 = time.perf_counter()
+        normalization = _normalize(model, payload, splits, cfg, args, handle)
         res = evaluate(model, data, args.batch_size, progress=f"evaluate {args.split}")
     finally:
         if handle is not None:
@@ -200,6 +217,7 @@ def _evaluate(args) -> int:
         "split": args.split, "samples": len(data), "loss": res.loss, "accuracy": res.accuracy,
         "seconds": time.perf_counter() - t0,
         "backend": handle.description if handle else None,
+        "normalization": normalization,
     }
     name = handle.name if handle else "classical"
     path = Path(args.run_dir) / eval_file_name(handle, args)
@@ -214,6 +232,28 @@ def _evaluate(args) -> int:
         if not unwritable:
             print(f"wrote {path}" + (" (replacing an evaluation with the same settings)" if existed else ""))
     return 0
+
+
+def _normalize(model, payload, splits, cfg, args, handle) -> dict | None:
+    """Re-standardize the model's ⟨Z⟩ on this backend as ``--normalize-stats`` says (default:
+    :func:`~hybrid_qiskit.normalization.default_stats`); what was done, or None."""
+    from hybrid_qiskit.normalization import (
+        CALIBRATION_SAMPLES,
+        default_stats,
+        normalize_for_backend,
+    )
+
+    if handle is None:
+        if args.normalize_stats not in (None, "off"):
+            raise HybridQiskitError("--normalize-stats re-estimates ⟨Z⟩ statistics: a classical model has no ⟨Z⟩")
+        return None
+    # Another backend, or the run's own with other settings (--shots, --noise-scale...): not the
+    # outputs the layer's statistics were trained on.
+    other = bool(args.backend) or any(v is not None for v in backend_settings_from(args).values())
+    stats = args.normalize_stats or default_stats(cfg.normalize, other_backend=other)
+    args.normalize_stats = stats  # the result file's name says what was done
+    return normalize_for_backend(model, payload, splits.train, stats, seed=cfg.seed, batch_size=args.batch_size,
+                                 samples=args.calibration_samples or CALIBRATION_SAMPLES)
 
 
 def eval_file_name(handle, args) -> str:
@@ -238,6 +278,10 @@ def eval_file_name(handle, args) -> str:
         parts.append(f"seed{args.seed}")
     if getattr(args, "limit", None):
         parts.append(f"first{args.limit}")
+    stats = getattr(args, "normalize_stats", None)
+    if stats not in (None, "off"):  # off: the name an evaluation had before normalization existed
+        parts.append(f"norm{stats}" + (f"{args.calibration_samples}" if stats == "calibration"
+                                       and getattr(args, "calibration_samples", None) else ""))
     parts.append(args.split)
     return re.sub(r"[^A-Za-z0-9._=+-]", "_", "eval-" + "-".join(parts)) + ".json"
 

@@ -57,6 +57,10 @@ class TrainConfig:
     ansatz: str = "real_amplitudes"  # real_amplitudes | efficient_su2
     reps: NonNegativeInt = 2
     reuploads: PositiveInt = 1
+    # Post-measurement normalization (QuantumNAT): per-qubit standardized ⟨Z⟩ feeds the readout,
+    # and evaluation on another backend re-estimates the statistics there (normalization.py).
+    # QuantumNAT's post-measurement quantization is not offered: measured here, it did not help (README).
+    normalize: bool = False
     # --- backend (where the quantum head runs while training)
     backend: str = "statevector"
     device: str | None = None

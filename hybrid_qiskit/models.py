@@ -5,7 +5,8 @@ and the rest finished locally:
 
     encode(images) -> angles (B, n)   classical: CNN features -> Linear -> x = π·sigmoid(z)
     quantum(angles) -> ⟨Z⟩ (B, n)     TorchConnector(EstimatorQNN) on the chosen backend
-    decode(⟨Z⟩) -> logits (B, C)      Linear; trained with cross-entropy on the logits
+    decode(⟨Z⟩) -> logits (B, C)      [post-measurement normalization] -> Linear; trained with
+                                      cross-entropy on the logits
 
 ``classical`` replaces the quantum stage by ``tanh(Linear)`` of the same width, and sizes it so
 that its trainable parameters match the hybrid model's (the fair baseline: same CNN, same
@@ -56,6 +57,9 @@ class ModelConfig:
     image_size: int = 28  # 28 (digits upsampled, MNIST) or 32 (CIFAR-10)
     num_classes: int = 10
     dropout: float = 0.0  # before each fully connected layer after the convolutions (training only)
+    # Post-measurement normalization (QuantumNAT): per-qubit standardization of ⟨Z⟩ before the
+    # readout, so that a backend's per-qubit shrink and shift can be undone (normalization.py).
+    normalize: bool = False
 
     def __post_init__(self):
         is_quantum(self.kind)  # refuses an unknown kind
@@ -111,9 +115,24 @@ def to_angles(z: torch.Tensor) -> torch.Tensor:
 
 
 class StagedClassifier(nn.Module):
-    """encode -> quantum -> decode (see the module docstring)."""
+    """encode -> quantum -> decode (see the module docstring).
+
+    ``decode`` runs ``adapt`` (re-standardization to another backend's statistics, installed at
+    evaluation by :func:`hybrid_qiskit.normalization.adapt_to_backend`; never saved), then ``norm``
+    (the trained post-measurement normalization, when the config asks for it), then the readout.
+    Both are ``nn.Identity`` otherwise: a model without them has the same state dict as before.
+    """
 
     config: ModelConfig
+    norm: nn.Module
+    adapt: nn.Module
+
+    def _init_post_measurement(self, width: int) -> None:
+        from hybrid_qiskit.normalization import QubitNorm
+
+        c = self.config
+        self.norm = QubitNorm(width) if c.normalize else nn.Identity()
+        self.adapt = nn.Identity()
 
     @property
     def is_quantum(self) -> bool:
@@ -127,7 +146,7 @@ class StagedClassifier(nn.Module):
         return self.head(angles)
 
     def decode(self, expvals: torch.Tensor) -> torch.Tensor:
-        return self.readout(expvals)
+        return self.readout(self.norm(self.adapt(expvals)))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.decode(self.quantum(self.encode(images)))
@@ -142,6 +161,7 @@ class HybridLeNet(StagedClassifier):
         self.features = LeNetFeatures(config.in_channels, config.image_size, config.dropout)
         self.to_qubits = nn.Linear(self.features.out_features, config.num_qubits)
         self.head = quantum_layer
+        self._init_post_measurement(config.num_qubits)
         self.readout = nn.Linear(config.num_qubits, config.num_classes)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -158,6 +178,7 @@ class ClassicalLeNet(StagedClassifier):
         self.features = LeNetFeatures(config.in_channels, config.image_size, config.dropout)
         self.to_qubits = nn.Linear(self.features.out_features, width)
         self.head = nn.Sequential(nn.Linear(width, width), nn.Tanh())  # bounded, like ⟨Z⟩
+        self._init_post_measurement(width)  # the same layer as its hybrid model: the comparison stays matched
         self.readout = nn.Linear(width, config.num_classes)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -180,6 +201,7 @@ class QuantumOnly(StagedClassifier):
         self.pool = nn.AdaptiveAvgPool2d(side)
         n = config.num_qubits
         self.head = quantum_layer if quantum_layer is not None else nn.Sequential(nn.Linear(n, n), nn.Tanh())
+        self._init_post_measurement(n)
         self.readout = nn.Linear(n, config.num_classes)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:

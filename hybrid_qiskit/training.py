@@ -114,6 +114,7 @@ def model_config_for(cfg: TrainConfig, splits) -> ModelConfig:
         image_size=splits.image_size,
         num_classes=splits.num_classes,
         dropout=cfg.dropout,
+        normalize=cfg.normalize,
     )
 
 

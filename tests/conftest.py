@@ -30,3 +30,9 @@ def tiny_run(tmp_path_factory) -> Path:
 
     Tests must not modify it; copy it (shutil.copytree) when they need to write into a run."""
     return train_tiny(tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture(scope="session")
+def tiny_norm_run(tmp_path_factory) -> Path:
+    """The tiny run trained with post-measurement normalization (``--normalize``); read-only too."""
+    return train_tiny(tmp_path_factory.mktemp("runs"), "tiny-norm", "--normalize")

@@ -652,16 +652,19 @@ def test_a_schema_1_ledger_is_read_as_it_is_and_upgraded_on_write(tmp_path):
         ledger.add_job("j1", "s1", (0, 3), remote=False)
     conn = sqlite3.connect(path)
     for table, column in (("submissions", "runtime_version"), ("submissions", "backend_name"),
-                          ("submissions", "calibrated_at"), ("jobs", "claimed_by")):
+                          ("submissions", "calibrated_at"), ("submissions", "normalization"),
+                          ("submissions", "calibration_values"), ("jobs", "claimed_by")):
         conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
     with Ledger(path, readonly=True) as ledger:
-        assert ledger.submission("s1").get("runtime_version") is None and ledger.unsubmitted("s1") == []
+        sub = ledger.submission("s1")
+        assert sub.get("runtime_version") is None and ledger.unsubmitted("s1") == []
+        assert sub["normalization"] is None and sub["calibration_values"] is None
     with Ledger(path) as ledger:
-        assert ledger.claim("j1") is None
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+        assert ledger.claim("j1") is None and ledger.calibration_rows("s1") == 0
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
 
 
 @pytest.mark.slow
@@ -866,3 +869,41 @@ def test_real_service_submit_then_fetch_by_id(tiny_run, tmp_path, capsys):
     rc = main(["fetch", "d0000000000000000000", "--run-dir", str(run)])
     captured = capsys.readouterr()
     assert rc in (1, 2) and "d0000000000000000000" in captured.out + captured.err
+
+
+def test_calibration_rows_travel_in_every_job_and_fetch_normalizes_with_them(tiny_norm_run, tmp_path, service,
+                                                                             capsys):
+    """A model trained with --normalize: each IBM job runs its samples and then the calibration
+    set; fetch standardizes each job's ⟨Z⟩ with the statistics of that job's own calibration rows."""
+    import csv
+
+    import torch
+
+    from backends import create_backend
+    from hybrid_qiskit.checkpoints import load_checkpoint, restore_model
+    from hybrid_qiskit.normalization import Stats, restandardize
+
+    run = copy_run(tiny_norm_run, tmp_path / "run")
+    runtime_double.set_script(service, None, ["DONE"])
+    assert main(ibm_args(run, "--samples", "4", "--max-rows", "2", "--calibration-samples", "8", "--dry-run")) == 0
+    assert "20 PUB row(s) (images, 8 per job for normalization statistics)" in capsys.readouterr().out
+    assert main(ibm_args(run, "--samples", "4", "--max-rows", "2", "--calibration-samples", "8",
+                         "--wait", "--poll", "0.01")) == 0
+    capsys.readouterr()
+    with Ledger.for_run(run) as ledger:
+        (sid,) = ledger.submission_ids()
+        sub, jobs = ledger.submission(sid), ledger.jobs(sid)
+    assert sub["normalization"]["stats"] == "calibration" and sub["normalization"]["reference"] == "trained"
+    assert sub["calibration_values"].shape == (8, sub["parameter_values"].shape[1])
+    assert len(jobs) == 2 and all(j["expvals"].shape == (2 + 8, 4) for j in jobs)  # the rows came back
+
+    result = json.loads((run / "jobs" / sid / "result.json").read_text())
+    assert set(result["normalization"]["backend_stats_by_job"]) == {j["job_id"] for j in jobs}
+    model = restore_model(load_checkpoint(run / "model.pt"), create_backend("statevector"))
+    reference = Stats.from_dict(sub["normalization"]["reference_stats"])
+    want = []
+    for job in jobs:  # by hand: each job's samples, standardized with its own calibration rows
+        z = restandardize(job["expvals"][:2], Stats.of(job["expvals"][2:]), reference)
+        want += model.decode(torch.as_tensor(z, dtype=torch.float32)).argmax(1).tolist()
+    with open(run / "jobs" / sid / "predictions.csv") as fh:
+        assert [int(r["prediction"]) for r in csv.DictReader(fh)] == want

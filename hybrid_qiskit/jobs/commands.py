@@ -42,6 +42,11 @@ def register_cli(sub) -> None:
     p.add_argument("--yes", action="store_true", help="do not ask before sending a plan above --confirm-above")
     p.add_argument("--confirm-above", type=float, metavar="MINUTES",
                    help="ask before sending an IBM Quantum plan estimated above this many QPU-minutes (default: 1)")
+    p.add_argument("--normalize-stats", choices=("off", "calibration", "batch"),
+                   help="re-standardize ⟨Z⟩ per qubit with the device's statistics: from calibration rows (training "
+                        "images) that every job runs after its samples (default for a model trained with "
+                        "--normalize), from the submitted samples themselves, or off (default otherwise)")
+    p.add_argument("--calibration-samples", type=int, metavar="N", help="images in the calibration set (default 64)")
     p.set_defaults(func=_submit)
 
     p = sub.add_parser("jobs", help="list submitted jobs and their status",
@@ -80,7 +85,8 @@ def _submit(args) -> int:
     return _guarded(lambda live: submit.submit(
         args.run_dir, backend=args.backend, settings=settings, samples=args.samples, split=args.split,
         max_rows=args.max_rows, wait=args.wait, poll=args.poll, resume=args.resume, dry_run=args.dry_run,
-        yes=args.yes, confirm_above=above, confirm=confirm, say=_say, live=live), pending_ok=not args.wait)
+        yes=args.yes, confirm_above=above, confirm=confirm, say=_say, live=live,
+        normalize_stats=args.normalize_stats, calibration_samples=args.calibration_samples), pending_ok=not args.wait)
 
 
 def _ask(plan) -> bool:

@@ -70,11 +70,14 @@ class CostPlan:
     rep_delay_us: float | None
     shot_us: float | None
     qpu_seconds: float | None
+    calibration_rows: int = 0  # per job, counted in rows (post-measurement normalization)
 
     def lines(self) -> list[str]:
         where = self.backend + (f" on {self.device}" if self.device else "")
         out = [
-            f"plan: {self.jobs} job(s), {self.rows} PUB row(s) (images), {self.circuits:,} circuits, "
+            f"plan: {self.jobs} job(s), {self.rows} PUB row(s) (images"
+            + (f", {self.calibration_rows} per job for normalization statistics" if self.calibration_rows else "")
+            + f"), {self.circuits:,} circuits, "
             f"{self.shots:,} shots per image, {self.executions:,} executions in all ({where})",
             f"  mitigation: {self.mitigation}; {self.overhead:.2f}x the executions of no mitigation",
         ]
@@ -228,7 +231,7 @@ def shot_seconds(handle, pub: HeadPub, zne: tuple[float, ...]) -> tuple[float | 
 def plan_for(handle, pub: HeadPub, rows: list[tuple[int, int]], ov: Overheads | None = None) -> CostPlan:
     """The cost plan of sending ``rows`` of ``pub`` as one job per range."""
     ov = ov or overheads(handle, pub)
-    n_rows = sum(b - a for a, b in rows)
+    n_rows = sum(b - a for a, b in rows) + len(rows) * pub.calibration_rows  # every job runs the calibration set
     executions = n_rows * ov.executions_per_row + len(rows) * ov.executions_per_job
     rep, per_shot = shot_seconds(handle, pub, ov.zne_factors)
     return CostPlan(
@@ -236,7 +239,7 @@ def plan_for(handle, pub: HeadPub, rows: list[tuple[int, int]], ov: Overheads | 
         circuits=n_rows * ov.circuits_per_row + len(rows) * ov.circuits_per_job, shots=ov.shots,
         executions=executions, mitigation=ov.mitigation, overhead=(executions / max(1, n_rows * ov.bases * ov.shots)),
         rep_delay_us=None if rep is None else rep * 1e6, shot_us=None if per_shot is None else per_shot * 1e6,
-        qpu_seconds=None if per_shot is None else executions * per_shot,
+        qpu_seconds=None if per_shot is None else executions * per_shot, calibration_rows=pub.calibration_rows,
     )
 
 

@@ -50,7 +50,7 @@ from hybrid_qiskit.jobs.sqlitefile import (
     sqlite_problem,
 )
 
-SCHEMA_VERSION = 2  # 2: runtime version, backend name, calibration time; re-run claims
+SCHEMA_VERSION = 3  # 2: runtime version, backend name, calibration time; re-run claims. 3: normalization
 
 # Job states. The service's own (QUEUED, RUNNING, DONE, ERROR, CANCELLED) plus LOST: a local
 # job whose process ended before its result arrived (local jobs live only in that process).
@@ -80,7 +80,9 @@ CREATE TABLE IF NOT EXISTS submissions (
     max_rows          INTEGER NOT NULL,  -- rows per job
     runtime_version   TEXT,              -- qiskit-ibm-runtime at submission (its decoders read the results)
     backend_name      TEXT,              -- the device the ISA circuit was laid out on (re-runs stay there)
-    calibrated_at     TEXT               -- that device's calibration timestamp, ISO 8601
+    calibrated_at     TEXT,              -- that device's calibration timestamp, ISO 8601
+    normalization     TEXT,              -- JSON: post-measurement normalization (NULL: none)
+    calibration_values BLOB              -- npy (K, P): calibration rows every job runs after its samples
 );
 CREATE TABLE IF NOT EXISTS jobs (
     job_id        TEXT PRIMARY KEY,
@@ -108,7 +110,8 @@ CREATE INDEX IF NOT EXISTS jobs_by_submission ON jobs(submission_id);
 
 # Columns added after schema 1, added to older ledgers when they are opened for writing.
 MIGRATIONS = {
-    "submissions": {"runtime_version": "TEXT", "backend_name": "TEXT", "calibrated_at": "TEXT"},
+    "submissions": {"runtime_version": "TEXT", "backend_name": "TEXT", "calibrated_at": "TEXT",
+                    "normalization": "TEXT", "calibration_values": "BLOB"},
     "jobs": {"claimed_by": "TEXT"},
 }
 
@@ -206,6 +209,10 @@ class Ledger:
             row[key] = json.dumps(row[key], default=str)
         for key in ("parameter_values", "exact_expvals"):
             row[key] = to_npy(row[key])
+        if row.get("normalization") is not None:
+            row["normalization"] = json.dumps(row["normalization"], default=str)
+        if row.get("calibration_values") is not None:
+            row["calibration_values"] = to_npy(row["calibration_values"])
         cols = ", ".join(row)
         marks = ", ".join(f":{k}" for k in row)
         with immediate(self._conn) as c:
@@ -272,9 +279,18 @@ class Ledger:
         for key in ("settings", "description", "positions", "source_indices", "labels", "parameter_names",
                     "observables", "exact_predictions"):
             out[key] = json.loads(out[key]) if out[key] is not None else None
-        for key in ("parameter_values", "exact_expvals"):
-            out[key] = from_npy(out[key])
+        for key in ("parameter_values", "exact_expvals", "calibration_values"):
+            out[key] = from_npy(out.get(key))  # .get: a schema-2 ledger opened read-only lacks the new columns
+        out["normalization"] = json.loads(out["normalization"]) if out.get("normalization") else None
         return out
+
+    @guarded
+    def calibration_rows(self, submission_id: str) -> int:
+        """K: the calibration rows each job of the submission runs after its samples."""
+        row = self._conn.execute("SELECT calibration_values FROM submissions WHERE submission_id = ?",
+                                 (submission_id,)).fetchone()
+        values = from_npy(row[0]) if row is not None else None
+        return 0 if values is None else len(values)
 
     @guarded
     def job(self, job_id: str) -> dict[str, Any] | None:

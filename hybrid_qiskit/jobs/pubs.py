@@ -10,6 +10,11 @@ outputs are the laid-out observables. One PUB covers N samples:
 The observables have shape (n, 1) and the values (N, P), so the result's ``evs`` broadcast to
 (n, N); transposed, row i is sample i's ⟨Z⟩ vector, exactly what ``model.quantum`` returns.
 
+With post-measurement normalization (:mod:`hybrid_qiskit.normalization`), every job also runs
+the K rows of the calibration set after its samples: ``rows(a, b)`` has ``b - a + K`` rows, and
+``fetch`` re-estimates each job's per-qubit statistics from its own calibration rows (same
+device, same calibration, same moment as the samples they normalize).
+
 Example:
     >>> pub = head_pub(model, angles)                         # doctest: +SKIP
     >>> job = handle.estimator.run([pub.rows(0, 100)])       # doctest: +SKIP
@@ -46,18 +51,27 @@ class HeadPub:
     circuit: QuantumCircuit  # the ISA circuit (as the QNN runs it)
     observables: tuple[SparsePauliOp, ...]  # laid out on the circuit's qubits
     values: np.ndarray  # (N, P) float64, columns in circuit.parameters order
+    calibration: np.ndarray | None = None  # (K, P): calibration rows appended to every job (None: none)
 
     @property
     def parameter_names(self) -> list[str]:
         return [p.name for p in self.circuit.parameters]
 
+    @property
+    def calibration_rows(self) -> int:
+        return 0 if self.calibration is None else len(self.calibration)
+
     def rows(self, start: int, stop: int) -> tuple:
-        """The PUB for samples [start, stop)."""
-        return (self.circuit, [[o] for o in self.observables], self.values[start:stop])
+        """The PUB for samples [start, stop), followed by the calibration rows (if any)."""
+        values = self.values[start:stop]
+        if self.calibration is not None:
+            values = np.concatenate([values, self.calibration])
+        return (self.circuit, [[o] for o in self.observables], values)
 
 
-def head_pub(model, angles: np.ndarray) -> HeadPub:
-    """The PUB that computes ``model.quantum(angles)``.
+def head_pub(model, angles: np.ndarray, calibration: np.ndarray | None = None) -> HeadPub:
+    """The PUB that computes ``model.quantum(angles)`` (and, in every job, of the calibration
+    set's angles ``calibration``, when given).
 
     Values are ordered by the circuit's own parameter order (what a PUB's columns follow),
     looked up parameter by parameter from the QNN's declared inputs and weights, so the result
@@ -69,16 +83,20 @@ def head_pub(model, angles: np.ndarray) -> HeadPub:
     qnn = getattr(getattr(model, "head", None), "neural_network", None)
     if qnn is None:
         raise HybridQiskitError("this model has no quantum head to run on hardware (a classical baseline?)")
-    angles = np.asarray(angles, dtype=np.float64)
     weights = model.head.weight.detach().cpu().numpy().astype(np.float64)
-    columns = {p: angles[:, i] for i, p in enumerate(qnn.input_params)}
-    columns.update({p: np.full(len(angles), w) for p, w in zip(qnn.weight_params, weights)})
     circuit = qnn.circuit
-    missing = [p.name for p in circuit.parameters if p not in columns]
-    if missing:
-        raise HybridQiskitError(f"the head circuit has parameters that are neither inputs nor weights: {missing}")
-    values = np.stack([columns[p] for p in circuit.parameters], axis=1)
-    return HeadPub(circuit, tuple(qnn.observables), values)
+
+    def values_of(angles) -> np.ndarray:
+        angles = np.asarray(angles, dtype=np.float64)
+        columns = {p: angles[:, i] for i, p in enumerate(qnn.input_params)}
+        columns.update({p: np.full(len(angles), w) for p, w in zip(qnn.weight_params, weights)})
+        missing = [p.name for p in circuit.parameters if p not in columns]
+        if missing:
+            raise HybridQiskitError(f"the head circuit has parameters that are neither inputs nor weights: {missing}")
+        return np.stack([columns[p] for p in circuit.parameters], axis=1)
+
+    return HeadPub(circuit, tuple(qnn.observables), values_of(angles),
+                   None if calibration is None else values_of(calibration))
 
 
 def expvals_of(pub_result) -> tuple[np.ndarray, np.ndarray | None]:
@@ -128,4 +146,5 @@ def pub_from_ledger(submission: dict) -> HeadPub:
             f"the ledger's circuit of submission {submission['submission_id']} does not match its parameter "
             "columns; the ledger is damaged"
         )
-    return HeadPub(circuit, observables_from_json(submission["observables"]), submission["parameter_values"])
+    return HeadPub(circuit, observables_from_json(submission["observables"]), submission["parameter_values"],
+                   submission.get("calibration_values"))

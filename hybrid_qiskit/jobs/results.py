@@ -9,7 +9,13 @@ Written into ``<run_dir>/jobs/<submission_id>/``:
 * ``predictions.csv``: one row per sample: position in the split, index in the source pool,
   label, prediction, the exact-simulation prediction, the job that ran it, and its ⟨Z⟩ values;
 * ``result.json``: accuracy, the exact simulation's accuracy and the agreement between the two,
-  the backend and its settings, the jobs, the model hash.
+  the backend and its settings, the jobs, the model hash, and the post-measurement normalization
+  applied (the statistics each job's calibration rows gave).
+
+With normalization, the raw ⟨Z⟩ (kept in predictions.csv) are re-standardized before ``decode``:
+``(z - μ_backend) / σ_backend · σ_ref + μ_ref`` per qubit (:mod:`hybrid_qiskit.normalization`),
+with μ_backend, σ_backend from the calibration rows of the job that ran the sample, or from all
+the submission's samples (``batch``).
 """
 
 from __future__ import annotations
@@ -46,9 +52,33 @@ def gather_expvals(submission: dict, jobs: list[dict]) -> tuple[np.ndarray, list
     for job in jobs:
         if job["status"] == "DONE" and job["expvals"] is not None:
             a, b = job["row_start"], job["row_stop"]
-            evs[a:b] = job["expvals"]
+            evs[a:b] = job["expvals"][: b - a]  # the calibration rows (if any) follow the samples
             owner[a:b] = [job["job_id"]] * (b - a)
     return evs, owner
+
+
+def normalized(submission: dict, jobs: list[dict], evs: np.ndarray, owner: list[str]) -> tuple[np.ndarray, dict | None]:
+    """The ⟨Z⟩ that ``decode`` gets (re-standardized when the submission asked for it), and what
+    was done (for result.json; None: nothing)."""
+    from hybrid_qiskit.normalization import Stats, restandardize
+
+    norm = submission.get("normalization")
+    if not norm:
+        return evs, None
+    reference = Stats.from_dict(norm["reference_stats"])
+    info = {k: v for k, v in norm.items() if k != "calibration_indices"}
+    if norm["stats"] == "batch":
+        source = Stats.of(evs)
+        return restandardize(evs, source, reference), {**info, "backend_stats": source.to_dict()}
+    out, per_job = np.array(evs), {}
+    for job in jobs:
+        rows = [i for i, o in enumerate(owner) if o == job["job_id"]]
+        if not rows:
+            continue  # replaced by a re-run, or not finished
+        source = Stats.of(job["expvals"][job["row_stop"] - job["row_start"]:])
+        out[rows] = restandardize(evs[rows], source, reference)
+        per_job[job["job_id"]] = source.to_dict()
+    return out, {**info, "backend_stats_by_job": per_job}
 
 
 def decode(run_dir: str | Path, submission: dict, evs: np.ndarray) -> np.ndarray:
@@ -82,7 +112,7 @@ def decode(run_dir: str | Path, submission: dict, evs: np.ndarray) -> np.ndarray
 
 
 def write_outputs(run_dir: str | Path, submission: dict, jobs: list[dict], evs: np.ndarray,
-                  owner: list[str], predictions: np.ndarray) -> dict:
+                  owner: list[str], predictions: np.ndarray, normalization: dict | None = None) -> dict:
     """Write predictions.csv and result.json; returns the summary (result.json's content)."""
     from hybrid_qiskit.fileio import atomic_write_text, write_json
 
@@ -120,6 +150,7 @@ def write_outputs(run_dir: str | Path, submission: dict, jobs: list[dict], evs: 
         "jobs": [{"job_id": j["job_id"], "rows": [j["row_start"], j["row_stop"]], "status": j["status"],
                   "reason": j["reason"], "replaces": j["replaces"], "finished_at": j["finished_at"]} for j in jobs],
         "predictions": "predictions.csv",
+        "normalization": normalization,
     }
     write_json(out / "result.json", summary)
     return summary
@@ -130,5 +161,6 @@ def finish(run_dir: str | Path, submission: dict, jobs: list[dict]) -> dict | No
     evs, owner = gather_expvals(submission, jobs)
     if np.isnan(evs).any():
         return None
-    predictions = decode(run_dir, submission, evs)
-    return write_outputs(run_dir, submission, jobs, evs, owner, predictions)
+    adjusted, normalization = normalized(submission, jobs, evs, owner)
+    predictions = decode(run_dir, submission, adjusted)
+    return write_outputs(run_dir, submission, jobs, evs, owner, predictions, normalization)

@@ -8,6 +8,10 @@ jobs, rows, circuits, shots, mitigation overhead and estimated QPU time; above
 ``confirm_above`` minutes an IBM Quantum submission asks first (``yes`` skips the question,
 ``dry_run`` stops after the plan and sends nothing).
 
+Post-measurement normalization (:mod:`hybrid_qiskit.normalization`; default for a model trained
+with it): each job also runs a calibration set of training images, after its samples, and
+``fetch`` standardizes the job's ⟨Z⟩ with the statistics of its own calibration rows.
+
 Each job id goes into the run's ledger the moment the service accepts it, before anything waits
 on it, and each IBM Quantum job carries its submission and rows in its tags (a job accepted just
 before a crash is found again by ``fetch`` and ``jobs``). If a job cannot be sent, the rows
@@ -74,7 +78,8 @@ def submit(run_dir: str | Path, *, backend: str | None = None, settings: dict | 
            samples: int | None = None, split: str = "test", max_rows: int | None = None,
            wait: bool = False, poll: float | None = None, resume: str | None = None,
            dry_run: bool = False, yes: bool = False, confirm_above: float = DEFAULT_CONFIRM_ABOVE_MIN,
-           confirm: Confirm | None = None, say: Say = print, live: Live | None = None) -> Outcome:
+           confirm: Confirm | None = None, say: Say = print, live: Live | None = None,
+           normalize_stats: str | None = None, calibration_samples: int | None = None) -> Outcome:
     """Run ``encode`` here, print the plan, submit the head's PUB for the first ``samples`` of
     ``split`` (or, with ``resume``, the rows of that submission that have no job yet).
 
@@ -89,6 +94,10 @@ def submit(run_dir: str | Path, *, backend: str | None = None, settings: dict | 
         yes, confirm_above, confirm: an IBM Quantum plan above ``confirm_above`` QPU-minutes is
             sent only with ``yes`` or when ``confirm(plan)`` says so; without ``confirm`` (no
             terminal) it is an error.
+        normalize_stats: ``calibration`` (calibration rows in every job), ``batch`` (the
+            submitted samples' own statistics) or ``off``; default: ``calibration`` for a model
+            trained with normalization, else ``off``.
+        calibration_samples: images in the calibration set (default 64).
 
     Raises:
         HybridQiskitError: no run / checkpoint, a classical model, bad numbers, a submission
@@ -104,9 +113,9 @@ def submit(run_dir: str | Path, *, backend: str | None = None, settings: dict | 
     run_dir = Path(run_dir).resolve()
     gate = _Gate(dry_run, yes, confirm_above, confirm, say)
     if resume:
-        if backend or settings or samples is not None:
+        if backend or settings or samples is not None or normalize_stats or calibration_samples:
             raise HybridQiskitError("--resume sends the rows on the submission's recorded backend, device and "
-                                    "settings; drop --backend, --samples and the backend flags")
+                                    "settings; drop --backend, --samples, the backend and normalization flags")
         return _resume(run_dir, resume, max_rows, wait, poll, gate, say, live)
     if not backend:
         raise HybridQiskitError("submit needs --backend: ibm_runtime (an IBM QPU) or ibm_local (a fake device, offline)")
@@ -115,13 +124,15 @@ def submit(run_dir: str | Path, *, backend: str | None = None, settings: dict | 
     from backends import create_backend
 
     settings = dict(settings or {})
-    cfg, payload, images, labels, sources = _load(run_dir, samples, split)
+    cfg, payload, images, labels, sources, train = _load(run_dir, samples, split)
     settings.setdefault("seed", cfg.seed)
     handle = create_backend(backend, **settings)
     try:  # from here on the handle may hold an open Session / Batch: closed on every path
-        pub = _head(payload, handle, images)
+        pub, normalization = _head(payload, handle, images, cfg, train, normalize_stats, calibration_samples)
         ov = overheads(handle, pub)
-        rows = chunks(samples, max_rows if max_rows is not None else max_rows_per_job(ov))
+        # Every job also runs the calibration rows: they count against the job limits.
+        rows = chunks(samples, max_rows if max_rows is not None
+                      else max(1, max_rows_per_job(ov) - pub.calibration_rows))
         plan = plan_for(handle, pub, rows, ov)
         if not gate.passes(plan, handle.remote):
             return Outcome(sent=False)
@@ -135,6 +146,7 @@ def submit(run_dir: str | Path, *, backend: str | None = None, settings: dict | 
             "parameter_names": pub.parameter_names, "observables": observables_to_json(pub.observables),
             "parameter_values": pub.values, "exact_expvals": exact_evs, "exact_predictions": exact_pred.tolist(),
             "max_rows": max(b - a for a, b in rows), **device_facts(handle),
+            "normalization": normalization, "calibration_values": pub.calibration,
         }
         sid = record["submission_id"]
         with Ledger.for_run(run_dir) as ledger:
@@ -206,19 +218,42 @@ def _load(run_dir: Path, samples: int, split: str):
         raise HybridQiskitError(f"--samples must be between 1 and {len(data)} (the {split} split's size), got {samples}")
     images, labels = (t[:samples] for t in data.tensors)
     sources = splits.test_indices[:samples].tolist() if split == "test" else None
-    return cfg, payload, images, labels, sources
+    return cfg, payload, images, labels, sources, splits.train
 
 
-def _head(payload, handle, images):
-    """The head's PUB for ``images``: the model restored on ``handle``, ``encode`` run here."""
+def _head(payload, handle, images, cfg, train, stats: str | None, samples: int | None):
+    """The head's PUB for ``images`` (the model restored on ``handle``, ``encode`` run here) and
+    the submission's normalization record (None: off). With ``calibration`` statistics, the PUB
+    carries the calibration set's rows for every job."""
     import torch
 
     from hybrid_qiskit.checkpoints import restore_model
+    from hybrid_qiskit.normalization import (
+        CALIBRATION_SAMPLES,
+        STATS_SOURCES,
+        calibration_set,
+        default_stats,
+        reference_statistics,
+    )
 
     model = restore_model(payload, handle)
+    stats = stats or default_stats(cfg.normalize, other_backend=True)
+    if stats not in STATS_SOURCES:
+        raise HybridQiskitError(f"unknown --normalize-stats {stats!r}; known: {', '.join(STATS_SOURCES)}")
     with torch.no_grad():
         angles = model.encode(images)
-    return head_pub(model, angles.numpy())
+        if stats == "off":
+            return head_pub(model, angles.numpy()), None
+        calib, indices = calibration_set(train, samples or CALIBRATION_SAMPLES, seed=cfg.seed)
+        reference, kind = reference_statistics(model, payload, calib, seed=cfg.seed)
+        record = {"stats": stats, "reference": kind, "reference_stats": reference.to_dict()}
+        if stats == "batch":
+            if len(images) < 2:
+                raise HybridQiskitError("--normalize-stats batch takes the statistics of the submitted samples: "
+                                        "submit at least 2, or use calibration")
+            return head_pub(model, angles.numpy()), record
+        record.update(calibration_samples=len(calib), calibration_indices=indices)
+        return head_pub(model, angles.numpy(), model.encode(calib).numpy()), record
 
 
 def _exact(payload, images, seed):

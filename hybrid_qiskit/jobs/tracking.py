@@ -93,8 +93,9 @@ def collect(ledger: Ledger, job_id: str, job, status: str) -> str:
             ledger.set_status(job_id, "ERROR", one_line(exc))
             return "ERROR"
         row = ledger.job(job_id)
-        if evs.shape[0] != row["row_stop"] - row["row_start"]:
-            ledger.set_status(job_id, "ERROR", f"result has {evs.shape[0]} rows, the job ran {row['row_stop'] - row['row_start']}")
+        ran = row["row_stop"] - row["row_start"] + ledger.calibration_rows(row["submission_id"])
+        if evs.shape[0] != ran:
+            ledger.set_status(job_id, "ERROR", f"result has {evs.shape[0]} rows, the job ran {ran}")
             return "ERROR"
         ledger.store_result(job_id, evs, stds, dict(getattr(pub_result, "metadata", {}) or {}))
         return "DONE"

@@ -46,7 +46,9 @@ class CellTask:
     batch_size: int  # images per estimator call
     backend: str | None  # registry name; None: the classical baseline (no quantum stage)
     settings: dict = field(default_factory=dict)  # create_backend(backend, **settings); holds the seed
-    mitigation: str = "none"  # none | readout (wraps the estimator); trex/zne are in settings
+    mitigation: str = "none"  # none | readout (wraps the estimator) | normalize; trex/zne are in settings
+    normalize_stats: str = "calibration"  # normalize: calibration (set of training images) | batch
+    calibration_samples: int = 64  # normalize: images of data_run_dir's training split
 
 
 def load_checkpoint_of(run_dir: str):
@@ -96,6 +98,21 @@ def _load_images(run_dir: str, stamp: tuple, split: str, limit: int | None):
     return data
 
 
+def load_calibration(run_dir: str, samples: int):
+    """The calibration set of ``run_dir`` (drawn from its training split with its seed): the same
+    images for every model and cell of a sweep."""
+    return _load_calibration(str(run_dir), _stamp(run_dir), samples)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_calibration(run_dir: str, stamp: tuple, samples: int):
+    from hybrid_qiskit.normalization import calibration_set
+    from hybrid_qiskit.training import load_splits
+
+    cfg = _load_checkpoint(run_dir, stamp)[0]
+    return calibration_set(load_splits(cfg).train, samples, seed=cfg.seed)[0]
+
+
 @contextmanager
 def single_threaded():
     """torch and every BLAS/OpenMP pool on one thread while a cell runs (restored after)."""
@@ -128,8 +145,12 @@ def run_cell(task: CellTask) -> dict:
             f"({task.model_sha}); on a cluster, the run directory must be the same file on every node"
         )
     data = load_images(task.data_run_dir, task.split, task.limit)
+    calibration = None
+    if task.mitigation == "normalize":
+        calibration = (task.normalize_stats, load_calibration(task.data_run_dir, task.calibration_samples))
     with single_threaded():
-        return evaluate_cell(payload, task.backend, task.settings, task.mitigation, data, task.batch_size)
+        return evaluate_cell(payload, task.backend, task.settings, task.mitigation, data, task.batch_size,
+                             calibration=calibration)
 
 
 def run_cell_safely(task: CellTask) -> dict:
@@ -144,8 +165,11 @@ def run_cell_safely(task: CellTask) -> dict:
 
 
 def evaluate_cell(payload: dict, backend: str | None, settings: dict, mitigation: str, data,
-                  batch_size: int) -> dict:
-    """Rebuild the checkpoint ``payload`` on the backend, evaluate it on ``data``: the metrics of one cell."""
+                  batch_size: int, *, calibration: tuple | None = None) -> dict:
+    """Rebuild the checkpoint ``payload`` on the backend, evaluate it on ``data``: the metrics of one cell.
+
+    ``calibration``: for ``mitigation="normalize"``, (statistics source, calibration images);
+    see :func:`hybrid_qiskit.normalization.adapt_to_backend`."""
     import numpy as np
 
     from backends import create_backend
@@ -161,6 +185,9 @@ def evaluate_cell(payload: dict, backend: str | None, settings: dict, mitigation
     if mitigation == "readout":
         handle = with_readout_mitigation(handle)
     net = restore_model(payload, handle)
+    normalization = None
+    if mitigation == "normalize":
+        normalization = _normalize(net, payload, calibration, settings.get("seed", 0), batch_size)
     result = evaluate(net, data, batch_size)
     out = {
         "accuracy": result.accuracy,
@@ -173,7 +200,24 @@ def evaluate_cell(payload: dict, backend: str | None, settings: dict, mitigation
     if mitigation == "readout":
         out["readout_calibration"] = {str(q): ab for q, ab in sorted(handle.estimator.calibration.items())}
         out["readout_uncorrected_qubits"] = handle.estimator.uncorrected
+    if normalization is not None:
+        out["normalization"] = normalization
     return out
+
+
+def _normalize(net, payload: dict, calibration: tuple | None, seed: int, batch_size: int) -> dict:
+    """Re-standardize ``net``'s ⟨Z⟩ with its noisy backend's statistics (the reference: its trained
+    statistics, or the exact simulation's of the calibration images)."""
+    from hybrid_qiskit.normalization import adapt_to_backend, reference_statistics
+
+    if calibration is None:
+        raise HybridQiskitError("mitigation normalize needs the calibration images")
+    stats, images = calibration
+    if not net.is_quantum:
+        raise HybridQiskitError("mitigation normalize needs a model with a quantum head")
+    reference = reference_statistics(net, payload, images, seed=seed)
+    info = adapt_to_backend(net, stats, reference, images if stats == "calibration" else None, batch_size=batch_size)
+    return {k: v for k, v in info.items() if k in ("stats", "reference", "calibration_samples")}
 
 
 # ---------------------------------------------------------------- memory

@@ -21,6 +21,7 @@ examples:
   hybrid-qiskit noise-sweep runs/digits-hybrid --config experiments/noise_digits.toml
   hybrid-qiskit noise-sweep RUN --noise device --devices fake_fez,fake_miami --levels 1 \\
       --shots 1024 --mitigation none,readout,trex
+  hybrid-qiskit noise-sweep RUN --noise device --levels 0,8,16,32,48 --mitigation none,normalize
   hybrid-qiskit noise-sweep RUN --compare runs/trained-under-noise --baseline runs/classical
   hybrid-qiskit noise-sweep RUN --config experiments/noise_digits.toml --workers 2
   hybrid-qiskit noise-sweep RUN --config experiments/noise_digits.toml --ray HEAD_IP:6379
@@ -48,7 +49,14 @@ def register_cli(subparsers) -> None:
     p.add_argument("--shots", help="comma-separated shot counts and/or 'exact' (default 1024)")
     p.add_argument("--repeats", type=int, help="simulator seeds per setting (default 3; exact cells run once)")
     p.add_argument("--mitigation", help="comma-separated: none (default), readout (calibrated per qubit), "
-                                        "trex, zne (qiskit-ibm-runtime local mode; --noise device --levels 1)")
+                                        "normalize (⟨Z⟩ re-standardized per qubit with the noisy backend's "
+                                        "statistics), trex, zne (qiskit-ibm-runtime local mode; --noise device "
+                                        "--levels 1)")
+    p.add_argument("--normalize-stats", choices=("calibration", "batch"),
+                   help="normalize: the noisy statistics from a calibration set of training images (default) or "
+                        "from each evaluated batch")
+    p.add_argument("--calibration-samples", type=int, metavar="N",
+                   help="normalize: training images in the calibration set (default 64)")
     p.add_argument("--two-qubit-factor", type=float, help="depolarizing: two-qubit p = factor x level (default 1)")
     p.add_argument("--optimization-level", type=int, choices=range(4), help="transpiler level (default 1)")
     p.add_argument("--split", choices=("test", "val"), help="images to evaluate on (default test)")
@@ -98,6 +106,7 @@ def noise_sweep_command(args) -> int:
     cfg = resolve_sweep(
         args.config, noise=args.noise, levels=levels, devices=args.devices, shots=args.shots,
         repeats=args.repeats, mitigation=args.mitigation, two_qubit_factor=args.two_qubit_factor,
+        normalize_stats=args.normalize_stats, calibration_samples=args.calibration_samples,
         optimization_level=args.optimization_level, split=args.split, limit=args.limit,
         batch_size=args.batch_size, seed=args.seed, name=args.name,
         compare=tuple(args.compare) if args.compare else None, baseline=args.baseline,

@@ -38,7 +38,8 @@ NOISE_KINDS = {
                   (DEFAULT_DEVICE,)),
     )
 }
-MITIGATIONS = ("none", "readout", "trex", "zne")
+# normalize: re-standardize ⟨Z⟩ per qubit with the noisy backend's own statistics (normalization.py)
+MITIGATIONS = ("none", "readout", "normalize", "trex", "zne")
 RUNTIME_MITIGATION = {"trex": 1, "zne": 2}  # ibm_local resilience_level
 
 

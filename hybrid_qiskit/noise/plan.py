@@ -43,7 +43,9 @@ class SweepConfig:
     devices: tuple | None = None  # coupling map / basis (parametric kinds) or noise source (device)
     shots: tuple = (1024,)  # ints, or None / "exact" for the density-matrix expectation
     repeats: int = 3  # simulator seeds per cell: base seed + repeat
-    mitigation: tuple = ("none",)  # none | readout (calibrated) | trex | zne (runtime local mode)
+    mitigation: tuple = ("none",)  # none | readout (calibrated) | normalize | trex | zne (runtime local mode)
+    normalize_stats: str = "calibration"  # normalize: backend statistics from a calibration set | each batch
+    calibration_samples: int = 64  # normalize: training images in the calibration set
     two_qubit_factor: float = 1.0  # depolarizing: two-qubit p = factor x level (1: one p for every gate)
     optimization_level: int = 1  # transpiler
     split: str = "test"  # test | val
@@ -66,7 +68,10 @@ class SweepConfig:
         shots = parse_shots(self.shots)
         mitigation = parse_choices(self.mitigation, MITIGATIONS, "--mitigation")
         check_runtime_cells(kind.name, levels, shots, mitigation)
+        if self.normalize_stats not in ("calibration", "batch"):
+            raise HybridQiskitError(f"--normalize-stats must be calibration or batch, got {self.normalize_stats!r}")
         for flag, value, low in (("--repeats", self.repeats, 1), ("--limit", self.limit, 1),
+                                 ("--calibration-samples", self.calibration_samples, 2),
                                  ("--batch-size", self.batch_size, 1), ("--seed", self.seed, 0)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
                 raise HybridQiskitError(f"{flag} must be an integer >= {low}, got {value!r}")
@@ -86,6 +91,8 @@ class SweepConfig:
     def fingerprint(self) -> str:
         """Six hex digits of everything that shapes the table (not the name)."""
         settings = {k: v for k, v in asdict(self).items() if k != "name"}
+        if "normalize" not in self.mitigation:  # they shape nothing: older sweeps keep their names
+            del settings["normalize_stats"], settings["calibration_samples"]
         settings["compare"] = [str(Path(p).resolve()) for p in self.compare]
         settings["baseline"] = str(Path(self.baseline).resolve()) if self.baseline else None
         return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:6]
@@ -214,7 +221,8 @@ def plan(cfg: SweepConfig, models: list[SweepModel], baseline: SweepModel | None
         task = CellTask(run_dir=str(model.run_dir.resolve()), model_sha=model.sha,
                         data_run_dir=str(Path(data_run_dir).resolve()),
                         split=cfg.split, limit=cfg.limit, batch_size=cfg.batch_size, backend=backend,
-                        settings=settings, mitigation=mitigation)
+                        settings=settings, mitigation=mitigation, normalize_stats=cfg.normalize_stats,
+                        calibration_samples=cfg.calibration_samples)
         width = model.config.qubits if backend else 0
         return Job(identity, fields, model.label, str(model.run_dir), task, width)
 
@@ -234,5 +242,11 @@ def plan(cfg: SweepConfig, models: list[SweepModel], baseline: SweepModel | None
         identity = {**common, **fields, "optimization_level": cfg.optimization_level}
         if cell.noise == "depolarizing":
             identity["two_qubit_factor"] = cfg.two_qubit_factor
+        if cell.mitigation == "normalize":
+            identity["normalize_stats"] = cfg.normalize_stats
+            if cfg.normalize_stats == "calibration":
+                identity["calibration_samples"] = cfg.calibration_samples
+            else:  # batch statistics depend on which images share a batch
+                identity["batch_size"] = cfg.batch_size
         jobs += [job({**identity, "model": m.sha}, fields, m, backend, settings, cell.mitigation) for m in models]
     return jobs

@@ -1,0 +1,226 @@
+"""Post-measurement normalization of the head's ⟨Z⟩ (QuantumNAT: Wang et al., DAC 2022), and
+its re-estimation on the backend a model is evaluated on.
+
+Why: a noisy backend changes ⟨Z_q⟩ per qubit. Gate noise shrinks it (roughly a per-qubit scale),
+readout error scales and shifts it, ⟨Z⟩ -> (1 - p01 - p10)·⟨Z⟩ + (p10 - p01), relaxation pulls it
+towards +1, and finite shots add variance. The readout Linear absorbs a uniform scale only: a
+per-qubit scale or shift moves the logits. Standardizing each qubit's ⟨Z⟩ with statistics
+measured on the backend that produced it undoes any per-qubit scale and shift, whatever caused it
+(it cannot undo shot noise, nor signal the noise has erased).
+
+Two pieces:
+
+* :class:`QubitNorm`, a layer of the model (``normalize = true``): like a batch norm without
+  affine weights (the readout Linear is the affine map), per qubit; training uses each batch's
+  mean and variance and keeps running averages, evaluation uses the running averages.
+  (QuantumNAT's post-measurement quantization was measured too and did not help: README.)
+* :func:`adapt_to_backend`, at evaluation on another backend: maps ⟨Z⟩ to
+  ``(z - μ_backend) / σ_backend · σ_ref + μ_ref`` before the model's own normalization. For a
+  model with the layer, ``ref`` is the layer's trained statistics, so this is the layer with its
+  statistics replaced by the backend's. For a model without it, ``ref`` is the statistics of the
+  same calibration images on exact simulation: the trained readout sees the distribution it was
+  trained on. ``μ_backend, σ_backend`` come from a calibration set (default; see
+  :data:`STATS_SOURCES`) or from each evaluated batch (QuantumNAT's choice).
+
+Example:
+    >>> images, _ = calibration_set(splits.train, 64, seed=0)          # doctest: +SKIP
+    >>> ref = reference_statistics(model, payload, images, seed=0)      # doctest: +SKIP
+    >>> adapt_to_backend(model, "calibration", ref, images)             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from hybrid_qiskit.errors import HybridQiskitError
+
+# Where the backend's statistics come from. ``calibration`` is the default: the result then
+# depends neither on the evaluation batch size nor on which images share a batch, and it works
+# for one image (a hardware job of a single sample). ``batch`` needs no extra circuits.
+# ``off``: none (a model with the layer keeps its trained statistics).
+STATS_SOURCES = ("off", "calibration", "batch")
+CALIBRATION_SAMPLES = 64  # training images; 64 put each qubit's mean within ~σ/8 of the split's
+EPS = 1e-5  # the layer's: added to variances, as BatchNorm does (a constant qubit: no division by zero)
+# Re-estimated statistics guard against zero only: 1e-5 would be 10% of the variance of a qubit
+# whose ⟨Z⟩ noise has shrunk to a spread of 0.01, and restandardization would miss it by 5%.
+STATS_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Per-qubit mean and standard deviation of ⟨Z⟩ (float64 arrays of the head's width)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def of(cls, z) -> Stats:
+        """The statistics of ``z`` (rows = images, columns = qubits); σ includes :data:`STATS_EPS`."""
+        z = np.asarray(z, dtype=np.float64)
+        if z.ndim != 2 or len(z) < 2:
+            raise HybridQiskitError(f"per-qubit statistics need at least 2 images, got {len(z) if z.ndim else 0}")
+        return cls(z.mean(0), np.sqrt(z.var(0) + STATS_EPS))
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Stats:
+        return cls(np.asarray(data["mean"], dtype=np.float64), np.asarray(data["std"], dtype=np.float64))
+
+
+def restandardize(z, source: Stats, reference: Stats):
+    """``(z - μ_source) / σ_source · σ_ref + μ_ref``, per qubit (numpy arrays)."""
+    return (np.asarray(z, dtype=np.float64) - source.mean) / source.std * reference.std + reference.mean
+
+
+class QubitNorm(nn.Module):
+    """Per-qubit standardization of ⟨Z⟩: a batch norm without affine weights (the readout after
+    it is the affine map). Training normalizes with each batch's statistics and updates running
+    averages (momentum 0.1, unbiased variance, as ``nn.BatchNorm1d``); evaluation uses them. A
+    training batch of one image uses the running averages (BatchNorm would raise).
+
+    Args:
+        width: qubits (columns of ⟨Z⟩).
+    """
+
+    def __init__(self, width: int, *, momentum: float = 0.1):
+        super().__init__()
+        self.momentum = momentum
+        self.register_buffer("running_mean", torch.zeros(width))
+        self.register_buffer("running_var", torch.ones(width))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if self.training and len(z) > 1:
+            mean, var = z.mean(0), z.var(0, unbiased=False)
+            with torch.no_grad():
+                self.running_mean.lerp_(mean.detach(), self.momentum)
+                self.running_var.lerp_(var.detach() * len(z) / (len(z) - 1), self.momentum)
+                self.num_batches_tracked += 1
+        else:
+            mean, var = self.running_mean, self.running_var
+        return (z - mean) / torch.sqrt(var + EPS)
+
+    def statistics(self) -> Stats:
+        """The trained statistics, as :func:`adapt_to_backend` needs them."""
+        return Stats(self.running_mean.double().numpy().copy(),
+                     torch.sqrt(self.running_var.double() + EPS).numpy().copy())
+
+    def extra_repr(self) -> str:
+        return f"{len(self.running_mean)}, momentum={self.momentum}"
+
+
+class Restandardize(nn.Module):
+    """Evaluation only: ⟨Z⟩ -> ``(z - μ_src) / σ_src · σ_ref + μ_ref``, with ``source`` fixed
+    (calibration) or, when None, each batch's own statistics. Its buffers are not saved."""
+
+    def __init__(self, reference: Stats, source: Stats | None):
+        super().__init__()
+        self.batch = source is None
+        for name, value in (("ref_mean", reference.mean), ("ref_std", reference.std),
+                            ("src_mean", None if source is None else source.mean),
+                            ("src_std", None if source is None else source.std)):
+            self.register_buffer(name, None if value is None else torch.as_tensor(value, dtype=torch.float32),
+                                 persistent=False)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if self.batch:
+            if len(z) < 2:
+                raise HybridQiskitError("batch statistics need at least 2 images per batch; use the calibration "
+                                        "set (--normalize-stats calibration) or a larger batch")
+            mean, std = z.mean(0), torch.sqrt(z.var(0, unbiased=False) + STATS_EPS)
+        else:
+            mean, std = self.src_mean.to(z.dtype), self.src_std.to(z.dtype)
+        return (z - mean) / std * self.ref_std.to(z.dtype) + self.ref_mean.to(z.dtype)
+
+
+# ------------------------------------------------------------------ re-estimation
+def calibration_set(train, samples: int = CALIBRATION_SAMPLES, *, seed: int = 0):
+    """``samples`` images drawn from the training split (a ``TensorDataset``) with ``seed``,
+    and their indices in it: never test images, and the same ones every time."""
+    if samples < 2:
+        raise HybridQiskitError(f"the calibration set needs at least 2 images, got {samples}")
+    images = train.tensors[0]
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:samples]
+    return images[order], order.tolist()
+
+
+def head_outputs(model, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """⟨Z⟩ of ``images`` on the model's own backend, (N, n) float64."""
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            out.append(model.quantum(model.encode(images[start:start + batch_size])).double().numpy())
+    return np.concatenate(out)
+
+
+def reference_statistics(model, payload: dict, images: torch.Tensor, *, seed: int = 0) -> tuple[Stats, str]:
+    """The statistics ⟨Z⟩ is mapped back to, and what they are: the layer's trained ones, or
+    (a model without the layer) those of ``images`` on exact simulation of the same checkpoint."""
+    if isinstance(getattr(model, "norm", None), QubitNorm):
+        return model.norm.statistics(), "trained"
+    from backends import create_backend
+    from hybrid_qiskit.checkpoints import restore_model
+
+    exact = restore_model(payload, create_backend("statevector", seed=seed))
+    return Stats.of(head_outputs(exact, images)), "exact simulation of the calibration set"
+
+
+def adapt_to_backend(model, stats: str, reference: tuple[Stats, str], images: torch.Tensor | None = None,
+                     *, batch_size: int = 256) -> dict:
+    """Make ``model`` re-standardize ⟨Z⟩ from its backend's statistics (see the module docstring).
+
+    Args:
+        stats: ``calibration`` (measure ``images`` on the model's backend now) or ``batch``.
+        reference: from :func:`reference_statistics`.
+        images: the calibration set (``calibration`` only).
+
+    Returns:
+        What was done, for result files: source, samples, reference and the statistics.
+    """
+    ref, ref_kind = reference
+    if stats == "calibration":
+        if images is None:
+            raise ValueError("calibration statistics need the calibration images")
+        source = Stats.of(head_outputs(model, images, batch_size))
+    elif stats == "batch":
+        source = None
+    else:
+        raise HybridQiskitError(f"unknown normalization statistics {stats!r}; known: calibration, batch")
+    model.adapt = Restandardize(ref, source)
+    out = {"stats": stats, "reference": ref_kind, "reference_stats": ref.to_dict()}
+    if source is not None:
+        out.update(calibration_samples=len(images), backend_stats=source.to_dict())
+    return out
+
+
+def default_stats(normalize: bool, other_backend: bool) -> str:
+    """The statistics source when none is asked for: a model trained with the layer re-estimates
+    them on any backend but its own (from the calibration set); a model without it is evaluated
+    as it is (re-standardizing it is a mitigation one asks for)."""
+    return "calibration" if normalize and other_backend else "off"
+
+
+def normalize_for_backend(model, payload: dict, train, stats: str, *, samples: int = CALIBRATION_SAMPLES,
+                          seed: int = 0, batch_size: int = 256) -> dict | None:
+    """Draw the calibration set from ``train`` (the run's training split), find the reference
+    statistics and adapt ``model`` to its backend (:func:`adapt_to_backend`); None for ``off``.
+
+    The returned dict also holds the calibration images' indices in the training split."""
+    if stats == "off":
+        return None
+    if stats not in STATS_SOURCES:
+        raise HybridQiskitError(f"unknown normalization statistics {stats!r}; known: {', '.join(STATS_SOURCES)}")
+    needs_images = stats == "calibration" or not isinstance(getattr(model, "norm", None), QubitNorm)
+    images, indices = calibration_set(train, samples, seed=seed) if needs_images else (None, None)
+    ref = reference_statistics(model, payload, images, seed=seed)
+    info = adapt_to_backend(model, stats, ref, images if stats == "calibration" else None, batch_size=batch_size)
+    if indices is not None:
+        info["calibration_indices"] = indices
+    return info
