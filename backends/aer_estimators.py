@@ -244,18 +244,32 @@ class ExactNoisyEstimator(BaseEstimatorV2):
         coerced = [
             EstimatorPub.coerce(pub, 0.0 if precision is None else precision) for pub in pubs
         ]
-        folded = []
+        folded, erased = [], []
         for pub in coerced:
-            flat = np.empty(pub.observables.size, dtype=object)
-            flat[:] = [self._fold(terms) for terms in pub.observables.ravel().tolist()]
+            terms = [self._fold(t) for t in pub.observables.ravel().tolist()]
+            # Readout flips of 1/2 (the cap, reached at large noise scales) erase an observable:
+            # its value is exactly 0, but primitives refuse an observable without terms. It runs
+            # as the identity and its result is zeroed.
+            gone = np.array([not any(t.values()) for t in terms], dtype=bool)
+            identity = "I" * pub.circuit.num_qubits
+            flat = np.empty(len(terms), dtype=object)
+            flat[:] = [{identity: 1.0} if g else t for t, g in zip(terms, gone)]
             observables = ObservablesArray(flat.reshape(pub.observables.shape).tolist())
             folded.append(
                 EstimatorPub(pub.circuit, observables, pub.parameter_values, pub.precision)
             )
-        job = PrimitiveJob(self._run, folded)
+            erased.append(gone.reshape(pub.observables.shape))
+        job = PrimitiveJob(self._run, folded, erased)
         job._submit()
         return job
 
-    def _run(self, pubs: list[EstimatorPub]) -> PrimitiveResult:
-        results = [self._estimator().run([pub]).result()[0] for pub in pubs]
+    def _run(self, pubs: list[EstimatorPub], erased: list[np.ndarray]) -> PrimitiveResult:
+        results = []
+        for pub, gone in zip(pubs, erased):
+            result = self._estimator().run([pub]).result()[0]
+            if gone.any():
+                evs = np.where(gone, 0.0, result.data.evs)
+                stds = np.where(gone, 0.0, result.data.stds)
+                result = PubResult(DataBin(evs=evs, stds=stds, shape=evs.shape), metadata=result.metadata)
+            results.append(result)
         return PrimitiveResult(results, metadata={"version": 2})

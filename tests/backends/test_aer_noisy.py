@@ -89,6 +89,21 @@ def test_readout_error_shows_in_shot_results():
     np.testing.assert_allclose(run(exact, QuantumCircuit(3), Z3)[0].ravel(), 0.8)
 
 
+def test_readout_at_one_half_erases_the_observable_to_zero():
+    # Flips of 1/2 (the cap a large noise scale reaches) leave the folded Z with no terms; the
+    # exact estimator must report 0 for it, not refuse it, next to the observables that survive.
+    exact = create_backend("aer_noisy_exact", device="fake_fez", noise_scale=48, seed=4)
+    isa = exact.pass_manager.run(QuantumCircuit(2))
+    device = exact.device
+    erased = [q for q in range(device.num_qubits)
+              if device.target["measure"][(q,)].error * 48 >= 0.5]
+    kept = min(q for q in range(device.num_qubits) if device.target["measure"][(q,)].error * 48 < 0.1)
+    n = isa.num_qubits
+    observables = [SparsePauliOp.from_sparse_list([("Z", [q], 1.0)], n) for q in (erased[0], kept)]
+    evs = np.asarray(exact.estimator.run([(isa, observables)]).result()[0].data.evs)
+    assert evs[0] == 0.0 and 0.8 < evs[1] <= 1.0
+
+
 def test_shot_mean_matches_exact_noisy_under_device_noise():
     head = build_head_circuit(3, reps=1)
     x = np.random.default_rng(5).uniform(0, np.pi, (3, 3))
