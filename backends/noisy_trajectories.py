@@ -61,7 +61,7 @@ from hybrid_qiskit.errors import HybridQiskitError
 from hybrid_qiskit.primitives.caches import CircuitCache
 from hybrid_qiskit.primitives.estimator import EagerJob
 from hybrid_qiskit.primitives.gradient_base import BatchedEstimatorGradient
-from hybrid_qiskit.primitives.pubs import broadcast_rows, parameter_rows
+from hybrid_qiskit.primitives.pubs import broadcast_rows, distinct_rows, parameter_rows
 
 # ------------------------------------------------------------------------ noise from settings
 
@@ -336,7 +336,7 @@ class TrajectoryGradient(BatchedEstimatorGradient):
             program, qubits = est.compiled(circuit, (label for o in terms for label in o))
             folded = tj.fold_readout_diagonal(program, est.diagonals(program, qubits, terms))
             values = np.asarray([parameter_values[i] for i in members], dtype=float)
-            rows, row_of = _distinct_rows(values, len(terms))
+            rows, row_of = distinct_rows(values, len(terms))
             drawn = est.drawn(program, rows)
             grads = tj.adjoint_gradient(program, drawn.columns, drawn.traj, drawn.final, folded)
             t = len(drawn.weights)
@@ -352,21 +352,6 @@ class TrajectoryGradient(BatchedEstimatorGradient):
                     gradients[i] = full[k, [column[p] for p in chosen]]
                     metadata[i] = {"parameters": list(chosen)}
         return EstimatorGradientResult(gradients=gradients, metadata=metadata, options=Options(**options))
-
-
-def _distinct_rows(values: np.ndarray, num_observables: int) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct parameter sets and the one each row uses. EstimatorQNN repeats its batch
-    once per observable (``np.tile``); recognizing that keeps the forward pass's row order, so
-    its trajectories are found again."""
-    m = len(values)
-    if num_observables > 1 and m % num_observables == 0:
-        blocks = values.reshape(num_observables, m // num_observables, -1)
-        if (blocks == blocks[0]).all():
-            return np.ascontiguousarray(blocks[0]), np.tile(np.arange(m // num_observables), num_observables)
-    if num_observables == 1:
-        return np.ascontiguousarray(values), np.arange(m)
-    rows, row_of = np.unique(values, axis=0, return_inverse=True)
-    return rows, row_of.ravel()
 
 
 # ------------------------------------------------------------------------ registration

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .kernels import Batch, apply_op, at_precision
-from .layers import Program, generator, rotation_matrices
+from .layers import Program, generator
 from .simulate import CompiledObservable
 
 _Z = np.diag([1.0, -1.0])

@@ -37,6 +37,7 @@ from qiskit_machine_learning.gradients import DerivativeType, EstimatorGradientR
 from .adjoint_sweep import adjoint_gradient
 from .estimator import BatchedStatevectorEstimator
 from .gradient_base import BatchedEstimatorGradient
+from .pubs import distinct_rows
 
 
 class AdjointEstimatorGradient(BatchedEstimatorGradient):
@@ -110,7 +111,7 @@ class AdjointEstimatorGradient(BatchedEstimatorGradient):
                     obs_keys[key] = len(compiled)
                     compiled.append(estimator.observable(self.to_run(circuits[i], observables[i])[1]))
                 obs_of[k] = obs_keys[key]
-            rows, row_of = _distinct_rows(values, len(compiled))
+            rows, row_of = distinct_rows(values, len(compiled))
             # The estimator's forward pass on these parameter sets already has the final states.
             states = estimator.cached_states(program, rows)
             _, grads = adjoint_gradient(program, rows, compiled, state=states,
@@ -137,20 +138,3 @@ class AdjointEstimatorGradient(BatchedEstimatorGradient):
                     raise ValueError(f"parameter {exc.args[0]} is not in the circuit") from None
                 metadata[i] = {"parameters": list(params)}
         return EstimatorGradientResult(gradients=gradients, metadata=metadata, options=Options(**options))
-
-
-def _distinct_rows(values: np.ndarray, num_observables: int) -> tuple[np.ndarray, np.ndarray]:
-    """Parameter sets to simulate, and the one each row of ``values`` uses.
-
-    EstimatorQNN repeats its batch once per observable (``np.tile``): that is recognized
-    without sorting; anything else goes through ``np.unique``.
-    """
-    m = len(values)
-    if num_observables > 1 and m % num_observables == 0:
-        blocks = values.reshape(num_observables, m // num_observables, values.shape[1])
-        if (blocks == blocks[0]).all():
-            return np.ascontiguousarray(blocks[0]), np.tile(np.arange(m // num_observables), num_observables)
-    if num_observables == 1:
-        return np.ascontiguousarray(values), np.arange(m)
-    rows, row_of = np.unique(values, axis=0, return_inverse=True)
-    return rows, row_of.ravel()

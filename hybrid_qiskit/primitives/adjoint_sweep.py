@@ -20,7 +20,12 @@ from functools import lru_cache
 
 import numpy as np
 
-from .adjoint_ends import last_layer, last_layer_stack, product_layer_applies, product_layer_derivatives
+from .adjoint_ends import (
+    last_layer,
+    last_layer_stack,
+    product_layer_applies,
+    product_layer_derivatives,
+)
 from .kernels import Batch, Buffers, apply_dense, apply_op, at_precision, blas_threads
 from .layers import Program, Rotation, generator
 from .rows import map_blocks, row_blocks

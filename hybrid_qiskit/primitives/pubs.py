@@ -41,3 +41,21 @@ def broadcast_rows(pub: EstimatorPub, table: np.ndarray) -> np.ndarray:
         return table[0].reshape(bshape)
     oi, bi = np.broadcast_arrays(np.arange(table.shape[0]).reshape(oshape), np.arange(table.shape[1]).reshape(bshape))
     return table[oi, bi]
+
+
+def distinct_rows(values: np.ndarray, num_observables: int) -> tuple[np.ndarray, np.ndarray]:
+    """Parameter sets to simulate, and the one each row of ``values`` uses.
+
+    EstimatorQNN repeats its batch once per observable (``np.tile``): that is recognized
+    without sorting and keeps the batch's row order (the noisy trajectory backend finds a
+    forward pass's trajectories again by it); anything else goes through ``np.unique``.
+    """
+    m = len(values)
+    if num_observables > 1 and m % num_observables == 0:
+        blocks = values.reshape(num_observables, m // num_observables, values.shape[1])
+        if (blocks == blocks[0]).all():
+            return np.ascontiguousarray(blocks[0]), np.tile(np.arange(m // num_observables), num_observables)
+    if num_observables == 1:
+        return np.ascontiguousarray(values), np.arange(m)
+    rows, row_of = np.unique(values, axis=0, return_inverse=True)
+    return rows, row_of.ravel()
