@@ -124,6 +124,9 @@ def plot(path: Path, results: dict) -> None:
             ax.plot(xs, [p["accuracy"] for p in v["levels"].values()], marker="o", ms=3, label=vname)
         ax.axhline(entry["classical"], color="grey", linestyle="--", label="classical baseline")
         ax.set_xscale("symlog", linthresh=1)
+        levels = [float(lv) for lv in plan["levels"]]
+        ax.set_xlim(-0.1, max(levels) * 1.15)
+        ax.set_xticks(levels, [f"{lv:g}" for lv in levels])
         ax.set_xlabel(f"noise scale x {plan['device']} calibration")
         ax.set_title(mname)
         ax.set_ylim(0, 1.02)
