@@ -12,8 +12,9 @@ from hybrid_qiskit.compare import baseline_config_path, pair_configs, t_interval
 from hybrid_qiskit.errors import HybridQiskitError
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+# noise_*.toml are a sweep's settings and the noise experiment's plan, not training configs.
 QUANTUM_CONFIGS = sorted(p for p in EXPERIMENTS.glob("*.toml")
-                         if not p.stem.endswith("-classical") and p.stem != "noise_digits")
+                         if not p.stem.endswith("-classical") and not p.stem.startswith("noise"))
 
 TINY = """
 dataset = "digits"
