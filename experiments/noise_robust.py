@@ -17,7 +17,6 @@ table states what it measured; time per training and per sweep is reported besid
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tomllib
 from pathlib import Path
@@ -160,9 +159,11 @@ def main(argv=None) -> int:
         print("interrupted: finished runs and sweep cells are saved; rerun the same command to resume",
               file=sys.stderr)
         return 130
-    (out / "noise_robust.json").write_text(json.dumps(results, indent=2))
+    from hybrid_qiskit.fileio import atomic_write_text, write_json
+
+    write_json(out / "noise_robust.json", results)
     table = markdown(results)
-    (out / "noise_robust.md").write_text(table)
+    atomic_write_text(out / "noise_robust.md", table)
     print(table, end="")
     return 0
 
