@@ -24,13 +24,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backends import create_backend  # noqa: E402
 from hybrid_qiskit.data import load_dataset  # noqa: E402
 from hybrid_qiskit.models import ModelConfig, build_model  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_training import train_one_epoch  # noqa: E402  (the same timed loop)
 
 warnings.filterwarnings("ignore", message="To copy construct from a tensor")
 
@@ -59,19 +61,9 @@ def make_epoch(backend: str, args, splits, **settings):
     )
 
     def epoch():
-        model.train()
-        total, correct, loss_sum = 0, 0, 0.0
         t0 = time.perf_counter()
-        for x, y in loader:
-            opt.zero_grad(set_to_none=True)
-            logits = model(x)
-            loss = nn.functional.cross_entropy(logits, y)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
-            total += len(y)
-        return time.perf_counter() - t0, loss_sum / total, correct / total
+        _, loss, acc = train_one_epoch(model, opt, loader)
+        return time.perf_counter() - t0, loss, acc
 
     return epoch
 

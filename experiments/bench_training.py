@@ -174,6 +174,23 @@ def stock_estimate_s(n: int, batch: int, measured: dict[tuple[int, int], float])
 # --------------------------------------------------------------------------- epoch
 
 
+def train_one_epoch(model, opt, loader) -> tuple[int, float, float]:
+    """One pass of plain training (no schedule, no augmentation): (samples, mean loss, accuracy).
+    Also used by bench_noise_injection.py, so both benchmarks time the same loop."""
+    model.train()
+    total, correct, loss_sum = 0, 0, 0.0
+    for x, y in loader:
+        opt.zero_grad(set_to_none=True)
+        logits = model(x)
+        loss = nn.functional.cross_entropy(logits, y)
+        loss.backward()
+        opt.step()
+        loss_sum += loss.item() * len(y)
+        correct += (logits.argmax(1) == y).sum().item()
+        total += len(y)
+    return total, loss_sum / total, correct / total
+
+
 def epoch_time(kind: str, seed: int) -> dict:
     """One epoch of the default digits training (8 qubits, batch 32, Adam 5e-3), then the
     validation pass, as ``hybrid-qiskit train`` runs it."""
@@ -185,18 +202,8 @@ def epoch_time(kind: str, seed: int) -> dict:
     loader = torch.utils.data.DataLoader(
         splits.train, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(seed)
     )
-    model.train()
     t0 = time.perf_counter()
-    total, correct, loss_sum = 0, 0, 0.0
-    for x, y in loader:
-        opt.zero_grad(set_to_none=True)
-        logits = model(x)
-        loss = nn.functional.cross_entropy(logits, y)
-        loss.backward()
-        opt.step()
-        loss_sum += loss.item() * len(y)
-        correct += (logits.argmax(1) == y).sum().item()
-        total += len(y)
+    total, train_loss, train_acc = train_one_epoch(model, opt, loader)
     train_s = time.perf_counter() - t0
     model.eval()
     t1 = time.perf_counter()
@@ -211,8 +218,8 @@ def epoch_time(kind: str, seed: int) -> dict:
         "train_s": train_s,
         "val_samples": len(splits.val),
         "val_s": val_s,
-        "train_loss": loss_sum / total,
-        "train_acc": correct / total,
+        "train_loss": train_loss,
+        "train_acc": train_acc,
     }
 
 
