@@ -155,6 +155,9 @@ def add_normalize_flags(p: argparse.ArgumentParser) -> None:
                         "statistics)")
     p.add_argument("--calibration-samples", type=_checked("PositiveInt"), default=None, metavar="N",
                    help="training images in the calibration set (default 64)")
+    p.add_argument("--refit-readout", action="store_true",
+                   help="after re-standardizing from the calibration set, re-fit the readout to those images' ⟨Z⟩ "
+                        "on this backend and their labels (implies --normalize-stats calibration)")
 
 
 def backend_for_run(cfg, args):
@@ -243,17 +246,22 @@ def _normalize(model, payload, splits, cfg, args, handle) -> dict | None:
         normalize_for_backend,
     )
 
+    refit = getattr(args, "refit_readout", False)
     if handle is None:
-        if args.normalize_stats not in (None, "off"):
-            raise HybridQiskitError("--normalize-stats re-estimates ⟨Z⟩ statistics: a classical model has no ⟨Z⟩")
+        if args.normalize_stats not in (None, "off") or refit:
+            flag = "--refit-readout" if refit else "--normalize-stats"
+            raise HybridQiskitError(f"{flag} works on ⟨Z⟩ statistics: a classical model has no ⟨Z⟩")
         return None
+    if refit and args.normalize_stats not in (None, "calibration"):
+        raise HybridQiskitError(f"--refit-readout learns from the calibration set: it needs --normalize-stats "
+                                f"calibration, not {args.normalize_stats}")
     # Another backend, or the run's own with other settings (--shots, --noise-scale...): not the
     # outputs the layer's statistics were trained on.
     other = bool(args.backend) or any(v is not None for v in backend_settings_from(args).values())
-    stats = args.normalize_stats or default_stats(cfg.normalize, other_backend=other)
+    stats = "calibration" if refit else args.normalize_stats or default_stats(cfg.normalize, other_backend=other)
     args.normalize_stats = stats  # the result file's name says what was done
     return normalize_for_backend(model, payload, splits.train, stats, seed=cfg.seed, batch_size=args.batch_size,
-                                 samples=args.calibration_samples or CALIBRATION_SAMPLES)
+                                 samples=args.calibration_samples or CALIBRATION_SAMPLES, refit=refit)
 
 
 def eval_file_name(handle, args) -> str:
@@ -282,6 +290,8 @@ def eval_file_name(handle, args) -> str:
     if stats not in (None, "off"):  # off: the name an evaluation had before normalization existed
         parts.append(f"norm{stats}" + (f"{args.calibration_samples}" if stats == "calibration"
                                        and getattr(args, "calibration_samples", None) else ""))
+    if getattr(args, "refit_readout", False):
+        parts.append("refit")
     parts.append(args.split)
     return re.sub(r"[^A-Za-z0-9._=+-]", "_", "eval-" + "-".join(parts)) + ".json"
 

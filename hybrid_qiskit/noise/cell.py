@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hybrid_qiskit.errors import HybridQiskitError
+from hybrid_qiskit.noise.grid import CALIBRATED
 
 # One thread per worker for every pool a numerical library keeps, set before the library loads
 # (OpenMP reads its environment once): N workers use N cores, not N x cores.
@@ -46,7 +47,7 @@ class CellTask:
     batch_size: int  # images per estimator call
     backend: str | None  # registry name; None: the classical baseline (no quantum stage)
     settings: dict = field(default_factory=dict)  # create_backend(backend, **settings); holds the seed
-    mitigation: str = "none"  # none | readout (wraps the estimator) | normalize; trex/zne are in settings
+    mitigation: str = "none"  # none | readout (wraps the estimator) | normalize | refit; trex/zne are in settings
     normalize_stats: str = "calibration"  # normalize: calibration (set of training images) | batch
     calibration_samples: int = 64  # normalize: images of data_run_dir's training split
 
@@ -99,8 +100,8 @@ def _load_images(run_dir: str, stamp: tuple, split: str, limit: int | None):
 
 
 def load_calibration(run_dir: str, samples: int):
-    """The calibration set of ``run_dir`` (drawn from its training split with its seed): the same
-    images for every model and cell of a sweep."""
+    """The calibration set of ``run_dir`` (drawn from its training split with its seed), images
+    and labels: the same for every model and cell of a sweep."""
     return _load_calibration(str(run_dir), _stamp(run_dir), samples)
 
 
@@ -110,7 +111,9 @@ def _load_calibration(run_dir: str, stamp: tuple, samples: int):
     from hybrid_qiskit.training import load_splits
 
     cfg = _load_checkpoint(run_dir, stamp)[0]
-    return calibration_set(load_splits(cfg).train, samples, seed=cfg.seed)[0]
+    train = load_splits(cfg).train
+    images, indices = calibration_set(train, samples, seed=cfg.seed)
+    return images, train.tensors[1][indices]
 
 
 @contextmanager
@@ -146,8 +149,9 @@ def run_cell(task: CellTask) -> dict:
         )
     data = load_images(task.data_run_dir, task.split, task.limit)
     calibration = None
-    if task.mitigation == "normalize":
-        calibration = (task.normalize_stats, load_calibration(task.data_run_dir, task.calibration_samples))
+    if task.mitigation in CALIBRATED:
+        stats = "calibration" if task.mitigation == "refit" else task.normalize_stats
+        calibration = (stats, *load_calibration(task.data_run_dir, task.calibration_samples))
     with single_threaded():
         return evaluate_cell(payload, task.backend, task.settings, task.mitigation, data, task.batch_size,
                              calibration=calibration)
@@ -168,8 +172,8 @@ def evaluate_cell(payload: dict, backend: str | None, settings: dict, mitigation
                   batch_size: int, *, calibration: tuple | None = None) -> dict:
     """Rebuild the checkpoint ``payload`` on the backend, evaluate it on ``data``: the metrics of one cell.
 
-    ``calibration``: for ``mitigation="normalize"``, (statistics source, calibration images);
-    see :func:`hybrid_qiskit.normalization.adapt_to_backend`."""
+    ``calibration``: for ``mitigation`` normalize or refit, (statistics source, calibration images,
+    their labels); see :func:`hybrid_qiskit.normalization.adapt_to_backend` and ``refit_readout``."""
     import numpy as np
 
     from backends import create_backend
@@ -186,8 +190,9 @@ def evaluate_cell(payload: dict, backend: str | None, settings: dict, mitigation
         handle = with_readout_mitigation(handle)
     net = restore_model(payload, handle)
     normalization = None
-    if mitigation == "normalize":
-        normalization = _normalize(net, payload, calibration, settings.get("seed", 0), batch_size)
+    if mitigation in CALIBRATED:
+        normalization = _normalize(net, payload, calibration, settings.get("seed", 0), batch_size,
+                                   refit=mitigation == "refit")
     result = evaluate(net, data, batch_size)
     out = {
         "accuracy": result.accuracy,
@@ -205,19 +210,32 @@ def evaluate_cell(payload: dict, backend: str | None, settings: dict, mitigation
     return out
 
 
-def _normalize(net, payload: dict, calibration: tuple | None, seed: int, batch_size: int) -> dict:
+def _normalize(net, payload: dict, calibration: tuple | None, seed: int, batch_size: int, *,
+               refit: bool = False) -> dict:
     """Re-standardize ``net``'s ⟨Z⟩ with its noisy backend's statistics (the reference: its trained
-    statistics, or the exact simulation's of the calibration images)."""
-    from hybrid_qiskit.normalization import adapt_to_backend, reference_statistics
+    statistics, or the exact simulation's of the calibration images); with ``refit``, then re-fit
+    its readout to the calibration images."""
+    from hybrid_qiskit.normalization import (
+        adapt_to_backend,
+        head_outputs,
+        reference_statistics,
+        refit_readout,
+    )
 
+    what = "refit" if refit else "normalize"
     if calibration is None:
-        raise HybridQiskitError("mitigation normalize needs the calibration images")
-    stats, images = calibration
+        raise HybridQiskitError(f"mitigation {what} needs the calibration images")
+    stats, images, labels = calibration
     if not net.is_quantum:
-        raise HybridQiskitError("mitigation normalize needs a model with a quantum head")
+        raise HybridQiskitError(f"mitigation {what} needs a model with a quantum head")
     reference = reference_statistics(net, payload, images, seed=seed)
-    info = adapt_to_backend(net, stats, reference, images if stats == "calibration" else None, batch_size=batch_size)
-    return {k: v for k, v in info.items() if k in ("stats", "reference", "calibration_samples")}
+    outputs = head_outputs(net, images, batch_size) if stats == "calibration" else None
+    info = adapt_to_backend(net, stats, reference, images if stats == "calibration" else None, batch_size=batch_size,
+                            outputs=outputs)
+    info = {k: v for k, v in info.items() if k in ("stats", "reference", "calibration_samples")}
+    if refit:
+        info["refit"] = refit_readout(net, outputs, labels)
+    return info
 
 
 # ---------------------------------------------------------------- memory

@@ -50,13 +50,14 @@ def register_cli(subparsers) -> None:
     p.add_argument("--repeats", type=int, help="simulator seeds per setting (default 3; exact cells run once)")
     p.add_argument("--mitigation", help="comma-separated: none (default), readout (calibrated per qubit), "
                                         "normalize (⟨Z⟩ re-standardized per qubit with the noisy backend's "
-                                        "statistics), trex, zne (qiskit-ibm-runtime local mode; --noise device "
+                                        "statistics), refit (normalize, then the readout re-fitted to the "
+                                        "calibration images), trex, zne (qiskit-ibm-runtime local mode; --noise device "
                                         "--levels 1)")
     p.add_argument("--normalize-stats", choices=("calibration", "batch"),
                    help="normalize: the noisy statistics from a calibration set of training images (default) or "
                         "from each evaluated batch")
     p.add_argument("--calibration-samples", type=int, metavar="N",
-                   help="normalize: training images in the calibration set (default 64)")
+                   help="normalize, refit: training images in the calibration set (default 64)")
     p.add_argument("--two-qubit-factor", type=float, help="depolarizing: two-qubit p = factor x level (default 1)")
     p.add_argument("--optimization-level", type=int, choices=range(4), help="transpiler level (default 1)")
     p.add_argument("--split", choices=("test", "val"), help="images to evaluate on (default test)")

@@ -19,6 +19,7 @@ from hybrid_qiskit.models import is_quantum
 from hybrid_qiskit.noise.cell import CellTask
 from hybrid_qiskit.noise.grid import (
     ALL_TO_ALL,
+    CALIBRATED,
     MITIGATIONS,
     NOISE_KINDS,
     Cell,
@@ -91,7 +92,7 @@ class SweepConfig:
     def fingerprint(self) -> str:
         """Six hex digits of everything that shapes the table (not the name)."""
         settings = {k: v for k, v in asdict(self).items() if k != "name"}
-        if "normalize" not in self.mitigation:  # they shape nothing: older sweeps keep their names
+        if not set(CALIBRATED) & set(self.mitigation):  # they shape nothing: older sweeps keep their names
             del settings["normalize_stats"], settings["calibration_samples"]
         settings["compare"] = [str(Path(p).resolve()) for p in self.compare]
         settings["baseline"] = str(Path(self.baseline).resolve()) if self.baseline else None
@@ -242,7 +243,9 @@ def plan(cfg: SweepConfig, models: list[SweepModel], baseline: SweepModel | None
         identity = {**common, **fields, "optimization_level": cfg.optimization_level}
         if cell.noise == "depolarizing":
             identity["two_qubit_factor"] = cfg.two_qubit_factor
-        if cell.mitigation == "normalize":
+        if cell.mitigation == "refit":  # always from the calibration set
+            identity["calibration_samples"] = cfg.calibration_samples
+        elif cell.mitigation == "normalize":
             identity["normalize_stats"] = cfg.normalize_stats
             if cfg.normalize_stats == "calibration":
                 identity["calibration_samples"] = cfg.calibration_samples
