@@ -907,3 +907,46 @@ def test_calibration_rows_travel_in_every_job_and_fetch_normalizes_with_them(tin
         want += model.decode(torch.as_tensor(z, dtype=torch.float32)).argmax(1).tolist()
     with open(run / "jobs" / sid / "predictions.csv") as fh:
         assert [int(r["prediction"]) for r in csv.DictReader(fh)] == want
+
+
+def test_refit_readout_learns_from_every_jobs_calibration_rows_at_fetch(tiny_run, tmp_path, service, capsys):
+    """``submit --refit-readout``: the calibration rows travel in every job with their labels
+    recorded; fetch re-standardizes each job's rows with its own statistics, pools them, re-fits
+    the readout to them and decodes the samples with it."""
+    import csv
+
+    import numpy as np
+    import torch
+
+    from backends import create_backend
+    from hybrid_qiskit.checkpoints import load_checkpoint, restore_model
+    from hybrid_qiskit.normalization import Stats, refit_readout, restandardize
+
+    run = copy_run(tiny_run, tmp_path / "run")
+    runtime_double.set_script(service, None, ["DONE"])
+    assert main(ibm_args(run, "--samples", "4", "--max-rows", "2", "--refit-readout", "--normalize-stats", "batch",
+                         "--yes")) != 0
+    assert "--refit-readout learns from the calibration rows" in capsys.readouterr().err
+    assert main(ibm_args(run, "--samples", "4", "--max-rows", "2", "--calibration-samples", "8", "--refit-readout",
+                         "--wait", "--poll", "0.01")) == 0
+    capsys.readouterr()
+    with Ledger.for_run(run) as ledger:
+        (sid,) = ledger.submission_ids()
+        sub, jobs = ledger.submission(sid), ledger.jobs(sid)
+    norm = sub["normalization"]
+    assert norm["stats"] == "calibration" and norm["refit"]["anchor"] > 0 and len(norm["calibration_labels"]) == 8
+    result = json.loads((run / "jobs" / sid / "result.json").read_text())
+    assert result["normalization"]["refit"] == norm["refit"] and "calibration_labels" not in result["normalization"]
+
+    model = restore_model(load_checkpoint(run / "model.pt"), create_backend("statevector"))
+    reference = Stats.from_dict(norm["reference_stats"])
+    samples, calib = [], []
+    for job in jobs:  # by hand: each job's rows standardized with its own calibration statistics
+        source = Stats.of(job["expvals"][2:])
+        samples.append(restandardize(job["expvals"][:2], source, reference))
+        calib.append(restandardize(job["expvals"][2:], source, reference))
+    refit_readout(model, np.concatenate(calib), norm["calibration_labels"] * len(jobs), anchor=norm["refit"]["anchor"])
+    with torch.no_grad():
+        want = model.decode(torch.as_tensor(np.concatenate(samples), dtype=torch.float32)).argmax(1).tolist()
+    with open(run / "jobs" / sid / "predictions.csv") as fh:
+        assert [int(r["prediction"]) for r in csv.DictReader(fh)] == want

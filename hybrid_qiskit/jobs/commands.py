@@ -47,6 +47,9 @@ def register_cli(sub) -> None:
                         "images) that every job runs after its samples (default for a model trained with "
                         "--normalize), from the submitted samples themselves, or off (default otherwise)")
     p.add_argument("--calibration-samples", type=int, metavar="N", help="images in the calibration set (default 64)")
+    p.add_argument("--refit-readout", action="store_true",
+                   help="at fetch, also re-fit the readout to the calibration rows' ⟨Z⟩ and their labels "
+                        "(implies --normalize-stats calibration)")
     p.set_defaults(func=_submit)
 
     p = sub.add_parser("jobs", help="list submitted jobs and their status",
@@ -86,7 +89,8 @@ def _submit(args) -> int:
         args.run_dir, backend=args.backend, settings=settings, samples=args.samples, split=args.split,
         max_rows=args.max_rows, wait=args.wait, poll=args.poll, resume=args.resume, dry_run=args.dry_run,
         yes=args.yes, confirm_above=above, confirm=confirm, say=_say, live=live,
-        normalize_stats=args.normalize_stats, calibration_samples=args.calibration_samples), pending_ok=not args.wait)
+        normalize_stats=args.normalize_stats, calibration_samples=args.calibration_samples,
+        refit_readout=args.refit_readout), pending_ok=not args.wait)
 
 
 def _ask(plan) -> bool:

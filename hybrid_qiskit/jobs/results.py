@@ -57,32 +57,40 @@ def gather_expvals(submission: dict, jobs: list[dict]) -> tuple[np.ndarray, list
     return evs, owner
 
 
-def normalized(submission: dict, jobs: list[dict], evs: np.ndarray, owner: list[str]) -> tuple[np.ndarray, dict | None]:
-    """The ⟨Z⟩ that ``decode`` gets (re-standardized when the submission asked for it), and what
-    was done (for result.json; None: nothing)."""
+def normalized(submission: dict, jobs: list[dict], evs: np.ndarray,
+               owner: list[str]) -> tuple[np.ndarray, dict | None, tuple | None]:
+    """The ⟨Z⟩ that ``decode`` gets (re-standardized when the submission asked for it), what was
+    done (for result.json; None: nothing), and for a readout re-fit the calibration rows it
+    learns from: (⟨Z⟩ of every counted job's calibration rows, re-standardized like its samples;
+    their labels), else None."""
     from hybrid_qiskit.normalization import Stats, restandardize
 
     norm = submission.get("normalization")
     if not norm:
-        return evs, None
+        return evs, None, None
     reference = Stats.from_dict(norm["reference_stats"])
-    info = {k: v for k, v in norm.items() if k != "calibration_indices"}
+    info = {k: v for k, v in norm.items() if k not in ("calibration_indices", "calibration_labels")}
     if norm["stats"] == "batch":
         source = Stats.of(evs)
-        return restandardize(evs, source, reference), {**info, "backend_stats": source.to_dict()}
-    out, per_job = np.array(evs), {}
+        return restandardize(evs, source, reference), {**info, "backend_stats": source.to_dict()}, None
+    out, per_job, calib, labels = np.array(evs), {}, [], []
     for job in jobs:
         rows = [i for i, o in enumerate(owner) if o == job["job_id"]]
         if not rows:
             continue  # replaced by a re-run, or not finished
-        source = Stats.of(job["expvals"][job["row_stop"] - job["row_start"]:])
+        own = np.asarray(job["expvals"][job["row_stop"] - job["row_start"]:])
+        source = Stats.of(own)
         out[rows] = restandardize(evs[rows], source, reference)
         per_job[job["job_id"]] = source.to_dict()
-    return out, {**info, "backend_stats_by_job": per_job}
+        calib.append(restandardize(own, source, reference))
+        labels += norm.get("calibration_labels") or []
+    refit = (np.concatenate(calib), labels) if norm.get("refit") else None
+    return out, {**info, "backend_stats_by_job": per_job}, refit
 
 
-def decode(run_dir: str | Path, submission: dict, evs: np.ndarray) -> np.ndarray:
-    """Predictions from raw ⟨Z⟩ values through the run's checkpoint (its readout layer).
+def decode(run_dir: str | Path, submission: dict, evs: np.ndarray, refit: tuple | None = None) -> np.ndarray:
+    """Predictions from raw ⟨Z⟩ values through the run's checkpoint (its readout layer; with
+    ``refit``, (calibration ⟨Z⟩, labels) from :func:`normalized`, that readout re-fitted to them).
 
     Raises:
         HybridQiskitError: the checkpoint changed since submission (decoding with other weights
@@ -105,6 +113,10 @@ def decode(run_dir: str | Path, submission: dict, evs: np.ndarray) -> np.ndarray
         )
     # The exact backend only builds the (unused) quantum layer; decode is classical.
     model = restore_model(load_checkpoint(path), create_backend("statevector"))
+    if refit is not None:
+        from hybrid_qiskit.normalization import refit_readout
+
+        refit_readout(model, *refit, anchor=submission["normalization"]["refit"]["anchor"])
     dtype = next(model.parameters()).dtype
     with torch.no_grad():
         logits = model.decode(torch.as_tensor(evs, dtype=dtype))
@@ -161,6 +173,6 @@ def finish(run_dir: str | Path, submission: dict, jobs: list[dict]) -> dict | No
     evs, owner = gather_expvals(submission, jobs)
     if np.isnan(evs).any():
         return None
-    adjusted, normalization = normalized(submission, jobs, evs, owner)
-    predictions = decode(run_dir, submission, adjusted)
+    adjusted, normalization, refit = normalized(submission, jobs, evs, owner)
+    predictions = decode(run_dir, submission, adjusted, refit)
     return write_outputs(run_dir, submission, jobs, evs, owner, predictions, normalization)

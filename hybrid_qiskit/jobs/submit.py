@@ -79,7 +79,8 @@ def submit(run_dir: str | Path, *, backend: str | None = None, settings: dict | 
            wait: bool = False, poll: float | None = None, resume: str | None = None,
            dry_run: bool = False, yes: bool = False, confirm_above: float = DEFAULT_CONFIRM_ABOVE_MIN,
            confirm: Confirm | None = None, say: Say = print, live: Live | None = None,
-           normalize_stats: str | None = None, calibration_samples: int | None = None) -> Outcome:
+           normalize_stats: str | None = None, calibration_samples: int | None = None,
+           refit_readout: bool = False) -> Outcome:
     """Run ``encode`` here, print the plan, submit the head's PUB for the first ``samples`` of
     ``split`` (or, with ``resume``, the rows of that submission that have no job yet).
 
@@ -98,6 +99,8 @@ def submit(run_dir: str | Path, *, backend: str | None = None, settings: dict | 
             submitted samples' own statistics) or ``off``; default: ``calibration`` for a model
             trained with normalization, else ``off``.
         calibration_samples: images in the calibration set (default 64).
+        refit_readout: at fetch, re-fit the readout to the calibration rows' ⟨Z⟩ (every job's,
+            re-standardized) and their labels; needs ``calibration`` statistics (the default then).
 
     Raises:
         HybridQiskitError: no run / checkpoint, a classical model, bad numbers, a submission
@@ -113,7 +116,7 @@ def submit(run_dir: str | Path, *, backend: str | None = None, settings: dict | 
     run_dir = Path(run_dir).resolve()
     gate = _Gate(dry_run, yes, confirm_above, confirm, say)
     if resume:
-        if backend or settings or samples is not None or normalize_stats or calibration_samples:
+        if backend or settings or samples is not None or normalize_stats or calibration_samples or refit_readout:
             raise HybridQiskitError("--resume sends the rows on the submission's recorded backend, device and "
                                     "settings; drop --backend, --samples, the backend and normalization flags")
         return _resume(run_dir, resume, max_rows, wait, poll, gate, say, live)
@@ -128,7 +131,8 @@ def submit(run_dir: str | Path, *, backend: str | None = None, settings: dict | 
     settings.setdefault("seed", cfg.seed)
     handle = create_backend(backend, **settings)
     try:  # from here on the handle may hold an open Session / Batch: closed on every path
-        pub, normalization = _head(payload, handle, images, cfg, train, normalize_stats, calibration_samples)
+        pub, normalization = _head(payload, handle, images, cfg, train, normalize_stats, calibration_samples,
+                                   refit_readout)
         ov = overheads(handle, pub)
         # Every job also runs the calibration rows: they count against the job limits.
         rows = chunks(samples, max_rows if max_rows is not None
@@ -221,15 +225,17 @@ def _load(run_dir: Path, samples: int, split: str):
     return cfg, payload, images, labels, sources, splits.train
 
 
-def _head(payload, handle, images, cfg, train, stats: str | None, samples: int | None):
+def _head(payload, handle, images, cfg, train, stats: str | None, samples: int | None, refit: bool = False):
     """The head's PUB for ``images`` (the model restored on ``handle``, ``encode`` run here) and
     the submission's normalization record (None: off). With ``calibration`` statistics, the PUB
-    carries the calibration set's rows for every job."""
+    carries the calibration set's rows for every job; with ``refit`` the record also holds their
+    labels and the re-fit's anchor."""
     import torch
 
     from hybrid_qiskit.checkpoints import restore_model
     from hybrid_qiskit.normalization import (
         CALIBRATION_SAMPLES,
+        REFIT_ANCHOR,
         STATS_SOURCES,
         calibration_set,
         default_stats,
@@ -237,7 +243,10 @@ def _head(payload, handle, images, cfg, train, stats: str | None, samples: int |
     )
 
     model = restore_model(payload, handle)
-    stats = stats or default_stats(cfg.normalize, other_backend=True)
+    if refit and stats not in (None, "calibration"):
+        raise HybridQiskitError(f"--refit-readout learns from the calibration rows: it needs --normalize-stats "
+                                f"calibration, not {stats}")
+    stats = "calibration" if refit else stats or default_stats(cfg.normalize, other_backend=True)
     if stats not in STATS_SOURCES:
         raise HybridQiskitError(f"unknown --normalize-stats {stats!r}; known: {', '.join(STATS_SOURCES)}")
     with torch.no_grad():
@@ -253,6 +262,8 @@ def _head(payload, handle, images, cfg, train, stats: str | None, samples: int |
                                         "submit at least 2, or use calibration")
             return head_pub(model, angles.numpy()), record
         record.update(calibration_samples=len(calib), calibration_indices=indices)
+        if refit:
+            record.update(refit={"anchor": REFIT_ANCHOR}, calibration_labels=train.tensors[1][indices].tolist())
         return head_pub(model, angles.numpy(), model.encode(calib).numpy()), record
 
 
