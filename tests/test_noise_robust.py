@@ -45,3 +45,23 @@ def test_markdown_table_has_a_row_per_series_and_the_baseline():
     table = noise_robust.markdown(results).splitlines()
     assert table[2] == "| hybrid | plain, none | 0.980 | 0.980 | 0.500 | 17 | 30 |"
     assert table[3].startswith("| hybrid | classical baseline | 0.960 |")
+
+
+def test_noise_ceiling_fits_readouts_to_the_whole_training_split(tiny_run, tmp_path, capsys):
+    """experiments/noise_ceiling.py on the tiny run: exact and a noisy scale, readouts fitted to
+    every training image's ⟨Z⟩ and scored on the test split, written beside the run's sweeps."""
+    import json
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("noise_ceiling", ROOT / "experiments" / "noise_ceiling.py")
+    ceiling = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ceiling)
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    assert ceiling.main([str(run), "--levels", "0,64", "--shots", "256"]) == 0
+    rows = json.loads((run / "noise" / "ceiling-fake_fez-256.json").read_text())["rows"]
+    exact, noisy = rows
+    assert exact["train_images"] == 160 and exact["test_images"] == 40
+    assert exact["logistic"] > 0.5 and exact["own_readout"] > 0.5  # 4 classes: well above chance
+    assert max(noisy["qubit_spread"]) < max(exact["qubit_spread"])  # the noise shrank the signal
+    assert ceiling.main([str(run), "--levels", "0,-1"]) == 2
+    assert "--levels must be non-negative" in capsys.readouterr().err
