@@ -8,7 +8,7 @@ per-qubit scale or shift moves the logits. Standardizing each qubit's ⟨Z⟩ wi
 measured on the backend that produced it undoes any per-qubit scale and shift, whatever caused it
 (it cannot undo shot noise, nor signal the noise has erased).
 
-Two pieces:
+Three pieces:
 
 * :class:`QubitNorm`, a layer of the model (``normalize = true``): like a batch norm without
   affine weights (the readout Linear is the affine map), per qubit; training uses each batch's
@@ -21,6 +21,10 @@ Two pieces:
   same calibration images on exact simulation: the trained readout sees the distribution it was
   trained on. ``μ_backend, σ_backend`` come from a calibration set (default; see
   :data:`STATS_SOURCES`) or from each evaluated batch (QuantumNAT's choice).
+* :func:`refit_readout` (mitigation ``refit``, ``--refit-readout``): after re-standardization,
+  the readout Linear is re-fitted to the calibration images' ⟨Z⟩ on the backend and their labels,
+  pulled towards the trained readout. Re-standardization gives every qubit the same spread, the
+  noisy ones too; the re-fit learns how much each still tells apart.
 
 Example:
     >>> images, _ = calibration_set(splits.train, 64, seed=0)          # doctest: +SKIP
