@@ -116,12 +116,18 @@ def plot(path: Path, results: dict) -> None:
     import matplotlib.pyplot as plt
 
     plan, models = results["plan"], results["models"]
+    # Colour: how the model was trained; line style: the mitigation (a dozen lines stay apart).
+    trainings = list(dict.fromkeys(v.split(",")[0] for e in models.values() for v in e["variants"]))
+    colours = {t: f"C{i}" for i, t in enumerate(trainings)}
+    styles = {"none": "-", "readout": ":", "normalize": "--", "refit": "-."}
     fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.8), squeeze=False, sharey=True)
     for ax, (mname, entry) in zip(axes[0], models.items()):
         for vname, v in entry["variants"].items():
+            training, _, mitigation = vname.partition(", ")
             xs = [float(lv) for lv in v["levels"]]
-            ax.plot(xs, [p["accuracy"] for p in v["levels"].values()], marker="o", ms=3, label=vname)
-        ax.axhline(entry["classical"], color="grey", linestyle="--", label="classical baseline")
+            ax.plot(xs, [p["accuracy"] for p in v["levels"].values()], marker="o", ms=3, label=vname,
+                    color=colours[training], linestyle=styles.get(mitigation or "none", "-"))
+        ax.axhline(entry["classical"], color="black", linestyle=(0, (1, 2)), lw=1, label="classical baseline")
         ax.set_xscale("symlog", linthresh=1)
         levels = [float(lv) for lv in plan["levels"]]
         ax.set_xlim(-0.1, max(levels) * 1.15)
