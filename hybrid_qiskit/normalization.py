@@ -302,12 +302,22 @@ def normalize_for_backend(model, payload: dict, train, stats: str, *, samples: i
         raise HybridQiskitError(f"unknown normalization statistics {stats!r}; known: {', '.join(STATS_SOURCES)}")
     needs_images = stats == "calibration" or not isinstance(getattr(model, "norm", None), QubitNorm)
     images, indices = calibration_set(train, samples, seed=seed) if needs_images else (None, None)
+    labels = train.tensors[1][indices] if refit else None
+    info = calibrate(model, payload, stats, images, labels, seed=seed, batch_size=batch_size)
+    if indices is not None:
+        info["calibration_indices"] = indices
+    return info
+
+
+def calibrate(model, payload: dict, stats: str, images: torch.Tensor | None, labels=None, *, seed: int = 0,
+              batch_size: int = 256) -> dict:
+    """Adapt ``model`` to its backend from the calibration ``images`` (see :func:`adapt_to_backend`;
+    ``batch`` statistics use them for the reference only), then, given their ``labels``, re-fit
+    its readout to them (:func:`refit_readout`). The calibration set runs once on the backend."""
     ref = reference_statistics(model, payload, images, seed=seed)
     outputs = head_outputs(model, images, batch_size) if stats == "calibration" else None
     info = adapt_to_backend(model, stats, ref, images if stats == "calibration" else None, batch_size=batch_size,
                             outputs=outputs)
-    if refit:
-        info["refit"] = refit_readout(model, outputs, train.tensors[1][indices])
-    if indices is not None:
-        info["calibration_indices"] = indices
+    if labels is not None:
+        info["refit"] = refit_readout(model, outputs, labels)
     return info

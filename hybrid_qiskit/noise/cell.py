@@ -215,12 +215,7 @@ def _normalize(net, payload: dict, calibration: tuple | None, seed: int, batch_s
     """Re-standardize ``net``'s ⟨Z⟩ with its noisy backend's statistics (the reference: its trained
     statistics, or the exact simulation's of the calibration images); with ``refit``, then re-fit
     its readout to the calibration images."""
-    from hybrid_qiskit.normalization import (
-        adapt_to_backend,
-        head_outputs,
-        reference_statistics,
-        refit_readout,
-    )
+    from hybrid_qiskit.normalization import calibrate
 
     what = "refit" if refit else "normalize"
     if calibration is None:
@@ -228,14 +223,8 @@ def _normalize(net, payload: dict, calibration: tuple | None, seed: int, batch_s
     stats, images, labels = calibration
     if not net.is_quantum:
         raise HybridQiskitError(f"mitigation {what} needs a model with a quantum head")
-    reference = reference_statistics(net, payload, images, seed=seed)
-    outputs = head_outputs(net, images, batch_size) if stats == "calibration" else None
-    info = adapt_to_backend(net, stats, reference, images if stats == "calibration" else None, batch_size=batch_size,
-                            outputs=outputs)
-    info = {k: v for k, v in info.items() if k in ("stats", "reference", "calibration_samples")}
-    if refit:
-        info["refit"] = refit_readout(net, outputs, labels)
-    return info
+    info = calibrate(net, payload, stats, images, labels if refit else None, seed=seed, batch_size=batch_size)
+    return {k: v for k, v in info.items() if k in ("stats", "reference", "calibration_samples", "refit")}
 
 
 # ---------------------------------------------------------------- memory
