@@ -109,7 +109,7 @@ def markdown(results: dict) -> str:
 
 def plot(path: Path, results: dict) -> None:
     """One panel per model: accuracy against the noise scale, a line per variant (and mitigation),
-    the classical baseline dashed. The 0x point sits at the left edge of a symlog axis."""
+    the classical baseline dotted. The 0x point sits at the left edge of a symlog axis."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -117,7 +117,7 @@ def plot(path: Path, results: dict) -> None:
 
     plan, models = results["plan"], results["models"]
     # Colour: how the model was trained; line style: the mitigation (a dozen lines stay apart).
-    trainings = list(dict.fromkeys(v.split(",")[0] for e in models.values() for v in e["variants"]))
+    trainings = list(dict.fromkeys(v.partition(", ")[0] for e in models.values() for v in e["variants"]))
     colours = {t: f"C{i}" for i, t in enumerate(trainings)}
     styles = {"none": "-", "readout": ":", "normalize": "--", "refit": "-."}
     fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.8), squeeze=False, sharey=True)
