@@ -115,7 +115,7 @@ class AdjointEstimatorGradient(BatchedEstimatorGradient):
             # The estimator's forward pass on these parameter sets already has the final states.
             states = estimator.cached_states(program, rows)
             _, grads = adjoint_gradient(program, rows, compiled, state=states,
-                                        single=estimator.single_precision)  # (K, R, P)
+                                        single=estimator.single_precision, method=estimator.method)  # (K, R, P)
             full = grads[obs_of, row_of]  # (members, P)
 
             names = list(program.parameters)

@@ -28,6 +28,7 @@ from .adjoint_ends import (
 )
 from .kernels import Batch, Buffers, apply_dense, apply_op, at_precision, blas_threads
 from .layers import Program, Rotation, generator
+from .mps import chain_gradient, chain_readouts
 from .rows import map_blocks, row_blocks
 from .simulate import CompiledObservable, as_values, evolve, expectations, state_dtype
 
@@ -118,6 +119,7 @@ def adjoint_gradient(
     *,
     state: np.ndarray | None = None,
     single: bool = False,
+    method: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Expectation values and their gradients w.r.t. every circuit parameter.
 
@@ -129,12 +131,18 @@ def adjoint_gradient(
             forward pass computed them); simulated otherwise, a block of rows at a time.
         single: sweep in single precision (float32/complex64 states; expectation values and
             derivatives are still summed in float64). A given ``state`` decides for itself.
+        method: "auto", "statevector" or "mps": where the circuit runs as a matrix-product-state
+            chain instead (:func:`~.mps.chain_readouts`; always float64, ``state`` unused).
 
     Returns:
         ``(evs, grads)`` with evs (K, B) and grads (K, B, P).
     """
+    values = as_values(program, values)
+    readouts = chain_readouts(program, observables, method)
     with blas_threads():
-        return _adjoint_gradient(program, as_values(program, values), observables, state, single)
+        if readouts is not None:
+            return chain_gradient(program.chain, values, readouts)
+        return _adjoint_gradient(program, values, observables, state, single)
 
 
 def _adjoint_gradient(program, values, observables, state, single):

@@ -33,6 +33,7 @@ from .layers import (
     Program,
     Rotation,
 )
+from .mps import compile_chain
 
 
 def _local_index(qubits: Sequence[int], n: int) -> np.ndarray:
@@ -138,7 +139,8 @@ def compile_circuit(circuit: QuantumCircuit, parameters: Sequence[Parameter] | N
             layers.append(
                 _Builder("dense", set(qubits), name=name, order=qubits, matrix=_real_if_possible(matrix), rotation=None)
             )
-    return Program(n, params, tuple(op for b in layers if (op := _freeze(b, n)) is not None))
+    ops = tuple(op for b in layers if (op := _freeze(b, n)) is not None)
+    return Program(n, params, ops, chain=compile_chain(circuit, params))
 
 
 def _blocker(layers: list[_Builder], qubits: Sequence[int]) -> int:

@@ -48,6 +48,7 @@ from qiskit.quantum_info import SparsePauliOp
 from .caches import CircuitCache, observable_key
 from .compiler import compile_circuit
 from .layers import Program
+from .mps import METHODS, chain_expectations, chain_readouts
 from .pubs import broadcast_rows, parameter_rows
 from .simulate import CompiledObservable, simulate_expectations
 
@@ -81,14 +82,21 @@ class BatchedStatevectorEstimator(BaseEstimatorV2):
         single_precision: simulate in float32/complex64 (sums still in float64): about twice as
             fast at 12 qubits and more, but values then differ from the exact ones by up to
             ~2e-7 and gradients by up to ~1.5e-6 (measured), so it is off by default.
+        method: "auto" (default), "statevector" or "mps". Circuits whose two-qubit gates act on
+            neighbouring qubits, read out by Z on single qubits (every head we ship), run as an
+            exact matrix-product state (:mod:`.mps`) under "mps", and under "auto" from
+            :data:`~.mps.CHAIN_QUBITS` qubits up; everything else as a statevector.
     """
 
     _OBSERVABLES_KEPT = 512  # compiled observables and observable arrays (each cache)
 
     def __init__(self, *, default_precision: float = 0.0, seed: int | np.random.Generator | None = None,
-                 cache_size: int = 32, single_precision: bool = False):
+                 cache_size: int = 32, single_precision: bool = False, method: str = "auto"):
+        if method not in METHODS:
+            raise ValueError(f"unknown simulation method {method!r}; known: {', '.join(METHODS)}")
         self._default_precision = default_precision
         self.single_precision = bool(single_precision)
+        self.method = method
         self._seed = seed
         self._programs: CircuitCache[Program] = CircuitCache(compile_circuit, cache_size)
         self._observables: OrderedDict[tuple, CompiledObservable] = OrderedDict()
@@ -230,7 +238,11 @@ class BatchedStatevectorEstimator(BaseEstimatorV2):
                 pub_rows[i] = rows
             # Wide batches come back without their states (None): rows were simulated a
             # block at a time, so that memory does not grow with the batch.
-            table, states = simulate_expectations(program, values, observables, single=self.single_precision)
+            readouts = chain_readouts(program, observables, self.method)
+            if readouts is not None:  # a chain: no statevector is ever built
+                table, states = chain_expectations(program.chain, values, readouts), None
+            else:
+                table, states = simulate_expectations(program, values, observables, single=self.single_precision)
             if states is not None:
                 self._keep_states(program, values, states)
             for i in members:

@@ -19,11 +19,15 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 from qiskit.circuit import Parameter
 
 from .angles import Angle, Const
+
+if TYPE_CHECKING:
+    from .mps import Chain
 
 # Gates applied natively. Anything else is first rewritten into these by the transpiler.
 ROTATIONS = {"rx", "ry", "rz", "p", "rzz", "rxx", "ryy", "crx", "cry", "crz", "cp"}
@@ -182,6 +186,8 @@ class Program:
     num_qubits: int
     parameters: tuple[Parameter, ...]  # column order of the parameter arrays
     ops: tuple[Op, ...]
+    # The same circuit as a matrix-product-state chain (:mod:`.mps`), where one applies.
+    chain: Chain | None = field(default=None, compare=False, repr=False)
 
     @cached_property
     def is_real(self) -> bool:

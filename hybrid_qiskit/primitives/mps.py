@@ -1,0 +1,505 @@
+"""Exact matrix-product-state simulation of circuits whose two-qubit gates act on neighbours.
+
+Why: the statevector costs 2**n amplitudes per row, so at 16-20 qubits a training step is
+seconds, whatever the constant factors. But every head circuit we ship is a chain: angle or ZZ
+feature map, RealAmplitudes or EfficientSU2 with linear entanglement, so every two-qubit gate
+acts on qubits q and q+1. As a matrix product state, qubit q holds a tensor A_q (l, 2, r), and a
+two-qubit gate on (q, q+1) is split exactly into Σ_s L_s ⊗ R_s (its operator-Schmidt terms,
+blocks of its matrix: 2 for CX, CZ, CP, RZZ), which multiplies the bond between them by the
+number of terms. Nothing is truncated, so the result is the exact state: the bond dimension is
+the product of the terms of the gates across each cut, 4 for RealAmplitudes reps 2 after angle
+encoding. A row then costs O(n·χ³) instead of O(2**n): at 20 qubits a few thousand operations
+instead of a million amplitudes per gate.
+
+Readouts are c·Z_q (the QNN's): all of them come from one left and one right sweep of
+environment matrices.
+
+Gradients are exact by the parameter-shift rule: every rotation taken here has a generator
+with two eigenvalues one apart (RX, RY, RZ, P, RZZ, RXX, RYY, CP), so
+d⟨O⟩/dθ = (⟨O⟩(θ + π/2) − ⟨O⟩(θ − π/2)) / 2 with no approximation. The 2G shifted copies of a row
+are just more rows of the same batched evaluation; the chain rule through each angle's
+expression then gives the derivative per circuit parameter.
+
+:func:`compile_chain` returns None where this does not apply (a gate on non-neighbouring qubits
+or on three, a controlled rotation, whose shift rule needs four terms) or would not pay (a bond
+above :data:`MAX_BOND`); the statevector simulator takes those circuits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from qiskit import QuantumCircuit
+from qiskit.circuit import Parameter
+
+from .angles import Const, compile_angle, sum_angles
+from .layers import AngleTable, Rotation, _angle_table, rotation_matrices
+
+# Rotations whose generator has two eigenvalues one apart: the two-term shift rule is exact.
+SHIFT_ROTATIONS = ("rx", "ry", "rz", "p", "rzz", "rxx", "ryy", "cp")
+_REAL = ("ry",)
+# The largest bond taken. Parameter-shift rows cost ~n·χ³ each and there are 2G + 1 of them per
+# row: at χ = 16 (ZZ feature map + EfficientSU2 reps 2) a 20-qubit step still beats the
+# statevector; at χ = 64 it would not.
+MAX_BOND = 16
+# Row evaluations per block: about 32 MB of site tensors at χ = 4, 20 qubits. Blocks run on
+# the calling thread: each numpy call here is tens of microseconds, and two threads measured
+# no faster than one (they wait on the interpreter lock between calls).
+BLOCK_BYTES = 32 << 20
+# Circuits from this width up take the chain under ``method="auto"``: below it the statevector
+# is as fast (measured on the QNN head; see experiments/bench_training.py).
+CHAIN_QUBITS = 10
+METHODS = ("auto", "statevector", "mps")
+_PROJECTOR = ("p", "cp")  # generators −P1, −P11: derivatives from the imaginary part
+
+
+@dataclass(frozen=True)
+class ChainGate:
+    """A gate on site ``lo`` (``width`` 1) or on sites ``lo, lo + 1`` (``width`` 2).
+
+    ``matrix`` (fixed) or ``rotation``; two-qubit matrices are little-endian over (lo, lo+1)
+    (``swapped``: the circuit gave them over (lo+1, lo), and computed ones are reordered).
+    A two-qubit gate is applied as its nonzero 2x2 ``blocks`` (a, a'): over the lo site's
+    indices when ``split_lo`` (L = |a⟩⟨a'| on lo, R = the block on lo+1), else over lo+1's.
+    """
+
+    lo: int
+    width: int
+    matrix: np.ndarray | None
+    rotation: Rotation | None
+    swapped: bool = False
+    split_lo: bool = True
+    blocks: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A circuit compiled for :func:`chain_expectations` and :func:`chain_gradient`."""
+
+    num_qubits: int
+    parameters: tuple[Parameter, ...]
+    gates: tuple[ChainGate, ...]
+    rotations: tuple[Rotation, ...]  # in gate order: column g of the angle table
+    table: AngleTable
+    bond: int  # the largest bond dimension reached
+    is_real: bool
+    # d angle_g / d parameter_j: constant entries (G, P), and varying ones (g, j, partial).
+    constant_partials: np.ndarray
+    varying_partials: tuple
+    # Per site q, the gates acting on it in order: (gate index, "one" | "lo" | "hi").
+    site_ops: tuple[tuple[tuple[int, str], ...], ...]
+    rotation_gate: tuple[int, ...]  # rotation g -> index of its gate
+
+
+def _swap_qubits(m: np.ndarray) -> np.ndarray:
+    """A two-qubit matrix (..., 4, 4) with its two qubits exchanged."""
+    order = [0, 2, 1, 3]
+    return m[..., order, :][..., :, order]
+
+
+def _tensor(m: np.ndarray) -> np.ndarray:
+    """(..., 4, 4) little-endian over (lo, hi) -> (..., p_hi, p_lo, p'_hi, p'_lo)."""
+    return m.reshape(*m.shape[:-2], 2, 2, 2, 2)
+
+
+def _blocks(samples: Sequence[np.ndarray]) -> tuple[bool, tuple[tuple[int, int], ...]]:
+    """The operator-Schmidt split with fewer terms: (split over lo, nonzero blocks)."""
+    pairs = [(a, b) for a in (0, 1) for b in (0, 1)]
+    on_lo = [p for p in pairs if any(np.any(_tensor(m)[..., :, p[0], :, p[1]] != 0) for m in samples)]
+    on_hi = [p for p in pairs if any(np.any(_tensor(m)[..., p[0], :, p[1], :] != 0) for m in samples)]
+    return (True, tuple(on_lo)) if len(on_lo) <= len(on_hi) else (False, tuple(on_hi))
+
+
+def compile_chain(circuit: QuantumCircuit, parameters: Sequence[Parameter]) -> Chain | None:
+    """``circuit`` (already in the simulator's native gates, see :mod:`.compiler`) as a chain,
+    or None where a chain does not apply or its bond would exceed :data:`MAX_BOND`."""
+    n = circuit.num_qubits
+    params = tuple(parameters)
+    index = {p: i for i, p in enumerate(params)}
+    gates: list[ChainGate] = []
+    last: dict[int, int] = {}  # qubit -> index of the last gate on it
+    bonds = [1] * max(n - 1, 0)
+    rng = np.random.default_rng(0)
+    for inst in circuit.data:
+        op = inst.operation
+        name = op.name
+        if name in ("barrier", "id"):
+            continue
+        qubits = [circuit.find_bit(q).index for q in inst.qubits]
+        is_rotation = bool(op.params) and name in SHIFT_ROTATIONS
+        if op.params and not is_rotation and any(getattr(p, "parameters", None) for p in op.params):
+            return None  # a parametrized gate without an exact two-term shift rule
+        if len(qubits) == 1:
+            q = qubits[0]
+            if is_rotation:
+                angle = compile_angle(op.params[0], index)
+                prev = gates[last[q]] if q in last else None
+                if prev is not None and prev.width == 1 and prev.rotation is not None and prev.rotation.name == name:
+                    # RY(a)·RY(b) = RY(a + b): one shift per qubit and layer, not two.
+                    gates[last[q]] = ChainGate(q, 1, None, Rotation(name, sum_angles(prev.rotation.angle, angle)))
+                    continue
+                gate = ChainGate(q, 1, None, Rotation(name, angle))
+            else:
+                gate = ChainGate(q, 1, np.asarray(op.to_matrix(), dtype=complex), None)
+        elif len(qubits) == 2 and abs(qubits[0] - qubits[1]) == 1:
+            lo, swapped = min(qubits), qubits[0] > qubits[1]
+            if is_rotation:
+                rotation = Rotation(name, compile_angle(op.params[0], index))
+                samples = [rotation_matrices(name, rng.uniform(-3, 3, 2)) for _ in range(2)]
+                matrix = None
+            else:
+                rotation, matrix = None, np.asarray(op.to_matrix(), dtype=complex)
+                samples = [matrix]
+            if swapped:
+                samples = [_swap_qubits(m) for m in samples]
+                matrix = None if matrix is None else _swap_qubits(matrix)
+            split_lo, blocks = _blocks(samples)
+            bonds[lo] *= len(blocks)
+            if bonds[lo] > MAX_BOND:
+                return None
+            gate = ChainGate(lo, 2, matrix, rotation, swapped, split_lo, blocks)
+        else:
+            return None
+        for q in qubits:
+            last[q] = len(gates)
+        gates.append(gate)
+    gates = [_real_if_possible(g) for g in gates]
+    rotations = tuple(g.rotation for g in gates if g.rotation is not None)
+    G, P = len(rotations), len(params)
+    constant, varying = np.zeros((G, P)), []
+    for g, rot in enumerate(rotations):
+        for j, partial in rot.angle.partials:
+            if isinstance(partial, Const):
+                constant[g, j] += partial.value
+            else:
+                varying.append((g, j, partial))
+    is_real = all((g.rotation is not None and g.rotation.name in _REAL) or
+                  (g.matrix is not None and np.isrealobj(g.matrix)) for g in gates)
+    site_ops: list[list[tuple[int, str]]] = [[] for _ in range(n)]
+    for i, gate in enumerate(gates):
+        if gate.width == 1:
+            site_ops[gate.lo].append((i, "one"))
+        else:
+            site_ops[gate.lo].append((i, "lo"))
+            site_ops[gate.lo + 1].append((i, "hi"))
+    return Chain(n, params, tuple(gates), rotations, _angle_table(rotations, P), max(bonds, default=1),
+                 is_real, constant, tuple(varying), tuple(tuple(ops) for ops in site_ops),
+                 tuple(i for i, g in enumerate(gates) if g.rotation is not None))
+
+
+def _real_if_possible(gate: ChainGate) -> ChainGate:
+    if gate.matrix is not None and np.allclose(gate.matrix.imag, 0):
+        return ChainGate(gate.lo, gate.width, gate.matrix.real.copy(), gate.rotation, gate.swapped,
+                         gate.split_lo, gate.blocks)
+    return gate
+
+
+def chain_readouts(program, observables, method: str = "auto") -> list[tuple[int, float]] | None:
+    """The readouts (q, c) of ``observables`` when ``program`` is to run as a chain, else None.
+
+    ``method``: "statevector" never, "mps" wherever a chain applies (a chain circuit and every
+    observable c·Z_q), "auto" there too from :data:`CHAIN_QUBITS` qubits up."""
+    from .adjoint_ends import single_z
+
+    if method not in METHODS:
+        raise ValueError(f"unknown simulation method {method!r}; known: {', '.join(METHODS)}")
+    if method == "statevector" or program.chain is None or not observables:
+        return None
+    if method == "auto" and program.num_qubits < CHAIN_QUBITS:
+        return None
+    readouts = [single_z(o) for o in observables]
+    return None if any(r is None for r in readouts) else readouts
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _rotation(name: str, theta: np.ndarray) -> np.ndarray:
+    """exp(-iθG) per row with rows last: (d, d, R). Closed forms for the one-qubit rotations
+    (built in place: stacking (R, 2, 2) matrices and moving their axis cost a fifth of a step)."""
+    if name in ("ry", "rx", "rz", "p"):
+        out = np.zeros((2, 2, theta.size), dtype=float if name == "ry" else complex)
+        if name == "p":
+            out[0, 0], out[1, 1] = 1.0, np.exp(1j * theta)
+            return out
+        c, s = np.cos(theta / 2), np.sin(theta / 2)
+        if name == "ry":
+            out[0, 0], out[0, 1], out[1, 0], out[1, 1] = c, -s, s, c
+        elif name == "rx":
+            out[0, 0], out[0, 1], out[1, 0], out[1, 1] = c, -1j * s, -1j * s, c
+        else:
+            out[0, 0], out[1, 1] = c - 1j * s, c + 1j * s
+        return out
+    return np.moveaxis(rotation_matrices(name, theta), 0, -1)
+
+
+def _matrices(chain: Chain, angles: np.ndarray, dtype, only: set[int] | None = None) -> list[np.ndarray | None]:
+    """Each gate's matrix with rows last: fixed (d, d, 1), or per row (d, d, R) from its angle
+    (gates outside ``only``, when given, are left None)."""
+    out, g = [], -1
+    for i, gate in enumerate(chain.gates):
+        g += gate.rotation is not None
+        if only is not None and i not in only:
+            out.append(None)
+        elif gate.rotation is None:
+            out.append(gate.matrix.astype(dtype, copy=False)[:, :, None])
+        else:
+            m = _rotation(gate.rotation.name, angles[:, g])
+            if gate.swapped:
+                m = np.moveaxis(_swap_qubits(np.moveaxis(m, -1, 0)), 0, -1)
+            out.append(np.ascontiguousarray(m, dtype=dtype))
+    return out
+
+
+def _apply(site: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """A one-qubit matrix (2, 2, R or 1) applied to site tensors (l, 2, r, R)."""
+    a0, a1 = site[:, 0], site[:, 1]
+    out = np.empty((*site.shape[:3], max(site.shape[-1], m.shape[-1])), dtype=np.result_type(site, m))
+    for p in (0, 1):
+        np.multiply(a0, m[p, 0], out=out[:, p])
+        out[:, p] += a1 * m[p, 1]
+    return out
+
+
+def _product(m: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """m·k for one-qubit matrices with rows last (2, 2, R or 1)."""
+    return (m[:, :, None, :] * k[None, :, :, :]).sum(axis=1)
+
+
+def _site_tensor(chain: Chain, q: int, mats: Sequence[np.ndarray | None], R: int, dtype) -> np.ndarray:
+    """Site q's tensor (l, 2, r, R) in the final state.
+
+    Every step acts on this site alone: a one-qubit gate on its physical index, a two-qubit
+    gate through its operator-Schmidt terms (L_s on the lower site, R_s on the upper one, the
+    term index s appended to the bond between them). So each site is computed on its own, and a
+    change to one gate changes only the tensors of the sites it acts on."""
+    a = np.zeros((1, 2, 1, R), dtype=dtype)
+    a[0, 0, 0] = 1.0
+    pending = None  # one-qubit gates not applied yet, multiplied together
+    for i, role in chain.site_ops[q]:
+        gate, m = chain.gates[i], mats[i]
+        if role == "one":
+            pending = m if pending is None else _product(m, pending)
+            continue
+        if pending is not None:
+            a, pending = _apply(a, pending), None
+        t = m.reshape(2, 2, 2, 2, m.shape[-1])  # (p_hi, p_lo, p'_hi, p'_lo, R)
+        S, R_ = len(gate.blocks), a.shape[-1] if m.shape[-1] == 1 else m.shape[-1]
+        if role == "lo":  # the lower site: new bond index s on the right
+            new = np.empty((a.shape[0], 2, a.shape[2], S, R_), dtype=np.result_type(a, m))
+            for s, (x, y) in enumerate(gate.blocks):
+                if gate.split_lo:  # L_s = |x><y|
+                    new[:, 1 - x, :, s] = 0
+                    new[:, x, :, s] = a[:, y]
+                else:  # L_s = t[x, :, y, :]
+                    new[:, :, :, s] = _apply(a, t[x, :, y, :])
+            a = new.reshape(a.shape[0], 2, -1, R_)
+        else:  # the upper site: new bond index s on the left
+            new = np.empty((a.shape[0], S, 2, a.shape[2], R_), dtype=np.result_type(a, m))
+            for s, (x, y) in enumerate(gate.blocks):
+                if gate.split_lo:  # R_s = t[:, x, :, y]
+                    new[:, s] = _apply(a, t[:, x, :, y])
+                else:  # R_s = |x><y|
+                    new[:, s, 1 - x] = 0
+                    new[:, s, x] = a[:, y]
+            a = new.reshape(-1, 2, a.shape[2], R_)
+    return a if pending is None else _apply(a, pending)
+
+
+def _final_sites(chain: Chain, angles: np.ndarray, dtype) -> list[np.ndarray]:
+    """The site tensors (l, 2, r, R) of the final state, for angle rows (R, G).
+
+    Rows are the last axis: every operation is then a few elementwise passes whose inner loop
+    runs over the rows, where rows first made it a loop over 2-4 bond entries (numpy's tiny
+    batched matrix products ran 3-10x slower)."""
+    mats = _matrices(chain, angles, dtype)
+    return [_site_tensor(chain, q, mats, angles.shape[0], dtype) for q in range(chain.num_qubits)]
+
+
+@dataclass
+class _Environments:
+    """Environments of a state held by site tensors (all (…, R), rows last).
+
+    ``left[j]`` (l, l, R) contracts sites < j of ⟨ψ| and |ψ⟩; ``left_z[j]`` stacks the same with
+    Z inserted at each readout qubit k < j (labels ``left_k[j]``); ``right[j]`` and ``right_z[j]``
+    contract the sites ≥ j. Index order: bra bond, ket bond."""
+
+    left: list[np.ndarray]
+    left_z: list[np.ndarray]
+    left_k: list[list[int]]
+    right: list[np.ndarray]
+    right_z: list[np.ndarray]
+    right_k: list[list[int]]
+
+    def values(self, qubits: Sequence[int]) -> np.ndarray:
+        """⟨Z_q⟩ (R, len(qubits)). Unitary evolution keeps the norm 1: nothing is divided."""
+        out = [np.einsum("ijx,ijx->x", self.left_z[q + 1][self.left_k[q + 1].index(q)], self.right[q + 1])
+               for q in qubits]
+        return np.stack(out, axis=1).real if out else np.empty((self.left[0].shape[-1], 0))
+
+
+def _environments(sites: list[np.ndarray], qubits: Sequence[int], stacks: bool) -> _Environments:
+    """One left and one right sweep. Without ``stacks`` only what ⟨Z_q⟩ needs is kept: left_z[j]
+    holds the one entry with Z at j − 1, and no right_z."""
+    n, R = len(sites), sites[0].shape[-1]
+    conj = np.conj if np.iscomplexobj(sites[0]) else (lambda a: a)
+    wanted = set(qubits)
+    one = np.ones((1, 1, R), dtype=sites[0].dtype)
+    left, left_z, left_k = [one], [np.empty((0, 1, 1, R), dtype=one.dtype)], [[]]
+    for j, a in enumerate(sites):
+        per_p = np.einsum("ipjx,ipkx->pjkx", conj(a), np.einsum("ilx,lpkx->ipkx", left[j], a))
+        left.append(per_p[0] + per_p[1])
+        entries, labels = [], []
+        if stacks and left_k[j]:
+            moved = np.einsum("ipjx,zipkx->zjkx", conj(a), np.einsum("zilx,lpkx->zipkx", left_z[j], a))
+            entries, labels = [moved], list(left_k[j])
+        if j in wanted:
+            entries.append((per_p[0] - per_p[1])[None])
+            labels.append(j)
+        shape = (0, a.shape[2], a.shape[2], R)
+        left_z.append(np.concatenate(entries) if entries else np.empty(shape, dtype=one.dtype))
+        left_k.append(labels)
+    right, right_z, right_k = [one] * (n + 1), [np.empty((0, 1, 1, R), dtype=one.dtype)] * (n + 1), [[]] * (n + 1)
+    lowest = 0 if stacks else min(wanted, default=n) + 1
+    for j in range(n - 1, lowest - 1, -1):
+        a = sites[j]
+        per_p = np.einsum("ipjx,jkpx->pikx", conj(a), np.einsum("jmx,kpmx->jkpx", right[j + 1], a))
+        right[j] = per_p[0] + per_p[1]
+        if stacks:
+            entries, labels = [], []
+            if j in wanted:
+                entries.append((per_p[0] - per_p[1])[None])
+                labels.append(j)
+            if right_k[j + 1]:
+                fk = np.einsum("zjmx,kpmx->zjkpx", right_z[j + 1], a)
+                entries.append(np.einsum("ipjx,zjkpx->zikx", conj(a), fk))
+                labels += right_k[j + 1]
+            shape = (0, a.shape[0], a.shape[0], R)
+            right_z[j] = np.concatenate(entries) if entries else np.empty(shape, dtype=one.dtype)
+            right_k[j] = labels
+    return _Environments(left, left_z, left_k, right, right_z, right_k)
+
+
+def _row_blocks(rows: int, row_bytes: int) -> list[slice]:
+    """Consecutive blocks of about :data:`BLOCK_BYTES`, run one after another on this thread."""
+    per = max(1, BLOCK_BYTES // row_bytes)
+    return [slice(i, min(rows, i + per)) for i in range(0, rows, per)]
+
+
+def _dtype(chain: Chain) -> np.dtype:
+    return np.dtype(np.float64 if chain.is_real else np.complex128)
+
+
+def _row_bytes(chain: Chain, stacks: bool = False) -> int:
+    """Bytes of site tensors and environments per row (with the gradient's Z stacks: ~n² more)."""
+    n = chain.num_qubits
+    return (3 + (n if stacks else 0)) * n * 2 * chain.bond**2 * _dtype(chain).itemsize
+
+
+def chain_expectations(chain: Chain, values: np.ndarray, readouts: Sequence[tuple[int, float]]) -> np.ndarray:
+    """Expectation values (K, B) of the readouts c·Z_q for parameter rows ``values`` (B, P),
+    a block of rows at a time (memory does not grow with the batch)."""
+    qubits = sorted({q for q, _ in readouts})
+    col = {q: i for i, q in enumerate(qubits)}
+    angles = chain.table.angles(values)
+    dtype = _dtype(chain)
+    out = np.empty((len(readouts), len(values)))
+    for block in _row_blocks(len(values), _row_bytes(chain)):
+        z = _environments(_final_sites(chain, angles[block], dtype), qubits, stacks=False).values(qubits)
+        for k, (q, c) in enumerate(readouts):
+            out[k, block] = c * z[:, col[q]]
+    return out
+
+
+def chain_gradient(
+    chain: Chain, values: np.ndarray, readouts: Sequence[tuple[int, float]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(evs, grads)``: expectation values (K, B) and their gradients (K, B, P) w.r.t. every
+    circuit parameter, a block of rows at a time: d⟨Z_q⟩/dθ per rotation angle
+    (:func:`_angle_derivatives`), then the chain rule through each angle's expression."""
+    B, P, K = values.shape[0], len(chain.parameters), len(readouts)
+    qubits = sorted({q for q, _ in readouts})
+    col = {q: i for i, q in enumerate(qubits)}
+    moving = np.flatnonzero(chain.table.depends.any(axis=1))  # rotations that parameters move
+    position = {g: i for i, g in enumerate(moving)}
+    evs, grads = np.empty((K, B)), np.empty((K, B, P))
+    for block in _row_blocks(B, _row_bytes(chain, stacks=True)):
+        rows = values[block]
+        z, dz = _angle_derivatives(chain, chain.table.angles(rows), qubits, moving)
+        # d angle / d parameter (rows, M, P): constant entries, then the varying ones.
+        partials = np.broadcast_to(chain.constant_partials[moving], (len(rows), len(moving), P))
+        if chain.varying_partials:
+            partials = partials.copy()
+            for g, j, partial in chain.varying_partials:
+                partials[:, position[g], j] += partial(rows)
+        dq = np.matmul(dz.transpose(0, 2, 1), partials)  # (rows, Q, P)
+        for k, (q, c) in enumerate(readouts):
+            evs[k, block] = c * z[:, col[q]]
+            grads[k, block] = c * dq[:, col[q]]
+    return evs, grads
+
+
+def _angle_derivatives(chain: Chain, angles: np.ndarray, qubits: Sequence[int], moving: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """⟨Z_q⟩ (B, Q) and d⟨Z_q⟩/dθ_g (B, len(moving), Q) for angle rows (B, G).
+
+    d⟨Z⟩/dθ = 2 Re⟨ψ|Z|∂ψ⟩, where ∂ψ is ψ with gate g replaced by its derivative: the gate at
+    θ + π up to a factor, dU/dθ = U(θ + π)/2 for the Pauli rotations exp(−iθP/2) and
+    (i/2)(U(θ) − U(θ + π)) for P and CP (projector generators). So d⟨Z⟩/dθ = Re⟨ψ|Z|ψ_g⁺⟩, or
+    Im⟨ψ|Z|ψ_g⁺⟩ for P and CP, with ψ_g⁺ the circuit at angle g + π. ψ_g⁺ differs from ψ only
+    in the tensors of the sites gate g acts on (see :func:`_site_tensor`), so ⟨ψ|Z_q|ψ_g⁺⟩ is
+    ψ's environments (with Z inserted where q lies outside those sites) around one or two mixed
+    site transfers: every derivative for the cost of a few small contractions per rotation."""
+    B, n = angles.shape[0], chain.num_qubits
+    dtype = _dtype(chain)
+    sites = _final_sites(chain, angles, dtype)
+    env = _environments(sites, qubits, stacks=True)
+    col = {q: i for i, q in enumerate(qubits)}
+    dz = np.zeros((B, len(moving), len(qubits)))
+    by_sites: dict[tuple[int, ...], list[int]] = {}  # the sites a rotation's gate acts on
+    for i, g in enumerate(moving):
+        gate = chain.gates[chain.rotation_gate[g]]
+        by_sites.setdefault(tuple(range(gate.lo, gate.lo + gate.width)), []).append(i)
+    for block, members in by_sites.items():
+        T = len(members)
+        shifted = np.repeat(angles[None], T, axis=0)  # (T, B, G): rows t·B + b
+        shifted[np.arange(T), :, moving[members]] += math.pi
+        only = {i for q in block for i, _ in chain.site_ops[q]}
+        mats = _matrices(chain, shifted.reshape(T * B, -1), dtype, only)
+        kets = [_site_tensor(chain, q, mats, T * B, dtype) for q in block]
+        kets = [k.reshape(*k.shape[:3], T, B) for k in kets]
+        overlap = _mixed_values(env, sites, kets, block, col)  # (Q, T, B)
+        for t, i in enumerate(members):
+            part = overlap[:, t].imag if chain.rotations[moving[i]].name in _PROJECTOR else overlap[:, t].real
+            dz[:, i] = part.T
+    return env.values(qubits), dz
+
+
+def _mixed_values(env: _Environments, sites: list[np.ndarray], kets: list[np.ndarray], block: tuple[int, ...],
+                  col: dict[int, int]) -> np.ndarray:
+    """⟨ψ|Z_q|φ_t⟩ (Q, T, B) for states φ_t equal to ψ but on ``block``'s sites, where they hold
+    ``kets`` (l, 2, r, T, B)."""
+    conj = np.conj if np.iscomplexobj(sites[0]) else (lambda a: a)
+    q0, q1 = block[0], block[-1]
+    # Through the block: every left_z entry (Z left of it), and the plain left environment.
+    x = np.concatenate([env.left_z[q0], env.left[q0][None]])  # (z, l, l, B)
+    labels: list[int | None] = [*env.left_k[q0], None]
+    for j, ket in zip(block, kets):
+        spec = "zilx,lpktx->zipktx" if j == q0 else "ziltx,lpktx->zipktx"
+        per_p = np.einsum("ipjx,zipktx->zpjktx", conj(sites[j]), np.einsum(spec, x, ket))
+        x = per_p[:, 0] + per_p[:, 1]
+        if j in col:  # Z at j: on the plain entry (the last)
+            x = np.concatenate([x[:-1], (per_p[-1, 0] - per_p[-1, 1])[None], x[-1:]])
+            labels = [*labels[:-1], j, None]
+    out = np.zeros((len(col), x.shape[-2], x.shape[-1]), dtype=x.dtype)
+    closed = np.einsum("zjktx,jkx->ztx", x[:-1], env.right[q1 + 1])
+    for e, k in enumerate(labels[:-1]):
+        out[col[k]] = closed[e]
+    if env.right_k[q1 + 1]:  # Z right of the block: the plain entry against right_z
+        closed = np.einsum("jktx,ejkx->etx", x[-1], env.right_z[q1 + 1])
+        for e, k in enumerate(env.right_k[q1 + 1]):
+            out[col[k]] = closed[e]
+    return out

@@ -1,0 +1,162 @@
+"""The matrix-product-state chain (:mod:`hybrid_qiskit.primitives.mps`) against the statevector
+path (itself tested against Qiskit's stock primitives), Qiskit's Statevector, and finite
+differences; and when the chain is taken."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qiskit import QuantumCircuit
+from qiskit.circuit import ParameterVector
+from qiskit.quantum_info import SparsePauliOp, Statevector
+
+from backends import create_backend
+from hybrid_qiskit.circuits import ANSATZE, FEATURE_MAPS, build_head_circuit
+from hybrid_qiskit.errors import HybridQiskitError
+from hybrid_qiskit.primitives import BatchedStatevectorEstimator, mps
+from hybrid_qiskit.primitives.adjoint_sweep import adjoint_gradient
+from hybrid_qiskit.primitives.compiler import compile_circuit
+from hybrid_qiskit.primitives.simulate import CompiledObservable
+from hybrid_qiskit.qnn import build_qnn
+
+from ._circuits import FIXED_1Q, FIXED_2Q, ROT_1Q
+
+CHAIN_ROT_2Q = ["rzz", "rxx", "ryy", "cp"]  # the controlled rotations need a four-term shift rule
+
+
+def _both(program, values, observables):
+    chain = adjoint_gradient(program, values, observables, method="mps")
+    plain = adjoint_gradient(program, values, observables, method="statevector")
+    return chain, plain
+
+
+def _z(n: int, q: int, c: float = 1.0) -> CompiledObservable:
+    return CompiledObservable(SparsePauliOp.from_sparse_list([("Z", [q], c)], num_qubits=n))
+
+
+@pytest.mark.parametrize("reuploads", [1, 2])
+@pytest.mark.parametrize("fm", FEATURE_MAPS)
+@pytest.mark.parametrize("ansatz", ANSATZE)
+def test_every_head_matches_the_statevector(fm, ansatz, reuploads):
+    head = build_head_circuit(5, feature_map=fm, ansatz=ansatz, reps=2, reuploads=reuploads)
+    program = compile_circuit(head.circuit, list(head.input_params) + list(head.weight_params))
+    # Every head is a chain; the ZZ map re-uploaded twice crosses each cut 8 times (bond 256).
+    assert (program.chain is None) == (fm == "zz" and reuploads == 2)
+    rng = np.random.default_rng(3)
+    values = rng.uniform(-np.pi, np.pi, (6, len(program.parameters)))
+    values[:, 5:] = values[0, 5:]  # weights shared by the rows, as in the QNN
+    observables = [CompiledObservable(o) for o in head.observables]
+    (ev_c, g_c), (ev_s, g_s) = _both(program, values, observables)
+    np.testing.assert_allclose(ev_c, ev_s, atol=1e-12)
+    np.testing.assert_allclose(g_c, g_s, atol=1e-10)
+
+
+def _random_chain(n: int, depth: int, seed: int) -> QuantumCircuit:
+    """Random gates on single qubits and on neighbours (in either order), with angles that are
+    parameters, linear combinations, products of two parameters, or constants."""
+    rng = np.random.default_rng(seed)
+    t = ParameterVector("t", 4)
+    qc = QuantumCircuit(n)
+
+    def angle():
+        i, j = rng.choice(4, 2, replace=False)
+        return [t[i], 0.5 * t[i] - 1.5 * t[j] + 0.3, t[i] * t[j], float(rng.uniform(-3, 3))][rng.integers(4)]
+
+    for _ in range(depth):
+        q = int(rng.integers(n - 1))
+        a, b = (q, q + 1) if rng.integers(2) else (q + 1, q)
+        kind = rng.integers(4)
+        if kind == 0:
+            getattr(qc, str(rng.choice(ROT_1Q)))(angle(), a)
+        elif kind == 1:
+            getattr(qc, str(rng.choice(FIXED_1Q)))(a)
+        elif kind == 2:
+            getattr(qc, str(rng.choice(CHAIN_ROT_2Q)))(angle(), a, b)
+        else:
+            getattr(qc, str(rng.choice(FIXED_2Q)))(a, b)
+    for i in range(4):
+        qc.ry(t[i], i % n)
+    return qc
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_chains_match_the_statevector(monkeypatch, seed):
+    monkeypatch.setattr(mps, "MAX_BOND", 1 << 12)
+    qc = _random_chain(4, 16, seed)
+    program = compile_circuit(qc)
+    assert program.chain is not None
+    values = np.random.default_rng(seed).uniform(-np.pi, np.pi, (5, 4))
+    observables = [_z(4, 2, 0.5), _z(4, 0), _z(4, 3, -2.0), _z(4, 2)]
+    (ev_c, g_c), (ev_s, g_s) = _both(program, values, observables)
+    np.testing.assert_allclose(ev_c, ev_s, atol=1e-11)
+    np.testing.assert_allclose(g_c, g_s, atol=1e-9)
+
+
+def test_values_match_qiskit_and_gradients_match_finite_differences():
+    head = build_head_circuit(6, feature_map="zz", ansatz="efficient_su2", reps=1)
+    params = list(head.input_params) + list(head.weight_params)
+    program = compile_circuit(head.circuit, params)
+    readouts = [(q, 1.0) for q in range(6)]
+    values = np.random.default_rng(0).uniform(0, np.pi, (2, len(params)))
+    evs, grads = mps.chain_gradient(program.chain, values, readouts)
+    for b in range(2):
+        state = Statevector(head.circuit.assign_parameters(dict(zip(params, values[b]))))
+        np.testing.assert_allclose(evs[:, b], [state.expectation_value(o).real for o in head.observables], atol=1e-12)
+    h = 1e-6
+    for j in range(len(params)):
+        step = np.zeros(len(params))
+        step[j] = h
+        fd = (mps.chain_expectations(program.chain, values + step, readouts)
+              - mps.chain_expectations(program.chain, values - step, readouts)) / (2 * h)
+        np.testing.assert_allclose(grads[:, :, j], fd, atol=1e-7)
+
+
+def test_what_is_not_a_chain():
+    x = ParameterVector("x", 2)
+    far = QuantumCircuit(3)
+    far.ry(x[0], 0)
+    far.cx(0, 2)
+    controlled = QuantumCircuit(2)
+    controlled.crx(x[0], 0, 1)
+    toffoli = QuantumCircuit(3)
+    toffoli.ry(x[0], 0)
+    toffoli.ccx(0, 1, 2)
+    for qc in (far, controlled, toffoli):
+        assert compile_circuit(qc).chain is None
+    deep = QuantumCircuit(2)  # SWAP has four operator-Schmidt terms: 4, 16, then 64 > MAX_BOND
+    for _ in range(3):
+        deep.ry(x[1], 0)
+        deep.swap(0, 1)
+    assert compile_circuit(deep).chain is None
+
+
+def test_other_observables_and_narrow_circuits_take_the_statevector():
+    head = build_head_circuit(12)
+    program = compile_circuit(head.circuit, list(head.input_params) + list(head.weight_params))
+    zs = [CompiledObservable(o) for o in head.observables]
+    assert mps.chain_readouts(program, zs) is not None  # auto: from CHAIN_QUBITS up
+    assert mps.chain_readouts(program, zs, "statevector") is None
+    assert mps.chain_readouts(program, zs + [CompiledObservable(SparsePauliOp("X" + "I" * 11))]) is None
+    narrow = compile_circuit(build_head_circuit(4).circuit)
+    assert mps.chain_readouts(narrow, zs[:4]) is None
+    assert mps.chain_readouts(narrow, [_z(4, q) for q in range(4)], "mps") is not None
+    with pytest.raises(ValueError, match="known: auto, statevector, mps"):
+        BatchedStatevectorEstimator(method="tensor")
+
+
+def test_qnn_at_width_is_the_same_through_either_method():
+    """A 12-qubit head through EstimatorQNN: auto (the chain) against the forced statevector."""
+    head = build_head_circuit(12)
+    chain = build_qnn(head, create_backend("statevector"))
+    plain = build_qnn(head, create_backend("statevector", method="statevector"))
+    rng = np.random.default_rng(1)
+    x, w = rng.uniform(0, np.pi, (4, 12)), rng.uniform(-np.pi, np.pi, chain.num_weights)
+    np.testing.assert_allclose(chain.forward(x, w), plain.forward(x, w), atol=1e-12)
+    for a, b in zip(chain.backward(x, w), plain.backward(x, w)):
+        np.testing.assert_allclose(a, b, atol=1e-10)
+
+
+def test_backend_setting_method():
+    assert create_backend("statevector", method="mps").description["method"] == "mps"
+    with pytest.raises(HybridQiskitError, match="unknown method 'tensor' for statevector; known: auto"):
+        create_backend("statevector", method="tensor")
