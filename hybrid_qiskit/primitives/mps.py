@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from qiskit import QuantumCircuit
@@ -73,6 +73,9 @@ class ChainGate:
     swapped: bool = False
     split_lo: bool = True
     blocks: tuple[tuple[int, int], ...] = ()
+    # Per block of a fixed gate, its 2x2 operator when it is "i" (identity) or "x" (a bit
+    # flip, as CX's is): applied as a copy instead of a product.
+    kinds: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class Chain:
     # Per site q, the gates acting on it in order: (gate index, "one" | "lo" | "hi").
     site_ops: tuple[tuple[tuple[int, str], ...], ...]
     rotation_gate: tuple[int, ...]  # rotation g -> index of its gate
+    gate_rotation: dict[int, int]  # and back
 
 
 def _swap_qubits(m: np.ndarray) -> np.ndarray:
@@ -160,7 +164,7 @@ def compile_chain(circuit: QuantumCircuit, parameters: Sequence[Parameter]) -> C
             bonds[lo] *= len(blocks)
             if bonds[lo] > MAX_BOND:
                 return None
-            gate = ChainGate(lo, 2, matrix, rotation, swapped, split_lo, blocks)
+            gate = ChainGate(lo, 2, matrix, rotation, swapped, split_lo, blocks, _kinds(matrix, split_lo, blocks))
         else:
             return None
         for q in qubits:
@@ -178,6 +182,7 @@ def compile_chain(circuit: QuantumCircuit, parameters: Sequence[Parameter]) -> C
                 varying.append((g, j, partial))
     is_real = all((g.rotation is not None and g.rotation.name in _REAL) or
                   (g.matrix is not None and np.isrealobj(g.matrix)) for g in gates)
+    rotation_gate = tuple(i for i, g in enumerate(gates) if g.rotation is not None)
     site_ops: list[list[tuple[int, str]]] = [[] for _ in range(n)]
     for i, gate in enumerate(gates):
         if gate.width == 1:
@@ -187,14 +192,22 @@ def compile_chain(circuit: QuantumCircuit, parameters: Sequence[Parameter]) -> C
             site_ops[gate.lo + 1].append((i, "hi"))
     return Chain(n, params, tuple(gates), rotations, _angle_table(rotations, P), max(bonds, default=1),
                  is_real, constant, tuple(varying), tuple(tuple(ops) for ops in site_ops),
-                 tuple(i for i, g in enumerate(gates) if g.rotation is not None))
+                 rotation_gate, {i: g for g, i in enumerate(rotation_gate)})
 
 
 def _real_if_possible(gate: ChainGate) -> ChainGate:
     if gate.matrix is not None and np.allclose(gate.matrix.imag, 0):
-        return ChainGate(gate.lo, gate.width, gate.matrix.real.copy(), gate.rotation, gate.swapped,
-                         gate.split_lo, gate.blocks)
+        return replace(gate, matrix=gate.matrix.real.copy())
     return gate
+
+
+def _kinds(matrix: np.ndarray | None, split_lo: bool, blocks) -> tuple[str, ...]:
+    if matrix is None:
+        return ("",) * len(blocks)
+    t = _tensor(matrix)
+    ops = [t[:, x, :, y] if split_lo else t[x, :, y, :] for x, y in blocks]
+    return tuple("i" if np.array_equal(o, np.eye(2)) else "x" if np.array_equal(o, [[0, 1], [1, 0]]) else ""
+                 for o in ops)
 
 
 def chain_readouts(program, observables, method: str = "auto") -> list[tuple[int, float]] | None:
@@ -239,18 +252,16 @@ def _rotation(name: str, theta: np.ndarray) -> np.ndarray:
 def _matrices(chain: Chain, angles: np.ndarray, dtype, only: set[int] | None = None) -> list[np.ndarray | None]:
     """Each gate's matrix with rows last: fixed (d, d, 1), or per row (d, d, R) from its angle
     (gates outside ``only``, when given, are left None)."""
-    out, g = [], -1
-    for i, gate in enumerate(chain.gates):
-        g += gate.rotation is not None
-        if only is not None and i not in only:
-            out.append(None)
-        elif gate.rotation is None:
-            out.append(gate.matrix.astype(dtype, copy=False)[:, :, None])
-        else:
-            m = _rotation(gate.rotation.name, angles[:, g])
-            if gate.swapped:
-                m = np.moveaxis(_swap_qubits(np.moveaxis(m, -1, 0)), 0, -1)
-            out.append(np.ascontiguousarray(m, dtype=dtype))
+    out: list[np.ndarray | None] = [None] * len(chain.gates)
+    for i in range(len(chain.gates)) if only is None else only:
+        gate = chain.gates[i]
+        if gate.rotation is None:
+            out[i] = gate.matrix.astype(dtype, copy=False)[:, :, None]
+            continue
+        m = _rotation(gate.rotation.name, angles[:, chain.gate_rotation[i]])
+        if gate.swapped:
+            m = np.moveaxis(_swap_qubits(np.moveaxis(m, -1, 0)), 0, -1)
+        out[i] = np.ascontiguousarray(m, dtype=dtype)
     return out
 
 
@@ -262,6 +273,16 @@ def _apply(site: np.ndarray, m: np.ndarray) -> np.ndarray:
         np.multiply(a0, m[p, 0], out=out[:, p])
         out[:, p] += a1 * m[p, 1]
     return out
+
+
+def _apply_block(a: np.ndarray, m: np.ndarray, kind: str, out: np.ndarray) -> None:
+    """``out[...] = m`` applied to ``a`` (l, 2, r, R): a copy for the "i" and "x" kinds."""
+    if kind == "i":
+        out[...] = a
+    elif kind == "x":
+        out[...] = a[:, ::-1]
+    else:
+        out[...] = _apply(a, m)
 
 
 def _product(m: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -295,13 +316,13 @@ def _site_tensor(chain: Chain, q: int, mats: Sequence[np.ndarray | None], R: int
                     new[:, 1 - x, :, s] = 0
                     new[:, x, :, s] = a[:, y]
                 else:  # L_s = t[x, :, y, :]
-                    new[:, :, :, s] = _apply(a, t[x, :, y, :])
+                    _apply_block(a, t[x, :, y, :], gate.kinds[s], new[:, :, :, s])
             a = new.reshape(a.shape[0], 2, -1, R_)
         else:  # the upper site: new bond index s on the left
             new = np.empty((a.shape[0], S, 2, a.shape[2], R_), dtype=np.result_type(a, m))
             for s, (x, y) in enumerate(gate.blocks):
                 if gate.split_lo:  # R_s = t[:, x, :, y]
-                    new[:, s] = _apply(a, t[:, x, :, y])
+                    _apply_block(a, t[:, x, :, y], gate.kinds[s], new[:, s])
                 else:  # R_s = |x><y|
                     new[:, s, 1 - x] = 0
                     new[:, s, x] = a[:, y]
@@ -481,25 +502,42 @@ def _angle_derivatives(chain: Chain, angles: np.ndarray, qubits: Sequence[int], 
 def _mixed_values(env: _Environments, sites: list[np.ndarray], kets: list[np.ndarray], block: tuple[int, ...],
                   col: dict[int, int]) -> np.ndarray:
     """⟨ψ|Z_q|φ_t⟩ (Q, T, B) for states φ_t equal to ψ but on ``block``'s sites, where they hold
-    ``kets`` (l, 2, r, T, B)."""
+    ``kets`` (l, 2, r, T, B).
+
+    The block is closed once on each side (the right environment carried leftwards through it,
+    the left one rightwards), and each readout outside it is one product with the matching
+    Z-stacked environment; a readout inside it takes one more transfer with Z."""
     conj = np.conj if np.iscomplexobj(sites[0]) else (lambda a: a)
-    q0, q1 = block[0], block[-1]
-    # Through the block: every left_z entry (Z left of it), and the plain left environment.
-    x = np.concatenate([env.left_z[q0], env.left[q0][None]])  # (z, l, l, B)
-    labels: list[int | None] = [*env.left_k[q0], None]
-    for j, ket in zip(block, kets):
-        spec = "zilx,lpktx->zipktx" if j == q0 else "ziltx,lpktx->zipktx"
-        per_p = np.einsum("ipjx,zipktx->zpjktx", conj(sites[j]), np.einsum(spec, x, ket))
-        x = per_p[:, 0] + per_p[:, 1]
-        if j in col:  # Z at j: on the plain entry (the last)
-            x = np.concatenate([x[:-1], (per_p[-1, 0] - per_p[-1, 1])[None], x[-1:]])
-            labels = [*labels[:-1], j, None]
-    out = np.zeros((len(col), x.shape[-2], x.shape[-1]), dtype=x.dtype)
-    closed = np.einsum("zjktx,jkx->ztx", x[:-1], env.right[q1 + 1])
-    for e, k in enumerate(labels[:-1]):
-        out[col[k]] = closed[e]
-    if env.right_k[q1 + 1]:  # Z right of the block: the plain entry against right_z
-        closed = np.einsum("jktx,ejkx->etx", x[-1], env.right_z[q1 + 1])
+    bras = [conj(sites[j]) for j in block]
+
+    def through(x, j, z=False):  # left environment (i, l[, t], x) -> (j, k, t, x) past block site j
+        ek = np.einsum("ilx,lpktx->ipktx" if x.ndim == 3 else "iltx,lpktx->ipktx", x, kets[j])
+        per_p = np.einsum("ipjx,ipktx->pjktx", bras[j], ek)
+        return per_p[0] - per_p[1] if z else per_p[0] + per_p[1]
+
+    def back(y, j):  # right environment (j, k[, t], x) -> (i, l, t, x) before block site j
+        kf = np.einsum("lpktx,jkx->lpjtx" if y.ndim == 3 else "lpktx,jktx->lpjtx", kets[j], y)
+        return np.einsum("ipjx,lpjtx->iltx", bras[j], kf)
+
+    q0, q1, last = block[0], block[-1], len(block) - 1
+    out = np.zeros((len(col), kets[0].shape[-2], kets[0].shape[-1]), dtype=np.result_type(bras[0], kets[0]))
+    if env.left_k[q0]:  # readouts left of the block
+        h = env.right[q1 + 1]
+        for j in range(last, -1, -1):
+            h = back(h, j)
+        closed = np.einsum("zilx,iltx->ztx", env.left_z[q0], h)
+        for e, k in enumerate(env.left_k[q0]):
+            out[col[k]] = closed[e]
+    g = env.left[q0]
+    for j, q in enumerate(block):
+        if q in col:  # a readout inside the block
+            gz = through(g, j, z=True)
+            for jj in range(j + 1, len(block)):
+                gz = through(gz, jj)
+            out[col[q]] = np.einsum("jktx,jkx->tx", gz, env.right[q1 + 1])
+        g = through(g, j)
+    if env.right_k[q1 + 1]:  # readouts right of the block
+        closed = np.einsum("jktx,ejkx->etx", g, env.right_z[q1 + 1])
         for e, k in enumerate(env.right_k[q1 + 1]):
             out[col[k]] = closed[e]
     return out
