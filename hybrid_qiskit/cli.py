@@ -183,7 +183,8 @@ def _evaluate_preflight(cfg, args) -> str | None:
     if is_quantum(cfg.model):
         resources.check_memory(args.backend or cfg.backend, qubits=cfg.qubits, batch=args.batch_size,
                                real=resources.is_real_head(cfg.feature_map, cfg.ansatz), what="evaluate",
-                               settings=None if args.backend else cfg.backend_settings)
+                               settings=None if args.backend else cfg.backend_settings,
+                               chain=resources.head_chain(cfg))
     unwritable = runs.writable(args.run_dir)
     if unwritable:
         print(f"note: {args.run_dir} is not writable ({unwritable}): the result is printed, not saved",

@@ -14,6 +14,10 @@ multiplies them, per method (measured at 12-16 qubits, see tests/test_attacks.py
   Measured (peak RSS above the process's baseline, one training step of 32 and two evaluation
   batches of 128) against the estimate, real / complex head: 12 qubits 57 / 121 MB vs 123 / 153;
   14 qubits 114 / 258 MB vs 192 / 313; 16 qubits 300 / 726 MB vs 471 / 958.
+* ``statevector`` on a chain head (every head we ship but the ZZ map re-uploaded, from 10
+  qubits at bond 4; :func:`hybrid_qiskit.primitives.mps.takes_chain`): no statevector at all. The rows' tensors come in
+  blocks of ~32 MB; what grows with the width is compiling the statevector program all the same
+  (a few 2**n index maps).
 * ``statevector_reference`` and Aer's ``statevector``: one circuit at a time, a few copies of
   2**n complex amplitudes.
 * Aer's ``density_matrix``: one circuit at a time, a couple of copies of 4**n complex entries.
@@ -70,13 +74,23 @@ def _size(n: float) -> str:
 
 def estimate(backend: str, *, qubits: int, batch: int, eval_batch: int | None = None,
              observables: int | None = None, real: bool = False,
-             settings: dict[str, Any] | None = None) -> Estimate | None:
-    """Peak bytes the simulator of ``backend`` needs for a head of ``qubits`` (None: remote)."""
-    method = (settings or {}).get("method") or METHODS.get(backend)
-    if method is None:
-        return None
+             settings: dict[str, Any] | None = None, chain=None) -> Estimate | None:
+    """Peak bytes the simulator of ``backend`` needs for a head of ``qubits`` (None: remote).
+    ``chain``: the head as a matrix-product-state chain (:func:`head_chain`), if it is one."""
+    settings = settings or {}
     n, k = qubits, qubits if observables is None else observables
     amps = 2**n
+    if backend == "statevector":  # its ``method`` setting picks our simulator, not Aer's
+        from hybrid_qiskit.primitives.mps import BLOCK_BYTES, takes_chain
+
+        if takes_chain(chain, n, settings.get("method", "auto")):
+            return Estimate(6 * 8 * amps + 3 * BLOCK_BYTES + STEP_OVERHEAD, "mps_chain",
+                            f"an exact matrix-product state in blocks of rows, and 2**{n} index maps to compile")
+        method = "batched_statevector"
+    else:
+        method = settings.get("method") or METHODS.get(backend)
+    if method is None:
+        return None
     if method == "batched_statevector":
         item = 8 if real else 16
         rows = max(batch, eval_batch or batch)
@@ -124,14 +138,15 @@ def available_memory() -> int:
 
 def check_memory(backend: str, *, qubits: int, batch: int, what: str, eval_batch: int | None = None,
                  real: bool = False, settings: dict[str, Any] | None = None,
-                 available: int | None = None) -> Estimate | None:
+                 available: int | None = None, chain=None) -> Estimate | None:
     """Refuse, before anything is allocated, a simulation that would not fit in memory.
 
     Raises:
         HybridQiskitError: the estimate exceeds the free memory; the message gives both figures
             and what to lower.
     """
-    est = estimate(backend, qubits=qubits, batch=batch, eval_batch=eval_batch, real=real, settings=settings)
+    est = estimate(backend, qubits=qubits, batch=batch, eval_batch=eval_batch, real=real, settings=settings,
+                   chain=chain)
     if est is None:
         return None
     free = available_memory() if available is None else available
@@ -150,6 +165,18 @@ def is_real_head(feature_map: str, ansatz: str) -> bool:
     return feature_map == "angle" and ansatz == "real_amplitudes"
 
 
+def head_chain(cfg):
+    """The head of ``cfg`` (a config or anything with its head fields) as an exact
+    matrix-product-state chain (:mod:`hybrid_qiskit.primitives.mps`), or None if it is not one."""
+    from hybrid_qiskit.circuits import build_head_circuit
+    from hybrid_qiskit.primitives.compiler import native_circuit
+    from hybrid_qiskit.primitives.mps import compile_chain
+
+    head = build_head_circuit(cfg.qubits, feature_map=cfg.feature_map, ansatz=cfg.ansatz, reps=cfg.reps,
+                              reuploads=cfg.reuploads)
+    return compile_chain(native_circuit(head.circuit), head.input_params + head.weight_params)
+
+
 def check_config(cfg, *, what: str = "train") -> Estimate | None:
     """:func:`check_memory` for a training config (a classical model simulates nothing)."""
     from hybrid_qiskit.models import is_quantum
@@ -161,4 +188,4 @@ def check_config(cfg, *, what: str = "train") -> Estimate | None:
         eval_rows = min(eval_rows, max(cfg.limit_test, round(cfg.val_fraction * cfg.limit_train), 1))
     return check_memory(cfg.backend, qubits=cfg.qubits, batch=min(cfg.batch_size, cfg.limit_train or cfg.batch_size),
                         eval_batch=eval_rows, real=is_real_head(cfg.feature_map, cfg.ansatz),
-                        settings=cfg.backend_settings, what=what)
+                        settings=cfg.backend_settings, what=what, chain=head_chain(cfg))

@@ -13,7 +13,7 @@ import pytest
 
 from hybrid_qiskit.config import resolve
 from hybrid_qiskit.errors import HybridQiskitError
-from hybrid_qiskit.resources import STEP_OVERHEAD, check_config, check_memory, estimate
+from hybrid_qiskit.resources import STEP_OVERHEAD, check_config, check_memory, estimate, head_chain
 
 GiB = 2**30
 
@@ -91,6 +91,21 @@ def test_estimate_bounds_the_measured_peak_at_sixteen_qubits(feature_map):
 
 
 def test_small_limits_bound_the_rows_evaluated():
-    big = check_config(resolve(None, qubits=16))
-    small = check_config(resolve(None, qubits=16, limit_train=16, limit_test=8))
+    sv = {"method": "statevector"}  # the chain's memory does not grow with the rows
+    big = check_config(resolve(None, qubits=16, backend_settings=sv))
+    small = check_config(resolve(None, qubits=16, limit_train=16, limit_test=8, backend_settings=sv))
     assert small.bytes < big.bytes / 4  # 16 rows instead of 256 (the fixed costs stay)
+
+
+def test_chain_heads_need_no_statevector():
+    """From 10 qubits the statevector backend runs chain heads as a matrix-product state: a
+    20-qubit head fits in 1 GiB there, and is refused when forced onto the statevector."""
+    cfg = resolve(None, qubits=20)
+    est = check_config(cfg)
+    assert est.method == "mps_chain" and est.bytes < 512 * 2**20
+    chain = head_chain(cfg)
+    check_memory("statevector", qubits=20, batch=32, eval_batch=256, what="train", available=GiB, chain=chain)
+    with pytest.raises(HybridQiskitError, match="batched_statevector"):
+        check_memory("statevector", qubits=20, batch=32, eval_batch=256, what="train", available=GiB, chain=chain,
+                     settings={"method": "statevector"})
+    assert head_chain(resolve(None, qubits=20, feature_map="zz", reuploads=2)) is None  # bond 256

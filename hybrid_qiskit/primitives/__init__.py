@@ -3,6 +3,10 @@
 They plug into qiskit-machine-learning's ``EstimatorQNN(estimator=..., gradient=...)`` unchanged;
 the stock path (``StatevectorEstimator`` + ``ParamShiftEstimatorGradient``) stays available as
 the ``statevector_reference`` backend for comparison.
+
+Two exact simulators sit underneath: a batched statevector (:mod:`.simulate`, :mod:`.kernels`,
+with the adjoint sweep of :mod:`.adjoint_sweep`), and for wide circuits whose two-qubit gates
+all act on neighbouring qubits, an uncompressed matrix-product state (:mod:`.mps`).
 """
 
 from .adjoint_gradient import AdjointEstimatorGradient

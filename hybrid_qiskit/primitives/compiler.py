@@ -78,6 +78,28 @@ class _Builder:
         self.data = data
 
 
+def native_circuit(circuit: QuantumCircuit) -> QuantumCircuit:
+    """``circuit`` in the simulators' native gates (transpiled only if it needs to be), with
+    resets and initializes on untouched qubits resolved (see :func:`compile_circuit`).
+
+    Raises:
+        ValueError: for non-unitary instructions.
+    """
+    names = {inst.operation.name for inst in circuit.data}
+    if "measure" in names or any(inst.clbits for inst in circuit.data):
+        raise ValueError("cannot simulate measurements or classical control: estimator circuits must be unitary")
+    if names & _RESETTING:
+        circuit = _without_initial_resets(circuit)
+        names = {inst.operation.name for inst in circuit.data}
+    if names - set(SUPPORTED_GATES) - {"barrier"}:
+        circuit = transpile(circuit, basis_gates=SUPPORTED_GATES, optimization_level=0)
+        left = {inst.operation.name for inst in circuit.data} - set(SUPPORTED_GATES) - {"barrier"}
+        if left:
+            raise ValueError(f"cannot simulate {', '.join(sorted(left))}: not unitary, or not reducible to "
+                             f"the simulator's gates ({', '.join(SUPPORTED_GATES)})")
+    return circuit
+
+
 def compile_circuit(circuit: QuantumCircuit, parameters: Sequence[Parameter] | None = None) -> Program:
     """Compile ``circuit`` for the batched simulator (:mod:`.simulate`).
 
@@ -96,18 +118,7 @@ def compile_circuit(circuit: QuantumCircuit, parameters: Sequence[Parameter] | N
     """
     params = tuple(circuit.parameters if parameters is None else parameters)
     index = {p: i for i, p in enumerate(params)}
-    names = {inst.operation.name for inst in circuit.data}
-    if "measure" in names or any(inst.clbits for inst in circuit.data):
-        raise ValueError("cannot simulate measurements or classical control: estimator circuits must be unitary")
-    if names & _RESETTING:
-        circuit = _without_initial_resets(circuit)
-        names = {inst.operation.name for inst in circuit.data}
-    if names - set(SUPPORTED_GATES) - {"barrier"}:
-        circuit = transpile(circuit, basis_gates=SUPPORTED_GATES, optimization_level=0)
-        left = {inst.operation.name for inst in circuit.data} - set(SUPPORTED_GATES) - {"barrier"}
-        if left:
-            raise ValueError(f"cannot simulate {', '.join(sorted(left))}: not unitary, or not reducible to "
-                             f"the simulator's gates ({', '.join(SUPPORTED_GATES)})")
+    circuit = native_circuit(circuit)
     n = circuit.num_qubits
     layers: list[_Builder] = []
     for inst in circuit.data:

@@ -19,6 +19,10 @@ Gotchas:
     * The last few final states are kept (keyed by program and parameter values) so that
       :class:`~.adjoint_gradient.AdjointEstimatorGradient` on the same estimator can skip the
       forward evolution of the backward pass.
+    * Wide chain circuits (every two-qubit gate on neighbouring qubits, Z readouts; from 10
+      qubits under ``method="auto"``, see :func:`~.mps.takes_chain`) never build a statevector:
+      they run as an exact matrix-product state (:mod:`.mps`), always in float64, and keep no
+      states (the chain's gradient recomputes its few tensors).
 
 Example:
     >>> import numpy as np
@@ -84,8 +88,8 @@ class BatchedStatevectorEstimator(BaseEstimatorV2):
             ~2e-7 and gradients by up to ~1.5e-6 (measured), so it is off by default.
         method: "auto" (default), "statevector" or "mps". Circuits whose two-qubit gates act on
             neighbouring qubits, read out by Z on single qubits (every head we ship), run as an
-            exact matrix-product state (:mod:`.mps`) under "mps", and under "auto" from
-            :data:`~.mps.CHAIN_QUBITS` qubits up; everything else as a statevector.
+            exact matrix-product state (:mod:`.mps`) under "mps", and under "auto" where that pays
+            (:func:`~.mps.takes_chain`: from 10 qubits at bond 4); the rest as a statevector.
     """
 
     _OBSERVABLES_KEPT = 512  # compiled observables and observable arrays (each cache)

@@ -219,3 +219,13 @@ def test_a_wide_evaluation_stays_small():
     observables = [CompiledObservable(o) for o in head.observables]
     exact = expectations(simulate(program, values[:2]), observables)  # two 8 MB statevectors
     np.testing.assert_allclose(evs[:, :2], exact, atol=1e-12)
+
+
+def test_auto_takes_the_chain_where_it_pays():
+    """Bond 4 from 10 qubits; bond 16 (ZZ map + EfficientSU2) from 14, where it overtakes."""
+    for n, fm, ansatz, first in [(10, "angle", "real_amplitudes", True), (12, "zz", "efficient_su2", False),
+                                 (14, "zz", "efficient_su2", True)]:
+        head = build_head_circuit(n, feature_map=fm, ansatz=ansatz)
+        program = compile_circuit(head.circuit, list(head.input_params) + list(head.weight_params))
+        assert mps.takes_chain(program.chain, n) is first
+        assert mps.takes_chain(program.chain, n, "mps") and not mps.takes_chain(program.chain, n, "statevector")
