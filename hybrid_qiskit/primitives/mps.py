@@ -42,18 +42,18 @@ from .layers import AngleTable, Rotation, _angle_table, rotation_matrices
 # Rotations whose generator has two eigenvalues one apart: dU/dθ is U(θ + π) up to a factor.
 SHIFT_ROTATIONS = ("rx", "ry", "rz", "p", "rzz", "rxx", "ryy", "cp")
 _REAL = ("ry",)
-# The largest bond taken. Parameter-shift rows cost ~n·χ³ each and there are 2G + 1 of them per
-# row: at χ = 16 (ZZ feature map + EfficientSU2 reps 2) a 20-qubit step still beats the
-# statevector; at χ = 64 it would not.
+# The largest bond taken: at 16 qubits a bond-64 chain (RealAmplitudes re-uploaded 3 times) took
+# 25 s for a gradient the statevector gave in 2.9 s.
 MAX_BOND = 16
 # Row evaluations per block: about 32 MB of site tensors at χ = 4, 20 qubits. Blocks run on
 # the calling thread: each numpy call here is tens of microseconds, and two threads measured
 # no faster than one (they wait on the interpreter lock between calls).
 BLOCK_BYTES = 32 << 20
 # Chains from this width up (bond 4; two qubits more per doubling of the bond) take the chain
-# under ``method="auto"``. Measured on the QNN heads, batch 32: at bond 4 the two were level at
-# 10 qubits and the statevector faster at 8; at bond 16 (ZZ map + EfficientSU2) the chain's
-# gradient took 0.99 s against 0.62 s at 12 qubits, and 1.5 s against 4.6 s at 16.
+# under ``method="auto"``. Measured on the QNN heads, batch 32 (experiments/bench_chain.py and
+# bench_training.py): at bond 4 a training step was level at 10 qubits and faster on the
+# statevector at 8; at bond 16 (ZZ map + EfficientSU2) the gradients were level at 14 qubits and
+# 3x faster on the chain at 16.
 CHAIN_QUBITS = 10
 METHODS = ("auto", "statevector", "mps")
 _PROJECTOR = ("p", "cp")  # generators −P1, −P11: derivatives from the imaginary part
