@@ -14,10 +14,10 @@ multiplies them, per method (measured at 12-16 qubits, see tests/test_attacks.py
   Measured (peak RSS above the process's baseline, one training step of 32 and two evaluation
   batches of 128) against the estimate, real / complex head: 12 qubits 57 / 121 MB vs 123 / 153;
   14 qubits 114 / 258 MB vs 192 / 313; 16 qubits 300 / 726 MB vs 471 / 958.
-* ``statevector`` on a chain head (every head we ship but the ZZ map re-uploaded, from 10
-  qubits at bond 4; :func:`hybrid_qiskit.primitives.mps.takes_chain`): no statevector at all. The rows' tensors come in
-  blocks of ~32 MB; what grows with the width is compiling the statevector program all the same
-  (a few 2**n index maps).
+* ``statevector`` on a chain head (every head we ship but the ZZ map re-uploaded; from 10
+  qubits at bond 4, see ``hybrid_qiskit.primitives.mps.takes_chain``): no statevector at all.
+  The rows' tensors come in blocks of ~32 MB, and neither the statevector program's 2**n index
+  maps nor the readouts' 2**n diagonals are built.
 * ``statevector_reference`` and Aer's ``statevector``: one circuit at a time, a few copies of
   2**n complex amplitudes.
 * Aer's ``density_matrix``: one circuit at a time, a couple of copies of 4**n complex entries.
@@ -84,8 +84,8 @@ def estimate(backend: str, *, qubits: int, batch: int, eval_batch: int | None = 
         from hybrid_qiskit.primitives.mps import BLOCK_BYTES, takes_chain
 
         if takes_chain(chain, n, settings.get("method", "auto")):
-            return Estimate(6 * 8 * amps + 3 * BLOCK_BYTES + STEP_OVERHEAD, "mps_chain",
-                            f"an exact matrix-product state in blocks of rows, and 2**{n} index maps to compile")
+            return Estimate(3 * BLOCK_BYTES + STEP_OVERHEAD, "mps_chain",
+                            "an exact matrix-product state, a block of rows at a time")
         method = "batched_statevector"
     else:
         method = settings.get("method") or METHODS.get(backend)

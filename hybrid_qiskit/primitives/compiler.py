@@ -119,39 +119,45 @@ def compile_circuit(circuit: QuantumCircuit, parameters: Sequence[Parameter] | N
     params = tuple(circuit.parameters if parameters is None else parameters)
     index = {p: i for i, p in enumerate(params)}
     circuit = native_circuit(circuit)
-    n = circuit.num_qubits
-    layers: list[_Builder] = []
-    for inst in circuit.data:
-        op = inst.operation
-        name = op.name
-        if name in ("barrier", "id"):
-            continue
-        qubits = tuple(circuit.find_bit(q).index for q in inst.qubits)
-        if name in ROTATIONS:
-            rot = Rotation(name, compile_angle(op.params[0], index))
-            if name in DIAGONAL_GENERATORS:
-                gen = DIAGONAL_GENERATORS[name][_local_index(qubits, n)]
-                _add_diagonal(layers, qubits, None, (gen, rot))
+
+    def build() -> tuple[Op, ...]:
+        n = circuit.num_qubits
+        layers: list[_Builder] = []
+        for inst in circuit.data:
+            op = inst.operation
+            name = op.name
+            if name in ("barrier", "id"):
+                continue
+            qubits = tuple(circuit.find_bit(q).index for q in inst.qubits)
+            if name in ROTATIONS:
+                rot = Rotation(name, compile_angle(op.params[0], index))
+                if name in DIAGONAL_GENERATORS:
+                    gen = DIAGONAL_GENERATORS[name][_local_index(qubits, n)]
+                    _add_diagonal(layers, qubits, None, (gen, rot))
+                elif len(qubits) == 1:
+                    _add_local(layers, qubits[0], None, rot)
+                else:
+                    layers.append(_Builder("dense", set(qubits), name=name, order=qubits, matrix=None, rotation=rot))
+                continue
+            matrix = np.asarray(op.to_matrix(), dtype=complex)
+            perm = _permutation(matrix, qubits, n)
+            if perm is not None:
+                _add_permutation(layers, qubits, perm)
+            elif np.allclose(matrix, np.diag(np.diag(matrix))):
+                phase = _real_if_possible(np.diag(matrix)[_local_index(qubits, n)])
+                _add_diagonal(layers, qubits, phase, None)
             elif len(qubits) == 1:
-                _add_local(layers, qubits[0], None, rot)
+                _add_local(layers, qubits[0], _real_if_possible(matrix), None)
             else:
-                layers.append(_Builder("dense", set(qubits), name=name, order=qubits, matrix=None, rotation=rot))
-            continue
-        matrix = np.asarray(op.to_matrix(), dtype=complex)
-        perm = _permutation(matrix, qubits, n)
-        if perm is not None:
-            _add_permutation(layers, qubits, perm)
-        elif np.allclose(matrix, np.diag(np.diag(matrix))):
-            phase = _real_if_possible(np.diag(matrix)[_local_index(qubits, n)])
-            _add_diagonal(layers, qubits, phase, None)
-        elif len(qubits) == 1:
-            _add_local(layers, qubits[0], _real_if_possible(matrix), None)
-        else:
-            layers.append(
-                _Builder("dense", set(qubits), name=name, order=qubits, matrix=_real_if_possible(matrix), rotation=None)
-            )
-    ops = tuple(op for b in layers if (op := _freeze(b, n)) is not None)
-    return Program(n, params, ops, chain=compile_chain(circuit, params))
+                layers.append(
+                    _Builder("dense", set(qubits), name=name, order=qubits, matrix=_real_if_possible(matrix), rotation=None)
+                )
+        return tuple(op for b in layers if (op := _freeze(b, n)) is not None)
+
+    chain = compile_chain(circuit, params)
+    # Only a chain may never need its layers; anything else is built now, so that whatever
+    # cannot be compiled is refused at once.
+    return Program(circuit.num_qubits, params, build if chain is not None else build(), chain=chain)
 
 
 def _blocker(layers: list[_Builder], qubits: Sequence[int]) -> int:

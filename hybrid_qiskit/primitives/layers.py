@@ -185,9 +185,15 @@ Op = LocalLayer | DiagonalLayer | Permutation | DenseGate
 class Program:
     num_qubits: int
     parameters: tuple[Parameter, ...]  # column order of the parameter arrays
-    ops: tuple[Op, ...]
+    # The layers, or a function that builds them on first use of :attr:`ops`: a circuit that
+    # runs as a chain never needs them, and at 28 qubits their index maps are gigabytes.
+    build: tuple[Op, ...] | Callable[[], tuple[Op, ...]] = field(repr=False, compare=False)
     # The same circuit as a matrix-product-state chain (:mod:`.mps`), where one applies.
     chain: Chain | None = field(default=None, compare=False, repr=False)
+
+    @cached_property
+    def ops(self) -> tuple[Op, ...]:
+        return self.build() if callable(self.build) else self.build
 
     @cached_property
     def is_real(self) -> bool:

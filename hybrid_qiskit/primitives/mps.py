@@ -115,8 +115,8 @@ def _tensor(m: np.ndarray) -> np.ndarray:
 def _blocks(samples: Sequence[np.ndarray]) -> tuple[bool, tuple[tuple[int, int], ...]]:
     """The operator-Schmidt split with fewer terms: (split over lo, nonzero blocks)."""
     pairs = [(a, b) for a in (0, 1) for b in (0, 1)]
-    on_lo = [p for p in pairs if any(np.any(_tensor(m)[..., :, p[0], :, p[1]] != 0) for m in samples)]
-    on_hi = [p for p in pairs if any(np.any(_tensor(m)[..., p[0], :, p[1], :] != 0) for m in samples)]
+    on_lo = [p for p in pairs if any(np.any(abs(_tensor(m)[..., :, p[0], :, p[1]]) > 1e-14) for m in samples)]
+    on_hi = [p for p in pairs if any(np.any(abs(_tensor(m)[..., p[0], :, p[1], :]) > 1e-14) for m in samples)]
     return (True, tuple(on_lo)) if len(on_lo) <= len(on_hi) else (False, tuple(on_hi))
 
 
@@ -214,9 +214,8 @@ def _kinds(matrix: np.ndarray | None, split_lo: bool, blocks) -> tuple[str, ...]
 
 
 def takes_chain(chain: Chain | None, num_qubits: int, method: str = "auto") -> bool:
-    """Whether a circuit of ``num_qubits`` with ``chain`` (None: not a chain) runs as one."""
-    if method not in METHODS:
-        raise ValueError(f"unknown simulation method {method!r}; known: {', '.join(METHODS)}")
+    """Whether a circuit of ``num_qubits`` with ``chain`` (None: not a chain) runs as one under
+    ``method`` (one of :data:`METHODS`; the estimator and the backend refuse any other)."""
     if chain is None or method == "statevector":
         return False
     return method == "mps" or num_qubits >= CHAIN_QUBITS + 2 * max(0.0, math.log2(chain.bond / 4))

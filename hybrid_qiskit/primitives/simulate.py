@@ -6,7 +6,7 @@ States are arrays of shape ``(2**n, B, L)`` (see :mod:`.kernels`); the forward p
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 from qiskit.quantum_info import SparsePauliOp
@@ -133,28 +133,50 @@ def simulate_expectations(
 
 class CompiledObservable:
     """An observable ready to act on batches of states: a diagonal vector when it is made only
-    of I/Z Paulis (the QNN's default readout), else a sparse matrix."""
+    of I/Z Paulis (the QNN's default readout), else a sparse matrix. Both are built on first
+    use: a chain circuit (:mod:`.mps`) needs only :attr:`single_z`, and a 2**n diagonal per
+    readout at 28 qubits is gigabytes."""
 
     def __init__(self, op: SparsePauliOp):
         op = op.simplify(atol=0)
+        self.op = op
         self.num_qubits = op.num_qubits
         # A sum of Paulis (each Hermitian, phases folded into the coefficients) is Hermitian
         # exactly when its coefficients are real.
         self.hermitian = bool(np.allclose(np.imag(op.coeffs), 0))
-        if not np.any(op.paulis.x):
-            # ⟨b|Z-string|b⟩ = (-1)^{popcount(b & zmask)}
-            idx = np.arange(1 << op.num_qubits)
-            diag = np.zeros(idx.shape, dtype=complex)
-            for zbits, coeff in zip(op.paulis.z, op.coeffs):
-                parity = np.zeros(idx.shape, dtype=np.int64)
-                for q in np.flatnonzero(zbits):
-                    parity ^= (idx >> q) & 1
-                diag += coeff * (1 - 2 * parity)
-            self.diag = diag.real.copy() if np.allclose(diag.imag, 0) else diag
-            self.matrix = None
-        else:
-            self.diag = None
-            self.matrix = op.to_matrix(sparse=True).tocsr()
+        self.is_diagonal = not np.any(op.paulis.x)
+
+    @cached_property
+    def single_z(self) -> tuple[int, float] | None:
+        """(q, c) when the observable is c·Z_q with c real and nonzero, else None."""
+        op = self.op
+        if len(op) != 1 or not self.is_diagonal or op.coeffs[0].imag != 0 or op.coeffs[0] == 0:
+            return None
+        zbits = np.flatnonzero(op.paulis.z[0])
+        if len(zbits) != 1 or op.paulis.phase[0] != 0:
+            return None
+        return int(zbits[0]), float(op.coeffs[0].real)
+
+    @cached_property
+    def diag(self) -> np.ndarray | None:
+        """The full diagonal (2**n,) of an I/Z observable, else None."""
+        if not self.is_diagonal:
+            return None
+        # ⟨b|Z-string|b⟩ = (-1)^{popcount(b & zmask)}
+        op = self.op
+        idx = np.arange(1 << op.num_qubits)
+        diag = np.zeros(idx.shape, dtype=complex)
+        for zbits, coeff in zip(op.paulis.z, op.coeffs):
+            parity = np.zeros(idx.shape, dtype=np.int64)
+            for q in np.flatnonzero(zbits):
+                parity ^= (idx >> q) & 1
+            diag += coeff * (1 - 2 * parity)
+        return diag.real.copy() if np.allclose(diag.imag, 0) else diag
+
+    @cached_property
+    def matrix(self):
+        """The sparse matrix (CSR) of an observable with X or Y terms, else None."""
+        return None if self.is_diagonal else self.op.to_matrix(sparse=True).tocsr()
 
     def apply(self, states: np.ndarray) -> np.ndarray:
         """O|ψ⟩ for states (N, B)."""
