@@ -226,11 +226,9 @@ def chain_readouts(program, observables, method: str = "auto") -> list[tuple[int
 
     ``method``: "statevector" never, "mps" wherever a chain applies (a chain circuit and every
     observable c·Z_q), "auto" there too where it pays (:func:`takes_chain`)."""
-    from .adjoint_ends import single_z
-
     if not observables or not takes_chain(program.chain, program.num_qubits, method):
         return None
-    readouts = [single_z(o) for o in observables]
+    readouts = [o.single_z for o in observables]
     return None if any(r is None for r in readouts) else readouts
 
 
