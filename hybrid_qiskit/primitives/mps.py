@@ -313,25 +313,25 @@ def _site_tensor(chain: Chain, q: int, mats: Sequence[np.ndarray | None], R: int
         if pending is not None:
             a, pending = _apply(a, pending), None
         t = m.reshape(2, 2, 2, 2, m.shape[-1])  # (p_hi, p_lo, p'_hi, p'_lo, R)
-        S, R_ = len(gate.blocks), a.shape[-1] if m.shape[-1] == 1 else m.shape[-1]
+        S = len(gate.blocks)
         if role == "lo":  # the lower site: new bond index s on the right
-            new = np.empty((a.shape[0], 2, a.shape[2], S, R_), dtype=np.result_type(a, m))
+            new = np.empty((a.shape[0], 2, a.shape[2], S, R), dtype=np.result_type(a, m))
             for s, (x, y) in enumerate(gate.blocks):
                 if gate.split_lo:  # L_s = |x><y|
                     new[:, 1 - x, :, s] = 0
                     new[:, x, :, s] = a[:, y]
                 else:  # L_s = t[x, :, y, :]
                     _apply_block(a, t[x, :, y, :], gate.kinds[s], new[:, :, :, s])
-            a = new.reshape(a.shape[0], 2, -1, R_)
+            a = new.reshape(a.shape[0], 2, -1, R)
         else:  # the upper site: new bond index s on the left
-            new = np.empty((a.shape[0], S, 2, a.shape[2], R_), dtype=np.result_type(a, m))
+            new = np.empty((a.shape[0], S, 2, a.shape[2], R), dtype=np.result_type(a, m))
             for s, (x, y) in enumerate(gate.blocks):
                 if gate.split_lo:  # R_s = t[:, x, :, y]
                     _apply_block(a, t[:, x, :, y], gate.kinds[s], new[:, s])
                 else:  # R_s = |x><y|
                     new[:, s, 1 - x] = 0
                     new[:, s, x] = a[:, y]
-            a = new.reshape(-1, 2, a.shape[2], R_)
+            a = new.reshape(-1, 2, a.shape[2], R)
     return a if pending is None else _apply(a, pending)
 
 
