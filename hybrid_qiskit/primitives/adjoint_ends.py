@@ -36,15 +36,10 @@ from .simulate import CompiledObservable
 _Z = np.diag([1.0, -1.0])
 
 
-def single_z(observable: CompiledObservable) -> tuple[int, float] | None:
-    """(q, c) when the observable is c·Z_q, else None (read off its Paulis, no 2**n diagonal)."""
-    return observable.single_z
-
-
 def last_layer(program: Program, observables: Sequence[CompiledObservable]) -> int | None:
     """Index of the final one-qubit layer when the last-layer shortcut applies, else None:
     every observable is c·Z_q, and after that layer come only diagonal layers."""
-    if not observables or any(single_z(o) is None for o in observables):
+    if not observables or any(o.single_z is None for o in observables):
         return None
     i = len(program.ops) - 1
     while i >= 0 and program.ops[i].kind == "diag":
@@ -100,7 +95,7 @@ def last_layer_stack(
     # A block's final states are a column slice of the batch's, strided by the batch width:
     # one contiguous copy first, or every later pass touches a cache line per amplitude.
     psi = np.ascontiguousarray(psi, dtype=dtype)
-    readouts = [single_z(o) for o in observables]
+    readouts = [o.single_z for o in observables]
     gates = {g.qubit: g for g in op.gates}
 
     # Trailing diagonal layers commute with the readouts: undone on ψ alone (their derivatives

@@ -271,10 +271,9 @@ class ChainRule:
     varying: tuple[tuple[int, int, Callable[[np.ndarray], np.ndarray]], ...]
 
 
-def _chain_rule(op, num_parameters: int) -> ChainRule | None:
-    rotations = tuple(r for r in op.rotations if r.angle.partials)
-    if not rotations:
-        return None
+def split_partials(rotations: Sequence[Rotation], num_parameters: int) -> tuple[np.ndarray, tuple]:
+    """d angle_r / d parameter_j for ``rotations``: the constant entries (R, P), and the varying
+    ones (r, j, partial) evaluated per call."""
     constant = np.zeros((len(rotations), num_parameters))
     varying = []
     for r, rot in enumerate(rotations):
@@ -283,7 +282,14 @@ def _chain_rule(op, num_parameters: int) -> ChainRule | None:
                 constant[r, j] += partial.value
             else:
                 varying.append((r, j, partial))
-    return ChainRule(rotations, constant, tuple(varying))
+    return constant, tuple(varying)
+
+
+def _chain_rule(op, num_parameters: int) -> ChainRule | None:
+    rotations = tuple(r for r in op.rotations if r.angle.partials)
+    if not rotations:
+        return None
+    return ChainRule(rotations, *split_partials(rotations, num_parameters))
 
 
 def _is_real(op) -> bool:

@@ -36,8 +36,8 @@ import numpy as np
 from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter
 
-from .angles import Const, compile_angle, sum_angles
-from .layers import AngleTable, Rotation, _angle_table, rotation_matrices
+from .angles import compile_angle, sum_angles
+from .layers import AngleTable, Rotation, _angle_table, rotation_matrices, split_partials
 
 # Rotations whose generator has two eigenvalues one apart: dU/dθ is U(θ + π) up to a factor.
 SHIFT_ROTATIONS = ("rx", "ry", "rz", "p", "rzz", "rxx", "ryy", "cp")
@@ -175,14 +175,7 @@ def compile_chain(circuit: QuantumCircuit, parameters: Sequence[Parameter]) -> C
         gates.append(gate)
     gates = [_real_if_possible(g) for g in gates]
     rotations = tuple(g.rotation for g in gates if g.rotation is not None)
-    G, P = len(rotations), len(params)
-    constant, varying = np.zeros((G, P)), []
-    for g, rot in enumerate(rotations):
-        for j, partial in rot.angle.partials:
-            if isinstance(partial, Const):
-                constant[g, j] += partial.value
-            else:
-                varying.append((g, j, partial))
+    constant, varying = split_partials(rotations, len(params))
     is_real = all((g.rotation is not None and g.rotation.name in _REAL) or
                   (g.matrix is not None and np.isrealobj(g.matrix)) for g in gates)
     rotation_gate = tuple(i for i, g in enumerate(gates) if g.rotation is not None)
@@ -193,8 +186,8 @@ def compile_chain(circuit: QuantumCircuit, parameters: Sequence[Parameter]) -> C
         else:
             site_ops[gate.lo].append((i, "lo"))
             site_ops[gate.lo + 1].append((i, "hi"))
-    return Chain(n, params, tuple(gates), rotations, _angle_table(rotations, P), max(bonds, default=1),
-                 is_real, constant, tuple(varying), tuple(tuple(ops) for ops in site_ops),
+    return Chain(n, params, tuple(gates), rotations, _angle_table(rotations, len(params)), max(bonds, default=1),
+                 is_real, constant, varying, tuple(tuple(ops) for ops in site_ops),
                  rotation_gate, {i: g for g, i in enumerate(rotation_gate)})
 
 
@@ -479,7 +472,7 @@ def _angle_derivatives(chain: Chain, angles: np.ndarray, qubits: Sequence[int], 
     in the tensors of the sites gate g acts on (see :func:`_site_tensor`), so ⟨ψ|Z_q|ψ_g⁺⟩ is
     ψ's environments (with Z inserted where q lies outside those sites) around one or two mixed
     site transfers: every derivative for the cost of a few small contractions per rotation."""
-    B, n = angles.shape[0], chain.num_qubits
+    B = angles.shape[0]
     dtype = _dtype(chain)
     sites = _final_sites(chain, angles, dtype)
     env = _environments(sites, qubits, stacks=True)

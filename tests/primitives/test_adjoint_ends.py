@@ -11,7 +11,7 @@ from qiskit.quantum_info import SparsePauliOp
 
 from hybrid_qiskit.circuits import ANSATZE, FEATURE_MAPS, build_head_circuit
 from hybrid_qiskit.primitives import adjoint_sweep, rows
-from hybrid_qiskit.primitives.adjoint_ends import last_layer, single_z
+from hybrid_qiskit.primitives.adjoint_ends import last_layer
 from hybrid_qiskit.primitives.compiler import compile_circuit
 from hybrid_qiskit.primitives.simulate import CompiledObservable
 
@@ -83,7 +83,7 @@ def test_other_observables_fall_back(monkeypatch):
     qc, params = _custom("ry", False)
     program = compile_circuit(qc, params)
     zz = CompiledObservable(SparsePauliOp("ZZII"))
-    assert single_z(zz) is None and single_z(CompiledObservable(SparsePauliOp("IIZI"))) == (1, 1.0)
+    assert zz.single_z is None and CompiledObservable(SparsePauliOp("IIZI")).single_z == (1, 1.0)
     observables = [zz, CompiledObservable(SparsePauliOp("IIIZ"))]
     assert last_layer(program, observables) is None
     (_, g_on), (_, g_off) = _both(monkeypatch, program, _values(program, 4, 3), observables)

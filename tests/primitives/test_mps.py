@@ -147,16 +147,22 @@ def test_other_observables_and_narrow_circuits_take_the_statevector():
         BatchedStatevectorEstimator(method="tensor")
 
 
+def _same_qnn(head, backend, other, *, rows, seed, forward_atol, backward_atol):
+    """EstimatorQNN on ``backend`` and on ``other``: the same outputs and gradients."""
+    a, b = build_qnn(head, backend), build_qnn(head, other)
+    rng = np.random.default_rng(seed)
+    n = head.circuit.num_qubits
+    x, w = rng.uniform(0, np.pi, (rows, n)), rng.uniform(-np.pi, np.pi, a.num_weights)
+    np.testing.assert_allclose(a.forward(x, w), b.forward(x, w), atol=forward_atol)
+    for ga, gb in zip(a.backward(x, w), b.backward(x, w)):
+        np.testing.assert_allclose(ga, gb, atol=backward_atol)
+
+
 def test_qnn_at_width_is_the_same_through_either_method():
     """A 12-qubit head through EstimatorQNN: auto (the chain) against the forced statevector."""
     head = build_head_circuit(12)
-    chain = build_qnn(head, create_backend("statevector"))
-    plain = build_qnn(head, create_backend("statevector", method="statevector"))
-    rng = np.random.default_rng(1)
-    x, w = rng.uniform(0, np.pi, (4, 12)), rng.uniform(-np.pi, np.pi, chain.num_weights)
-    np.testing.assert_allclose(chain.forward(x, w), plain.forward(x, w), atol=1e-12)
-    for a, b in zip(chain.backward(x, w), plain.backward(x, w)):
-        np.testing.assert_allclose(a, b, atol=1e-10)
+    _same_qnn(head, create_backend("statevector"), create_backend("statevector", method="statevector"),
+              rows=4, seed=1, forward_atol=1e-12, backward_atol=1e-10)
 
 
 def test_backend_setting_method():
@@ -170,13 +176,8 @@ def test_backend_setting_method():
 def test_chain_qnn_matches_the_stock_stack(fm, ansatz):
     """EstimatorQNN on the chain against Qiskit's StatevectorEstimator + parameter shift."""
     head = build_head_circuit(4, feature_map=fm, ansatz=ansatz, reps=1)
-    chain = build_qnn(head, create_backend("statevector", method="mps"))
-    stock = build_qnn(head, create_backend("statevector_reference"))
-    rng = np.random.default_rng(2)
-    x, w = rng.uniform(0, np.pi, (2, 4)), rng.uniform(-np.pi, np.pi, chain.num_weights)
-    np.testing.assert_allclose(chain.forward(x, w), stock.forward(x, w), atol=1e-6)
-    for a, b in zip(chain.backward(x, w), stock.backward(x, w)):
-        np.testing.assert_allclose(a, b, atol=1e-6)
+    _same_qnn(head, create_backend("statevector", method="mps"), create_backend("statevector_reference"),
+              rows=2, seed=2, forward_atol=1e-6, backward_atol=1e-6)
 
 
 def test_real_and_complex_chains_agree():
