@@ -1,7 +1,7 @@
 """``noisy_trajectories``: device-like noise injection at batched-statevector speed.
 
 Every parameter set of a PUB (every sample of a training batch) is simulated as its own noisy
-trajectory (:mod:`hybrid_qiskit.trajectories`): after each ISA gate a Pauli is drawn from that
+trajectory (:mod:`hybrid_qiskit.primitives.trajectories`): after each ISA gate a Pauli is drawn from that
 gate's channel, then the measured bits are flipped by readout errors and ``shots`` outcomes are
 sampled. Each call draws fresh trajectories (training sees fresh noise every step); ``seed``
 makes the sequence reproducible. The gradient is the adjoint gradient of each sample's own
@@ -10,7 +10,7 @@ the shot noise.
 
 The noise is ``aer_noisy``'s, channel for channel, on the same reduced device
 (:mod:`backends.reduced`), with the same settings (``device``, ``noise_scale`` or the
-parametric ones: :data:`backends.aer_noisy.NOISE_SETTINGS`):
+parametric ones: :data:`backends.noise_source.NOISE_SETTINGS`):
 
 * the device's ``Target`` is scaled exactly as ``aer_noisy`` scales it
   (:func:`backends.noise.scale_target`: errors x scale, T1/T2 / scale);
@@ -54,10 +54,10 @@ from qiskit.providers import Options
 from qiskit_machine_learning.gradients import EstimatorGradientResult
 
 from backends import BackendHandle, register_backend
-from backends.aer_noisy import _Noise, _pass_manager, _takes
+from backends.noise_source import NoiseSource, noisy_pass_manager, takes_noise_settings
 from backends.statevector import shots_precision
-from hybrid_qiskit import trajectories as tj
 from hybrid_qiskit.errors import HybridQiskitError
+from hybrid_qiskit.primitives import trajectories as tj
 from hybrid_qiskit.primitives.caches import CircuitCache
 from hybrid_qiskit.primitives.estimator import EagerJob
 from hybrid_qiskit.primitives.gradient_base import BatchedEstimatorGradient
@@ -148,7 +148,7 @@ def parametric_channels(settings: dict, scale: float, one_q: Sequence[str], two_
 class Drawn:
     """Trajectories drawn for ``rows`` parameter sets: ``trajectories`` columns per row."""
 
-    program: tj.Program
+    program: tj.NoisyProgram
     rows: np.ndarray  # (R, P)
     columns: np.ndarray  # (R·T, P): row r's trajectories are columns r·T .. r·T+T-1
     traj: tj.Trajectories
@@ -188,7 +188,7 @@ class TrajectoryEstimator(BaseEstimatorV2):
 
         return {"active": active_qubits(circuit) if self.device is not None else None, "programs": {}}
 
-    def compiled(self, circuit: QuantumCircuit, labels: Iterable[str]) -> tuple[tj.Program, tuple[int, ...] | None]:
+    def compiled(self, circuit: QuantumCircuit, labels: Iterable[str]) -> tuple[tj.NoisyProgram, tuple[int, ...] | None]:
         """The program of ``circuit`` on the qubits its gates and ``labels`` touch (cached)."""
         from backends.reduced import compact_circuit, reduce_device
 
@@ -207,10 +207,10 @@ class TrajectoryEstimator(BaseEstimatorV2):
             else:
                 channel, readout = self._noise(reduce_device(self.device, qubits), len(qubits))
                 small = compact_circuit(circuit, qubits)
-            entry["programs"][qubits] = tj.compile_program(small, channel, readout, tuple(circuit.parameters))
+            entry["programs"][qubits] = tj.compile_noisy_program(small, channel, readout, tuple(circuit.parameters))
         return entry["programs"][qubits], qubits
 
-    def diagonals(self, program: tj.Program, qubits, observables: Sequence[dict]) -> np.ndarray:
+    def diagonals(self, program: tj.NoisyProgram, qubits, observables: Sequence[dict]) -> np.ndarray:
         """(K, 2**n) diagonals of full-device observables on the program's qubits (cached: the
         QNN sends the same observables every step, and compacting 156-qubit labels costs ms)."""
         from backends.reduced import compact_label
@@ -230,13 +230,13 @@ class TrajectoryEstimator(BaseEstimatorV2):
 
     # -- trajectories ---------------------------------------------------------------------
 
-    def draw(self, program: tj.Program, rows: np.ndarray, shots: int | None) -> Drawn:
+    def draw(self, program: tj.NoisyProgram, rows: np.ndarray, shots: int | None) -> Drawn:
         """Fresh trajectories for ``rows`` (kept for the gradient of the same rows)."""
         t = self.trajectories
         columns = np.repeat(rows, t, axis=0)
         with self._lock:
             traj = tj.sample_trajectories(program, len(columns), self._rng)
-        final = tj.simulate(program, columns, traj)
+        final = tj.simulate_trajectories(program, columns, traj)
         per = _shares(shots, t) if shots else np.ones(t)
         drawn = Drawn(program, rows, columns, traj, final, per / per.sum())
         with self._lock:
@@ -245,7 +245,7 @@ class TrajectoryEstimator(BaseEstimatorV2):
                 self._drawn.popitem(last=False)
         return drawn
 
-    def drawn(self, program: tj.Program, rows: np.ndarray) -> Drawn:
+    def drawn(self, program: tj.NoisyProgram, rows: np.ndarray) -> Drawn:
         """The trajectories the last run drew for exactly ``rows``, or fresh ones."""
         hit = self._drawn.get((id(program), rows.shape, rows.tobytes()))
         if hit is not None and hit.program is program:
@@ -274,7 +274,7 @@ class TrajectoryEstimator(BaseEstimatorV2):
     def _run(self, prepared) -> PrimitiveResult:
         return PrimitiveResult([self._pub_result(*p) for p in prepared], metadata={"version": 2})
 
-    def _pub_result(self, pub: EstimatorPub, program: tj.Program, diag: np.ndarray) -> PubResult:
+    def _pub_result(self, pub: EstimatorPub, program: tj.NoisyProgram, diag: np.ndarray) -> PubResult:
         shots = math.ceil(1.0 / pub.precision**2) if pub.precision else None
         rows = parameter_rows(pub, program.parameters)
         drawn = self.draw(program, rows, shots)
@@ -338,7 +338,7 @@ class TrajectoryGradient(BatchedEstimatorGradient):
             values = np.asarray([parameter_values[i] for i in members], dtype=float)
             rows, row_of = distinct_rows(values, len(terms))
             drawn = est.drawn(program, rows)
-            grads = tj.adjoint_gradient(program, drawn.columns, drawn.traj, drawn.final, folded)
+            grads = tj.trajectory_gradient(program, drawn.columns, drawn.traj, drawn.final, folded)
             t = len(drawn.weights)
             grads = np.einsum("krtp,t->krp", grads.reshape(len(terms), len(rows), t, -1), drawn.weights)
             full = grads[obs_of, row_of]
@@ -361,7 +361,7 @@ class TrajectoryGradient(BatchedEstimatorGradient):
     "noisy_trajectories",
     summary="a device's noise (x noise_scale) as sampled Pauli trajectories, one per sample; fast, for training",
 )
-@_takes(shots=1024, trajectories=1)
+@takes_noise_settings(shots=1024, trajectories=1)
 def noisy_trajectories(**settings) -> BackendHandle:
     """Noise injection with ``aer_noisy``'s noise and settings (see the module docstring).
 
@@ -377,7 +377,7 @@ def noisy_trajectories(**settings) -> BackendHandle:
         raise HybridQiskitError(f"shots must be a positive integer, got {shots!r}")
     if not isinstance(t, int) or not 1 <= t <= shots:
         raise HybridQiskitError(f"trajectories must be an integer in [1, shots], got {t!r}")
-    source = _Noise(settings)  # validates the noise settings, as for aer_noisy
+    source = NoiseSource(settings)  # validates the noise settings, as for aer_noisy
     if source.fixed is not None:
         two_q = source.target.get("two_qubit_gates", ["cx"])
         one_q = [g for g in source.target["basis_gates"] if g not in two_q]
@@ -396,7 +396,7 @@ def noisy_trajectories(**settings) -> BackendHandle:
         name="noisy_trajectories",
         estimator=estimator,
         gradient=TrajectoryGradient(estimator),
-        pass_manager=_pass_manager(source.backend, settings["optimization_level"], settings["seed"]),
+        pass_manager=noisy_pass_manager(source.backend, settings["optimization_level"], settings["seed"]),
         precision=precision,
         exact=False,
         device=source.backend,

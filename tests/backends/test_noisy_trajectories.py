@@ -15,9 +15,9 @@ from backends.devices import get_fake_backend
 from backends.noise import device_noise, fold_readout
 from backends.noisy_trajectories import device_channels
 from backends.reduced import reduce_device
-from hybrid_qiskit import trajectories as tj
 from hybrid_qiskit.circuits import build_head_circuit
 from hybrid_qiskit.errors import HybridQiskitError
+from hybrid_qiskit.primitives import trajectories as tj
 from hybrid_qiskit.qnn import build_qnn
 
 PAULI = {0: np.eye(2), 1: np.array([[0, 1], [1, 0]]), 2: np.diag([1, -1]), 3: np.array([[0, -1j], [1j, 0]])}
@@ -68,10 +68,10 @@ def test_unitary_part_matches_statevector_for_every_kind_of_gate():
     qc.t(2)
     qc.p(2 * a + 0.1, 0)
     qc.ry(0.7, 1)
-    prog = tj.compile_program(qc, lambda name, qubits: None)
+    prog = tj.compile_noisy_program(qc, lambda name, qubits: None)
     assert sum(o.kind == "phase" for o in prog.ops) == 2  # rz(a)·rz(0.3) merged
     values = np.array([[0.4], [1.9]])
-    final = tj.simulate(prog, values, tj.sample_trajectories(prog, 2, np.random.default_rng(0)))
+    final = tj.simulate_trajectories(prog, values, tj.sample_trajectories(prog, 2, np.random.default_rng(0)))
     for col, v in enumerate(values[:, 0]):
         ref = Statevector(qc.assign_parameters([v])).data
         overlap = abs(np.vdot(ref, final[:, col]))
@@ -112,7 +112,7 @@ def test_gradient_is_each_trajectorys_own_gradient():
     folded = tj.fold_readout_diagonal(program, est.diagonals(program, qubits, labels))
 
     def f(v):
-        return folded @ np.abs(tj.simulate(program, v, drawn.traj)) ** 2
+        return folded @ np.abs(tj.simulate_trajectories(program, v, drawn.traj)) ** 2
 
     np.testing.assert_allclose(f(values), evs, atol=1e-12)  # the forward pass's own trajectories
     grads = handle.gradient.run([isa] * 6, [qnn.observables[0]] * 6, values).result().gradients
@@ -252,7 +252,7 @@ def test_parametric_noise_agrees_with_aer():
     """Means within 4 sigma of aer_noisy_exact under depolarizing and readout noise; with T1/T2
     too, every channel is the Pauli twirl of Aer's (the twirl's bias at T1 = 20 µs against
     300 ns gates is several percent here, so means are compared without relaxation)."""
-    from backends.aer_noisy import NOISE_SETTINGS, _Noise
+    from backends.noise_source import NOISE_SETTINGS, NoiseSource
     from backends.noisy_trajectories import parametric_channels
 
     settings = dict(device="all_to_all", depolarizing=0.02, depolarizing_2q=0.04, readout_error=0.03, noise_scale=2.0)
@@ -263,7 +263,7 @@ def test_parametric_noise_agrees_with_aer():
     assert np.all(np.abs(values.mean(axis=1) - exact) <= 4 * sigma), (values.mean(axis=1), exact, sigma)
 
     full = {**NOISE_SETTINGS, **settings, "t1": 40.0, "t2": 30.0}
-    model = _Noise(full).fixed.model
+    model = NoiseSource(full).fixed.model
     channel, readout = parametric_channels(full, 2.0, ["rz", "sx", "x"], ["cx"], 2)
     np.testing.assert_allclose(readout, 0.06)
     assert channel("rz", (0,)) is None

@@ -7,11 +7,11 @@ qubits' readout errors and, optionally, sampled with finite shots. Averaged over
 this is the density-matrix result of the same Pauli channels, at statevector cost: states are
 (2**n, columns) arrays, and a drawn error touches only the columns that drew it.
 
-* :func:`compile_program` turns an ISA circuit (``rz``/``p`` carry the parameters; any other gate
+* :func:`compile_noisy_program` turns an ISA circuit (``rz``/``p`` carry the parameters; any other gate
   is fixed) into a list of ops with a channel per noisy op; adjacent ``rz`` on a qubit merge
   (they are noiseless frame changes, so no error can sit between them).
-* :func:`sample_trajectories` draws every column's Paulis; :func:`simulate` runs them forward.
-* :func:`adjoint_gradient` replays the same Paulis in reverse (they are their own inverses up to
+* :func:`sample_trajectories` draws every column's Paulis; :func:`simulate_trajectories` runs them forward.
+* :func:`trajectory_gradient` replays the same Paulis in reverse (they are their own inverses up to
   a phase that ψ and the adjoint states share), so the gradient is the exact gradient of each
   column's trajectory expectation. Readout enters it through its linear map on the
   observables (:func:`fold_readout_diagonal`); shot noise does not (straight-through).
@@ -23,9 +23,9 @@ Example:
     >>> import numpy as np
     >>> from qiskit import QuantumCircuit
     >>> qc = QuantumCircuit(1); _ = qc.sx(0); _ = qc.sx(0)     # X: |1>
-    >>> prog = compile_program(qc, lambda name, qubits: None, readout=[(0.0, 0.1)])
+    >>> prog = compile_noisy_program(qc, lambda name, qubits: None, readout=[(0.0, 0.1)])
     >>> traj = sample_trajectories(prog, 4, np.random.default_rng(0))
-    >>> probs = measured_probabilities(prog, simulate(prog, np.zeros((4, 0)), traj))
+    >>> probs = measured_probabilities(prog, simulate_trajectories(prog, np.zeros((4, 0)), traj))
     >>> (diagonal_observables([{"Z": 1.0}], 1) @ probs).round(6).tolist()   # (1-0.1)·(-1) + 0.1
     [[-0.8, -0.8, -0.8, -0.8]]
 """
@@ -39,10 +39,14 @@ import numpy as np
 from qiskit import QuantumCircuit
 
 from hybrid_qiskit.errors import HybridQiskitError
-from hybrid_qiskit.primitives.angles import Angle, Const, compile_angle, sum_angles
+
+from .angles import Angle, Const, compile_angle, sum_angles
 
 PHASE_GATES = {"rz", "p"}  # diag(1, e^{iθ}) up to a global phase: the parametrized ISA gates
 SKIPPED = {"barrier", "delay"}  # delays carry no error in Aer's device model either
+# Up to this width a fixed gate runs on the statevector as a precomputed 2**n diagonal or index map
+# (8 MB each at 20 qubits); wider, as a local matrix product, which needs no 2**n table per gate.
+INDEX_MAP_QUBITS = 20
 
 
 # ------------------------------------------------------------------------ Pauli channels
@@ -113,26 +117,29 @@ def gate_channel(
 
 
 @dataclass
-class Op:
-    """One gate instance. ``kind``: phase (rz/p on ``qubits[0]``, angle ``angle``), diag (full
-    diagonal ``data``), perm (``data`` = new index order, ``inverse``), mat1 (2x2 ``data``),
-    mat (dense 2**k x 2**k ``data`` on ``qubits``), noop (an id: only its noise)."""
+class NoisyOp:
+    """One gate instance: ``kind`` phase (rz/p on ``qubits[0]``, angle ``angle``; ``data`` its
+    factor e^{iθ} when the angle is constant), fixed (``matrix``: 2**k x 2**k on ``qubits``, first
+    qubit lowest), or noop (an id: only its noise). Simulators derive their own forms of a fixed
+    gate from ``matrix`` when they first need them (``forms``): the statevector's 2**n index maps
+    are never built for a circuit that runs as a chain."""
 
     kind: str
     qubits: tuple[int, ...]
-    data: object = None
-    inverse: object = None
+    matrix: np.ndarray | None = None
     angle: Angle | None = None
     channel: np.ndarray | None = None  # Pauli probabilities after the gate (None: noiseless)
+    data: complex | None = None
+    forms: dict = field(default_factory=dict)
 
 
 @dataclass
-class Program:
+class NoisyProgram:
     """A compiled noisy circuit; ``readout[q]`` = (P(read 1 | 0), P(read 0 | 1))."""
 
     num_qubits: int
     parameters: tuple
-    ops: list[Op]
+    ops: list[NoisyOp]
     readout: np.ndarray  # (n, 2)
     noisy: list[int] = field(default_factory=list)  # indices of ops with a channel
     _masks: dict = field(default_factory=dict)
@@ -150,12 +157,12 @@ class Program:
         return self._masks[key]
 
 
-def compile_program(
+def compile_noisy_program(
     circuit: QuantumCircuit,
     channel: Callable[[str, tuple[int, ...]], np.ndarray | None],
     readout: Sequence[tuple[float, float]] | None = None,
     parameters: Sequence | None = None,
-) -> Program:
+) -> NoisyProgram:
     """Compile ``circuit`` (gates only) with ``channel(name, qubits)`` giving each gate's Pauli
     channel (None: noiseless).
 
@@ -165,7 +172,7 @@ def compile_program(
     params = tuple(circuit.parameters if parameters is None else parameters)
     index = {p: i for i, p in enumerate(params)}
     n = circuit.num_qubits
-    ops: list[Op] = []
+    ops: list[NoisyOp] = []
     last: dict[int, int] = {}  # qubit -> index of the last op on it
     for inst in circuit.data:
         op, name = inst.operation, inst.operation.name
@@ -182,13 +189,13 @@ def compile_program(
                 prev.angle = sum_angles(prev.angle, angle)  # no error can sit between them
                 prev.channel = noise
                 continue
-            ops.append(Op("phase", qubits, angle=angle, channel=noise))
+            ops.append(NoisyOp("phase", qubits, angle=angle, channel=noise))
         elif any(getattr(p, "parameters", None) for p in op.params):
             raise HybridQiskitError(
                 f"noisy trajectories take parameters in rz/p gates only (ISA circuits); got {name}"
             )
         else:
-            ops.append(_fixed_op(name, np.asarray(op.to_matrix(), dtype=complex), qubits, n, noise))
+            ops.append(_fixed_op(name, np.asarray(op.to_matrix(), dtype=complex), qubits, noise))
         for q in qubits:
             last[q] = len(ops) - 1
     for o in ops:  # a constant angle is one complex factor
@@ -196,29 +203,41 @@ def compile_program(
             o.data = np.exp(1j * o.angle.value.value)
     ro = np.zeros((n, 2)) if readout is None else np.asarray(readout, dtype=float).reshape(n, 2)
     noisy = [i for i, o in enumerate(ops) if o.channel is not None]
-    return Program(n, params, ops, ro, noisy)
+    return NoisyProgram(n, params, ops, ro, noisy)
 
 
-def _fixed_op(name: str, m: np.ndarray, qubits: tuple[int, ...], n: int, noise) -> Op:
+def _fixed_op(name: str, m: np.ndarray, qubits: tuple[int, ...], noise) -> NoisyOp:
     if name == "id" or np.allclose(m, np.eye(len(m))):
-        return Op("noop", qubits, channel=noise)
-    local = np.zeros(1 << n, dtype=int)  # each basis state's bits on ``qubits`` (first lowest)
-    full = np.arange(1 << n)
-    for k, q in enumerate(qubits):
-        local |= ((full >> q) & 1) << k
-    if np.allclose(m, np.diag(np.diag(m))):
-        d = np.diag(m)[local]
-        return Op("diag", qubits, data=d.real.copy() if np.allclose(d.imag, 0) else d, channel=noise)
-    absm = np.abs(m)
-    if np.allclose(absm.sum(0), 1) and np.allclose(m[absm > 0.5], 1):  # a 0/1 permutation
-        dest = np.argmax(absm, axis=0)[local]
-        out = full.copy()
+        return NoisyOp("noop", qubits, channel=noise)
+    return NoisyOp("fixed", qubits, matrix=m, channel=noise)
+
+
+def _statevector_form(op: NoisyOp, n: int) -> tuple:
+    """``(kind, data, inverse)`` of a fixed gate on a 2**n statevector, built on first use: diag
+    (the full diagonal), perm (new index order and its inverse), mat1 (2x2) or mat (dense)."""
+    if "statevector" in op.forms:
+        return op.forms["statevector"]
+    m, qubits = op.matrix, op.qubits
+    form = ("mat1" if len(qubits) == 1 else "mat", m, None)
+    if n <= INDEX_MAP_QUBITS:
+        local = np.zeros(1 << n, dtype=int)  # each basis state's bits on ``qubits`` (first lowest)
+        full = np.arange(1 << n)
         for k, q in enumerate(qubits):
-            out = (out & ~(1 << q)) | (((dest >> k) & 1) << q)
-        perm = np.empty_like(out)
-        perm[out] = full  # new[out[i]] = old[i]  =>  new = old[perm]
-        return Op("perm", qubits, data=perm, inverse=np.argsort(perm), channel=noise)
-    return Op("mat1" if len(qubits) == 1 else "mat", qubits, data=m, channel=noise)
+            local |= ((full >> q) & 1) << k
+        absm = np.abs(m)
+        if np.allclose(m, np.diag(np.diag(m))):
+            d = np.diag(m)[local]
+            form = ("diag", d.real.copy() if np.allclose(d.imag, 0) else d, None)
+        elif np.allclose(absm.sum(0), 1) and np.allclose(m[absm > 0.5], 1):  # a 0/1 permutation
+            dest = np.argmax(absm, axis=0)[local]
+            out = full.copy()
+            for k, q in enumerate(qubits):
+                out = (out & ~(1 << q)) | (((dest >> k) & 1) << q)
+            perm = np.empty_like(out)
+            perm[out] = full  # new[out[i]] = old[i]  =>  new = old[perm]
+            form = ("perm", perm, np.argsort(perm))
+    op.forms["statevector"] = form
+    return form
 
 
 # ------------------------------------------------------------------------ trajectories
@@ -237,7 +256,7 @@ class Trajectories:
         return sum(len(c) for group in self.errors.values() for c, _, _ in group)
 
 
-def sample_trajectories(program: Program, columns: int, rng: np.random.Generator) -> Trajectories:
+def sample_trajectories(program: NoisyProgram, columns: int, rng: np.random.Generator) -> Trajectories:
     """Draw, for every noisy op and column, which Pauli (if any) follows the op."""
     errors: dict[int, list] = {}
     if not program.noisy or not columns:
@@ -273,24 +292,27 @@ def _halves(state: np.ndarray, q: int) -> np.ndarray:
     return state.reshape(dim >> (q + 1), 2, 1 << q, cols)
 
 
-def _apply(op: Op, state: np.ndarray, phase, program: Program, adjoint: bool) -> np.ndarray:
+def _apply(op: NoisyOp, state: np.ndarray, phase, program: NoisyProgram, adjoint: bool) -> np.ndarray:
     """``op`` (or its inverse) on every column of ``state``; may work in place."""
-    kind = op.kind
-    if kind == "phase":
+    if op.kind == "phase":
         _halves(state, op.qubits[0])[:, 1] *= np.conj(phase) if adjoint else phase
-    elif kind == "diag":
-        state *= (np.conj(op.data) if adjoint else op.data)[:, None]
+        return state
+    if op.kind == "noop":
+        return state
+    kind, data, inverse = _statevector_form(op, program.num_qubits)
+    if kind == "diag":
+        state *= (np.conj(data) if adjoint else data)[:, None]
     elif kind == "perm":
-        state = state[op.inverse if adjoint else op.data]
+        state = state[inverse if adjoint else data]
     elif kind == "mat1":
-        m = op.data.conj().T if adjoint else op.data
+        m = data.conj().T if adjoint else data
         v = _halves(state, op.qubits[0])
         v0, v1 = v[:, 0], v[:, 1]
         new0 = m[0, 0] * v0 + m[0, 1] * v1
         v[:, 1] = m[1, 0] * v0 + m[1, 1] * v1
         v[:, 0] = new0
-    elif kind == "mat":
-        state = _apply_dense(op.data.conj().T if adjoint else op.data, op.qubits, state, program.num_qubits)
+    else:
+        state = _apply_dense(data.conj().T if adjoint else data, op.qubits, state, program.num_qubits)
     return state
 
 
@@ -302,7 +324,7 @@ def _apply_dense(m: np.ndarray, qubits, state: np.ndarray, n: int) -> np.ndarray
     return np.ascontiguousarray(np.moveaxis(out, list(range(k)), axes)).reshape(state.shape)
 
 
-def _apply_errors(state: np.ndarray, group, program: Program, blocks: int, width: int) -> np.ndarray:
+def _apply_errors(state: np.ndarray, group, program: NoisyProgram, blocks: int, width: int) -> np.ndarray:
     """Apply each drawn Pauli to its columns, repeated in ``blocks`` blocks of ``width``."""
     for cols, xm, zm in group:
         if blocks > 1:
@@ -316,7 +338,7 @@ def _apply_errors(state: np.ndarray, group, program: Program, blocks: int, width
     return state
 
 
-def _phases(program: Program, values: np.ndarray) -> list:
+def _phases(program: NoisyProgram, values: np.ndarray) -> list:
     """Each phase op's factor e^{iθ}: a scalar or one per column."""
     return [
         (o.data if o.data is not None else np.exp(1j * o.angle.value(values))) if o.kind == "phase" else None
@@ -324,7 +346,7 @@ def _phases(program: Program, values: np.ndarray) -> list:
     ]
 
 
-def simulate(program: Program, values: np.ndarray, traj: Trajectories) -> np.ndarray:
+def simulate_trajectories(program: NoisyProgram, values: np.ndarray, traj: Trajectories) -> np.ndarray:
     """Final states (2**n, columns) of the trajectories on parameter sets ``values`` (columns, P)."""
     dim = 1 << program.num_qubits
     state = np.zeros((dim, traj.columns), dtype=complex)
@@ -339,7 +361,7 @@ def simulate(program: Program, values: np.ndarray, traj: Trajectories) -> np.nda
 # ------------------------------------------------------------------------ readout and observables
 
 
-def _per_qubit(array: np.ndarray, program: Program, transpose: bool) -> np.ndarray:
+def _per_qubit(array: np.ndarray, program: NoisyProgram, transpose: bool) -> np.ndarray:
     """Apply every qubit's readout matrix R_q = [[1-a, b], [a, 1-b]] (column: true bit) to the
     leading (2**n) axis of ``array``, or its transpose (for observables)."""
     out = np.array(array, dtype=float)
@@ -355,12 +377,12 @@ def _per_qubit(array: np.ndarray, program: Program, transpose: bool) -> np.ndarr
     return out
 
 
-def measured_probabilities(program: Program, state: np.ndarray) -> np.ndarray:
+def measured_probabilities(program: NoisyProgram, state: np.ndarray) -> np.ndarray:
     """Probabilities (2**n, columns) of each measured bitstring, readout errors included."""
     return _per_qubit(np.abs(state) ** 2, program, transpose=False)
 
 
-def fold_readout_diagonal(program: Program, diagonals: np.ndarray) -> np.ndarray:
+def fold_readout_diagonal(program: NoisyProgram, diagonals: np.ndarray) -> np.ndarray:
     """Observables (K, 2**n) whose exact expectation is the readout-affected mean of ``diagonals``."""
     return _per_qubit(diagonals.T, program, transpose=True).T
 
@@ -394,8 +416,8 @@ def _parity(x: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------ gradient
 
 
-def adjoint_gradient(
-    program: Program,
+def trajectory_gradient(
+    program: NoisyProgram,
     values: np.ndarray,
     traj: Trajectories,
     final: np.ndarray,
@@ -407,7 +429,7 @@ def adjoint_gradient(
         program: the compiled circuit.
         values: parameter sets (columns, P) that gave ``final``.
         traj: the trajectories that gave ``final`` (replayed in reverse).
-        final: final states (2**n, columns) from :func:`simulate`.
+        final: final states (2**n, columns) from :func:`simulate_trajectories`.
         observables: (K, 2**n) diagonals (readout already folded in, if it should count).
     """
     cols = traj.columns
