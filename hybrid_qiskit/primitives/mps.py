@@ -79,6 +79,9 @@ class ChainGate:
     # Per block of a fixed gate, its 2x2 operator when it is "i" (identity) or "x" (a bit
     # flip, as CX's is): applied as a copy instead of a product.
     kinds: tuple[str, ...] = ()
+    # A Pauli slot (one-qubit, ``slot`` >= 0): the Pauli each row drew there, given per call
+    # (noisy trajectories, :mod:`.noisy_chain`); the identity for rows that drew none.
+    slot: int = -1
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class Chain:
     site_ops: tuple[tuple[tuple[int, str], ...], ...]
     rotation_gate: tuple[int, ...]  # rotation g -> index of its gate
     gate_rotation: dict[int, int]  # and back
+    slot_gate: tuple[int, ...] = ()  # Pauli slot s -> index of its gate
 
 
 def _swap_qubits(m: np.ndarray) -> np.ndarray:
@@ -120,45 +124,70 @@ def _blocks(samples: Sequence[np.ndarray]) -> tuple[bool, tuple[tuple[int, int],
     return (True, tuple(on_lo)) if len(on_lo) <= len(on_hi) else (False, tuple(on_hi))
 
 
+@dataclass(frozen=True)
+class GateSpec:
+    """A gate to place on a chain: ``name`` and ``qubits`` (sites), and either a fixed
+    ``matrix``, a rotation ``angle`` (``name`` one of :data:`SHIFT_ROTATIONS`), or a Pauli
+    ``slot`` (one qubit, the Pauli given per row at run time)."""
+
+    name: str
+    qubits: tuple[int, ...]
+    matrix: np.ndarray | None = None
+    angle: object = None
+    slot: int = -1
+
+
 def compile_chain(circuit: QuantumCircuit, parameters: Sequence[Parameter]) -> Chain | None:
     """``circuit`` (already in the simulator's native gates, see :mod:`.compiler`) as a chain,
     or None where a chain does not apply or its bond would exceed :data:`MAX_BOND`."""
-    n = circuit.num_qubits
     params = tuple(parameters)
     index = {p: i for i, p in enumerate(params)}
-    gates: list[ChainGate] = []
-    last: dict[int, int] = {}  # qubit -> index of the last gate on it
-    bonds = [1] * max(n - 1, 0)
-    rng = np.random.default_rng(0)
+    specs = []
     for inst in circuit.data:
         op = inst.operation
         name = op.name
         if name in ("barrier", "id"):
             continue
-        qubits = [circuit.find_bit(q).index for q in inst.qubits]
-        is_rotation = bool(op.params) and name in SHIFT_ROTATIONS
-        if op.params and not is_rotation and any(getattr(p, "parameters", None) for p in op.params):
+        qubits = tuple(circuit.find_bit(q).index for q in inst.qubits)
+        if op.params and name in SHIFT_ROTATIONS:
+            specs.append(GateSpec(name, qubits, angle=compile_angle(op.params[0], index)))
+        elif op.params and any(getattr(p, "parameters", None) for p in op.params):
             return None  # a parametrized gate without an exact two-term shift rule
+        else:
+            specs.append(GateSpec(name, qubits, matrix=np.asarray(op.to_matrix(), dtype=complex)))
+    return build_chain(circuit.num_qubits, params, specs)
+
+
+def build_chain(n: int, params: tuple[Parameter, ...], specs: Sequence[GateSpec]) -> Chain | None:
+    """A :class:`Chain` of ``specs`` in order, or None where a gate is not on one site or two
+    neighbouring ones, or the bond would exceed :data:`MAX_BOND`."""
+    gates: list[ChainGate] = []
+    last: dict[int, int] = {}  # qubit -> index of the last gate on it
+    bonds = [1] * max(n - 1, 0)
+    rng = np.random.default_rng(0)
+    for spec in specs:
+        name, qubits, is_rotation = spec.name, list(spec.qubits), spec.angle is not None
         if len(qubits) == 1:
             q = qubits[0]
-            if is_rotation:
-                angle = compile_angle(op.params[0], index)
+            if spec.slot >= 0:
+                gate = ChainGate(q, 1, None, None, slot=spec.slot)
+            elif is_rotation:
                 prev = gates[last[q]] if q in last else None
                 if prev is not None and prev.width == 1 and prev.rotation is not None and prev.rotation.name == name:
                     # RY(a)·RY(b) = RY(a + b): one shift per qubit and layer, not two.
-                    gates[last[q]] = ChainGate(q, 1, None, Rotation(name, sum_angles(prev.rotation.angle, angle)))
+                    gates[last[q]] = ChainGate(q, 1, None, Rotation(name, sum_angles(prev.rotation.angle, spec.angle)))
                     continue
-                gate = ChainGate(q, 1, None, Rotation(name, angle))
+                gate = ChainGate(q, 1, None, Rotation(name, spec.angle))
             else:
-                gate = ChainGate(q, 1, np.asarray(op.to_matrix(), dtype=complex), None)
+                gate = ChainGate(q, 1, spec.matrix, None)
         elif len(qubits) == 2 and abs(qubits[0] - qubits[1]) == 1:
             lo, swapped = min(qubits), qubits[0] > qubits[1]
             if is_rotation:
-                rotation = Rotation(name, compile_angle(op.params[0], index))
+                rotation = Rotation(name, spec.angle)
                 samples = [rotation_matrices(name, rng.uniform(-3, 3, 2)) for _ in range(2)]
                 matrix = None
             else:
-                rotation, matrix = None, np.asarray(op.to_matrix(), dtype=complex)
+                rotation, matrix = None, spec.matrix
                 samples = [matrix]
             if swapped:
                 samples = [_swap_qubits(m) for m in samples]
@@ -176,9 +205,11 @@ def compile_chain(circuit: QuantumCircuit, parameters: Sequence[Parameter]) -> C
     gates = [_real_if_possible(g) for g in gates]
     rotations = tuple(g.rotation for g in gates if g.rotation is not None)
     constant, varying = split_partials(rotations, len(params))
-    is_real = all((g.rotation is not None and g.rotation.name in _REAL) or
+    # Pauli slots count as real: Y is applied as i·Y = Z·X, its phase shared by bra and ket.
+    is_real = all((g.rotation is not None and g.rotation.name in _REAL) or g.slot >= 0 or
                   (g.matrix is not None and np.isrealobj(g.matrix)) for g in gates)
     rotation_gate = tuple(i for i, g in enumerate(gates) if g.rotation is not None)
+    slots = sorted((g.slot, i) for i, g in enumerate(gates) if g.slot >= 0)
     site_ops: list[list[tuple[int, str]]] = [[] for _ in range(n)]
     for i, gate in enumerate(gates):
         if gate.width == 1:
@@ -188,7 +219,7 @@ def compile_chain(circuit: QuantumCircuit, parameters: Sequence[Parameter]) -> C
             site_ops[gate.lo + 1].append((i, "hi"))
     return Chain(n, params, tuple(gates), rotations, _angle_table(rotations, len(params)), max(bonds, default=1),
                  is_real, constant, varying, tuple(tuple(ops) for ops in site_ops),
-                 rotation_gate, {i: g for g, i in enumerate(rotation_gate)})
+                 rotation_gate, {i: g for g, i in enumerate(rotation_gate)}, tuple(i for _, i in slots))
 
 
 def _real_if_possible(gate: ChainGate) -> ChainGate:
@@ -247,12 +278,23 @@ def _rotation(name: str, theta: np.ndarray) -> np.ndarray:
     return np.moveaxis(rotation_matrices(name, theta), 0, -1)
 
 
-def _matrices(chain: Chain, angles: np.ndarray, dtype, only: set[int] | None = None) -> list[np.ndarray | None]:
+# The Paulis of a slot, by code (x = bit 0, z = bit 1), as real matrices: code 3 is Z·X = -i·Y.
+PAULIS = np.array([np.eye(2), [[0, 1], [1, 0]], [[1, 0], [0, -1]], [[0, 1], [-1, 0]]], dtype=float)
+
+
+def _matrices(chain: Chain, angles: np.ndarray, dtype, only: set[int] | None = None,
+              paulis: np.ndarray | None = None) -> list[np.ndarray | None]:
     """Each gate's matrix with rows last: fixed (d, d, 1), or per row (d, d, R) from its angle
-    (gates outside ``only``, when given, are left None)."""
+    or, for a Pauli slot, from ``paulis`` (S, R) codes (None where no row drew one). Gates outside
+    ``only``, when given, are left None."""
     out: list[np.ndarray | None] = [None] * len(chain.gates)
     for i in range(len(chain.gates)) if only is None else only:
         gate = chain.gates[i]
+        if gate.slot >= 0:
+            codes = None if paulis is None else paulis[gate.slot]
+            if codes is not None and codes.any():
+                out[i] = np.ascontiguousarray(np.moveaxis(PAULIS[codes], 0, -1), dtype=dtype)
+            continue
         if gate.rotation is None:
             out[i] = gate.matrix.astype(dtype, copy=False)[:, :, None]
             continue
@@ -300,6 +342,8 @@ def _site_tensor(chain: Chain, q: int, mats: Sequence[np.ndarray | None], R: int
     pending = None  # one-qubit gates not applied yet, multiplied together
     for i, role in chain.site_ops[q]:
         gate, m = chain.gates[i], mats[i]
+        if m is None:  # a Pauli slot no row drew a Pauli in
+            continue
         if role == "one":
             pending = m if pending is None else _product(m, pending)
             continue
@@ -328,13 +372,13 @@ def _site_tensor(chain: Chain, q: int, mats: Sequence[np.ndarray | None], R: int
     return a if pending is None else _apply(a, pending)
 
 
-def _final_sites(chain: Chain, angles: np.ndarray, dtype) -> list[np.ndarray]:
+def _final_sites(chain: Chain, angles: np.ndarray, dtype, paulis: np.ndarray | None = None) -> list[np.ndarray]:
     """The site tensors (l, 2, r, R) of the final state, for angle rows (R, G).
 
     Rows are the last axis: every operation is then a few elementwise passes whose inner loop
     runs over the rows, where rows first made it a loop over 2-4 bond entries (numpy's tiny
     batched matrix products ran 3-10x slower)."""
-    mats = _matrices(chain, angles, dtype)
+    mats = _matrices(chain, angles, dtype, paulis=paulis)
     return [_site_tensor(chain, q, mats, angles.shape[0], dtype) for q in range(chain.num_qubits)]
 
 
@@ -418,23 +462,26 @@ def _row_bytes(chain: Chain, stacks: bool = False) -> int:
     return (3 + (n if stacks else 0)) * n * 2 * chain.bond**2 * _dtype(chain).itemsize
 
 
-def chain_expectations(chain: Chain, values: np.ndarray, readouts: Sequence[tuple[int, float]]) -> np.ndarray:
+def chain_expectations(chain: Chain, values: np.ndarray, readouts: Sequence[tuple[int, float]],
+                       paulis: np.ndarray | None = None) -> np.ndarray:
     """Expectation values (K, B) of the readouts c·Z_q for parameter rows ``values`` (B, P),
-    a block of rows at a time (memory does not grow with the batch)."""
+    a block of rows at a time (memory does not grow with the batch). ``paulis``: (S, B) codes of
+    the Pauli each row drew in each slot, for a chain with slots."""
     qubits = sorted({q for q, _ in readouts})
     col = {q: i for i, q in enumerate(qubits)}
     angles = chain.table.angles(values)
     dtype = _dtype(chain)
     out = np.empty((len(readouts), len(values)))
     for block in _row_blocks(len(values), _row_bytes(chain)):
-        z = _environments(_final_sites(chain, angles[block], dtype), qubits, stacks=False).values(qubits)
+        drawn = None if paulis is None else paulis[:, block]
+        z = _environments(_final_sites(chain, angles[block], dtype, drawn), qubits, stacks=False).values(qubits)
         for k, (q, c) in enumerate(readouts):
             out[k, block] = c * z[:, col[q]]
     return out
 
 
 def chain_gradient(
-    chain: Chain, values: np.ndarray, readouts: Sequence[tuple[int, float]]
+    chain: Chain, values: np.ndarray, readouts: Sequence[tuple[int, float]], paulis: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(evs, grads)``: expectation values (K, B) and their gradients (K, B, P) w.r.t. every
     circuit parameter, a block of rows at a time: d⟨Z_q⟩/dθ per rotation angle
@@ -447,7 +494,8 @@ def chain_gradient(
     evs, grads = np.empty((K, B)), np.empty((K, B, P))
     for block in _row_blocks(B, _row_bytes(chain, stacks=True)):
         rows = values[block]
-        z, dz = _angle_derivatives(chain, chain.table.angles(rows), qubits, moving)
+        drawn = None if paulis is None else paulis[:, block]
+        z, dz = _angle_derivatives(chain, chain.table.angles(rows), qubits, moving, drawn)
         # d angle / d parameter (rows, M, P): constant entries, then the varying ones.
         partials = np.broadcast_to(chain.constant_partials[moving], (len(rows), len(moving), P))
         if chain.varying_partials:
@@ -461,8 +509,8 @@ def chain_gradient(
     return evs, grads
 
 
-def _angle_derivatives(chain: Chain, angles: np.ndarray, qubits: Sequence[int], moving: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def _angle_derivatives(chain: Chain, angles: np.ndarray, qubits: Sequence[int], moving: np.ndarray,
+                       paulis: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """⟨Z_q⟩ (B, Q) and d⟨Z_q⟩/dθ_g (B, len(moving), Q) for angle rows (B, G).
 
     d⟨Z⟩/dθ = 2 Re⟨ψ|Z|∂ψ⟩, where ∂ψ is ψ with gate g replaced by its derivative: the gate at
@@ -474,7 +522,7 @@ def _angle_derivatives(chain: Chain, angles: np.ndarray, qubits: Sequence[int], 
     site transfers: every derivative for the cost of a few small contractions per rotation."""
     B = angles.shape[0]
     dtype = _dtype(chain)
-    sites = _final_sites(chain, angles, dtype)
+    sites = _final_sites(chain, angles, dtype, paulis)
     env = _environments(sites, qubits, stacks=True)
     col = {q: i for i, q in enumerate(qubits)}
     dz = np.zeros((B, len(moving), len(qubits)))
@@ -487,7 +535,8 @@ def _angle_derivatives(chain: Chain, angles: np.ndarray, qubits: Sequence[int], 
         shifted = np.repeat(angles[None], T, axis=0)  # (T, B, G): rows t·B + b
         shifted[np.arange(T), :, moving[members]] += math.pi
         only = {i for q in block for i, _ in chain.site_ops[q]}
-        mats = _matrices(chain, shifted.reshape(T * B, -1), dtype, only)
+        mats = _matrices(chain, shifted.reshape(T * B, -1), dtype, only,
+                         None if paulis is None else np.tile(paulis, T))
         kets = [_site_tensor(chain, q, mats, T * B, dtype) for q in block]
         kets = [k.reshape(*k.shape[:3], T, B) for k in kets]
         overlap = _mixed_values(env, sites, kets, block, col)  # (Q, T, B)
