@@ -61,6 +61,15 @@ from hybrid_qiskit.primitives import trajectories as tj
 from hybrid_qiskit.primitives.caches import CircuitCache
 from hybrid_qiskit.primitives.estimator import EagerJob
 from hybrid_qiskit.primitives.gradient_base import BatchedEstimatorGradient
+from hybrid_qiskit.primitives.mps import MAX_BOND
+from hybrid_qiskit.primitives.noisy_chain import (
+    NoisyChain,
+    compile_noisy_chain,
+    noisy_chain_gradient,
+    noisy_chain_values,
+    sample_readouts,
+    slot_codes,
+)
 from hybrid_qiskit.primitives.pubs import broadcast_rows, distinct_rows, parameter_rows
 
 # ------------------------------------------------------------------------ noise from settings
@@ -143,17 +152,37 @@ def parametric_channels(settings: dict, scale: float, one_q: Sequence[str], two_
 
 # ------------------------------------------------------------------------ the estimator
 
+# Under ``method="auto"`` a circuit runs as a noisy chain from this width (when it is one and every
+# observable is c·Z_q). Measured with experiments/bench_backends.py --noisy-methods (noisy
+# evaluation per image, 1,024 shots, fake_fez, digits heads): see the README's performance section.
+NOISY_CHAIN_QUBITS = 8
+METHODS = ("auto", "statevector", "mps")
+# Statevector trajectories run a block of columns of about this size at a time.
+STATEVECTOR_BLOCK_BYTES = 256 << 20
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a PUB's circuit runs: as a noisy ``chain`` with single-Z ``readouts`` (program
+    qubit, coefficient), or on the statevector with the observables' ``diagonals``."""
+
+    program: tj.NoisyProgram
+    chain: NoisyChain | None
+    readouts: list[tuple[int, float]] | None
+    diagonals: np.ndarray | None
+
 
 @dataclass(frozen=True)
 class Drawn:
     """Trajectories drawn for ``rows`` parameter sets: ``trajectories`` columns per row."""
 
-    program: tj.NoisyProgram
+    plan: Plan
     rows: np.ndarray  # (R, P)
     columns: np.ndarray  # (R·T, P): row r's trajectories are columns r·T .. r·T+T-1
     traj: tj.Trajectories
-    final: np.ndarray  # (2**n, R·T)
     weights: np.ndarray  # (T,): each trajectory's share of a row's shots
+    codes: np.ndarray | None = None  # chain: each column's Pauli per slot
+    final: np.ndarray | None = None  # statevector: final states (2**n, R·T), when kept
 
 
 class TrajectoryEstimator(BaseEstimatorV2):
@@ -166,20 +195,23 @@ class TrajectoryEstimator(BaseEstimatorV2):
         shots: shots per parameter set when ``run`` gets no precision.
         trajectories: trajectories per parameter set (they share its shots).
         seed: seeds the generator of every trajectory and shot (fresh draws on every call).
+        method: ``auto`` (a noisy chain where it applies and pays, see
+            :data:`NOISY_CHAIN_QUBITS`), ``statevector`` or ``mps`` (the chain, or an error).
     """
 
     _KEPT = 2  # a training step's forward pass, for its backward pass
 
-    def __init__(self, *, device, noise, shots: int, trajectories: int = 1, seed=None):
+    def __init__(self, *, device, noise, shots: int, trajectories: int = 1, seed=None, method: str = "auto"):
         self.device = device
         self._noise = noise
         self.shots = shots
         self.trajectories = trajectories
+        self.method = method
         self._rng = np.random.default_rng(seed)
         self._lock = threading.RLock()
         self._circuits = CircuitCache(self._prepare, size=16)
         self._drawn: OrderedDict[tuple, Drawn] = OrderedDict()
-        self._diagonals: OrderedDict[tuple, tuple] = OrderedDict()
+        self._plans: OrderedDict[tuple, Plan] = OrderedDict()
 
     # -- compiling ------------------------------------------------------------------------
 
@@ -210,47 +242,73 @@ class TrajectoryEstimator(BaseEstimatorV2):
             entry["programs"][qubits] = tj.compile_noisy_program(small, channel, readout, tuple(circuit.parameters))
         return entry["programs"][qubits], qubits
 
-    def diagonals(self, program: tj.NoisyProgram, qubits, observables: Sequence[dict]) -> np.ndarray:
-        """(K, 2**n) diagonals of full-device observables on the program's qubits (cached: the
-        QNN sends the same observables every step, and compacting 156-qubit labels costs ms)."""
+    def plan(self, circuit: QuantumCircuit, observables: Sequence[dict]) -> Plan:
+        """How ``circuit`` runs with full-device ``observables`` ({label: coeff}), cached: the
+        QNN sends the same circuit and observables every step, and compacting 156-qubit labels
+        costs milliseconds.
+
+        Raises:
+            HybridQiskitError: ``method="mps"`` where no chain applies, or statevector
+                trajectories of a circuit too wide for this machine's memory.
+        """
         from backends.reduced import compact_label
 
-        key = (id(program), tuple(tuple(sorted((k, complex(v)) for k, v in o.items())) for o in observables))
-        hit = self._diagonals.get(key)
-        if hit is not None and hit[0] is program:
+        key = (id(circuit), tuple(tuple(sorted((k, complex(v)) for k, v in o.items())) for o in observables))
+        hit = self._plans.get(key)
+        if hit is not None and hit[0] is circuit:
             return hit[1]
+        program, qubits = self.compiled(circuit, (label for o in observables for label in o))
         if qubits is not None:
             observables = [{compact_label(label, qubits): c for label, c in o.items()} for o in observables]
-        diag = tj.diagonal_observables(observables, program.num_qubits)
+        plan = self._plan(program, observables)
         with self._lock:
-            self._diagonals[key] = (program, diag)
-            while len(self._diagonals) > 64:
-                self._diagonals.popitem(last=False)
-        return diag
+            self._plans[key] = (circuit, plan)  # the circuit itself: an id can be reused
+            while len(self._plans) > 64:
+                self._plans.popitem(last=False)
+        return plan
+
+    def _plan(self, program: tj.NoisyProgram, observables: Sequence[dict]) -> Plan:
+        n = program.num_qubits
+        if self.method != "statevector":
+            chain = program_chain(program)
+            readouts = single_z_readouts(observables, n)
+            if chain is not None and readouts is not None and (self.method == "mps" or n >= NOISY_CHAIN_QUBITS):
+                return Plan(program, chain, readouts, None)
+            if self.method == "mps":
+                why = ("its two-qubit gates do not form a path of neighbours (or its bond exceeds "
+                       f"{MAX_BOND})" if chain is None else "an observable is not c·Z on one qubit")
+                raise HybridQiskitError(f"noisy_trajectories method=mps: the {n}-qubit circuit is not a chain: "
+                                        f"{why}; use method=statevector or auto")
+        check_statevector_memory(n, len(observables))
+        return Plan(program, None, None, tj.diagonal_observables(observables, n))
 
     # -- trajectories ---------------------------------------------------------------------
 
-    def draw(self, program: tj.NoisyProgram, rows: np.ndarray, shots: int | None) -> Drawn:
+    def draw(self, plan: Plan, rows: np.ndarray, shots: int | None) -> Drawn:
         """Fresh trajectories for ``rows`` (kept for the gradient of the same rows)."""
         t = self.trajectories
         columns = np.repeat(rows, t, axis=0)
         with self._lock:
-            traj = tj.sample_trajectories(program, len(columns), self._rng)
-        final = tj.simulate_trajectories(program, columns, traj)
+            traj = tj.sample_trajectories(plan.program, len(columns), self._rng)
         per = _shares(shots, t) if shots else np.ones(t)
-        drawn = Drawn(program, rows, columns, traj, final, per / per.sum())
+        codes = final = None
+        if plan.chain is not None:
+            codes = slot_codes(plan.chain, traj)
+        elif _state_bytes(plan.program, len(columns)) <= STATEVECTOR_BLOCK_BYTES:
+            final = tj.simulate_trajectories(plan.program, columns, traj)
+        drawn = Drawn(plan, rows, columns, traj, per / per.sum(), codes, final)
         with self._lock:
-            self._drawn[(id(program), rows.shape, rows.tobytes())] = drawn
+            self._drawn[(id(plan.program), rows.shape, rows.tobytes())] = drawn
             while len(self._drawn) > self._KEPT:
                 self._drawn.popitem(last=False)
         return drawn
 
-    def drawn(self, program: tj.NoisyProgram, rows: np.ndarray) -> Drawn:
+    def drawn(self, plan: Plan, rows: np.ndarray) -> Drawn:
         """The trajectories the last run drew for exactly ``rows``, or fresh ones."""
-        hit = self._drawn.get((id(program), rows.shape, rows.tobytes()))
-        if hit is not None and hit.program is program:
+        hit = self._drawn.get((id(plan.program), rows.shape, rows.tobytes()))
+        if hit is not None and hit.plan.program is plan.program:
             return hit
-        return self.draw(program, rows, None)
+        return self.draw(plan, rows, None)
 
     # -- running --------------------------------------------------------------------------
 
@@ -263,10 +321,8 @@ class TrajectoryEstimator(BaseEstimatorV2):
         if not coerced:
             raise HybridQiskitError("no PUBs to run")
         prepared = []
-        for pub in coerced:  # compile and check every PUB before any work
-            terms = pub.observables.ravel().tolist()
-            program, qubits = self.compiled(pub.circuit, (label for o in terms for label in o))
-            prepared.append((pub, program, self.diagonals(program, qubits, terms)))
+        for pub in coerced:  # compile, plan and check every PUB before any work
+            prepared.append((pub, self.plan(pub.circuit, pub.observables.ravel().tolist())))
         job = EagerJob(self._run, prepared)
         job._submit()
         return job
@@ -274,29 +330,115 @@ class TrajectoryEstimator(BaseEstimatorV2):
     def _run(self, prepared) -> PrimitiveResult:
         return PrimitiveResult([self._pub_result(*p) for p in prepared], metadata={"version": 2})
 
-    def _pub_result(self, pub: EstimatorPub, program: tj.NoisyProgram, diag: np.ndarray) -> PubResult:
+    def _pub_result(self, pub: EstimatorPub, plan: Plan) -> PubResult:
         shots = math.ceil(1.0 / pub.precision**2) if pub.precision else None
-        rows = parameter_rows(pub, program.parameters)
-        drawn = self.draw(program, rows, shots)
-        probs = tj.measured_probabilities(program, drawn.final)  # (2**n, R·T)
-        r, t = len(rows), self.trajectories
-        if shots is None:
-            evs = (diag @ probs).reshape(len(diag), r, t) @ drawn.weights
-            stds = np.zeros_like(evs)
+        rows = parameter_rows(pub, plan.program.parameters)
+        drawn = self.draw(plan, rows, shots)
+        t = self.trajectories
+        if plan.chain is not None:
+            evs, stds = self._chain_values(drawn, shots)
         else:
-            probs = np.clip(probs, 0, None)
-            probs /= probs.sum(axis=0)
-            per = np.tile(_shares(shots, t), r)
-            with self._lock:
-                counts = self._rng.multinomial(per, probs.T)  # (R·T, 2**n)
-            counts = counts.reshape(r, t, -1).sum(axis=1).T / shots  # (2**n, R) frequencies
-            evs = diag @ counts
-            stds = np.sqrt(np.maximum((diag**2) @ counts - evs**2, 0) / shots)
+            evs, stds = self._statevector_values(drawn, shots)
         return PubResult(
             DataBin(evs=broadcast_rows(pub, evs), stds=broadcast_rows(pub, stds), shape=pub.shape),
             metadata={"target_precision": pub.precision, "shots": shots, "trajectories": t,
+                      "method": "mps" if plan.chain is not None else "statevector",
                       "circuit_metadata": pub.circuit.metadata},
         )
+
+    def _chain_values(self, drawn: Drawn, shots: int | None) -> tuple[np.ndarray, np.ndarray]:
+        plan, r, t = drawn.plan, len(drawn.rows), self.trajectories
+        if shots is None:
+            per_column = noisy_chain_values(plan.chain, drawn.columns, drawn.codes, plan.readouts)
+            evs = per_column.reshape(len(plan.readouts), r, t) @ drawn.weights
+            return evs, np.zeros_like(evs)
+        qubits = sorted({q for q, _ in plan.readouts})
+        with self._lock:
+            sums = sample_readouts(plan.chain, drawn.columns, drawn.codes, np.tile(_shares(shots, t), r), qubits,
+                                   self._rng)
+        means = sums.reshape(len(qubits), r, t).sum(axis=2) / shots  # (Q, R) mean of Z
+        where = {q: i for i, q in enumerate(qubits)}
+        coeffs = np.array([c for _, c in plan.readouts])[:, None]
+        z = means[[where[q] for q, _ in plan.readouts]]
+        evs = coeffs * z
+        return evs, np.abs(coeffs) * np.sqrt(np.maximum(1 - z**2, 0) / shots)
+
+    def _statevector_values(self, drawn: Drawn, shots: int | None) -> tuple[np.ndarray, np.ndarray]:
+        plan, r, t = drawn.plan, len(drawn.rows), self.trajectories
+        diag = plan.diagonals
+        evs = np.empty((len(diag), r))
+        stds = np.zeros((len(diag), r))
+        for block, final in _statevector_blocks(drawn, r, t):
+            probs = tj.measured_probabilities(plan.program, final)  # (2**n, rows·T)
+            rows = len(range(r)[block])
+            if shots is None:
+                evs[:, block] = (diag @ probs).reshape(len(diag), rows, t) @ drawn.weights
+                continue
+            probs = np.clip(probs, 0, None)
+            probs /= probs.sum(axis=0)
+            per = np.tile(_shares(shots, t), rows)
+            with self._lock:
+                counts = self._rng.multinomial(per, probs.T)  # (rows·T, 2**n)
+            counts = counts.reshape(rows, t, -1).sum(axis=1).T / shots  # (2**n, rows) frequencies
+            evs[:, block] = diag @ counts
+            stds[:, block] = np.sqrt(np.maximum((diag**2) @ counts - evs[:, block] ** 2, 0) / shots)
+        return evs, stds
+
+
+def program_chain(program: tj.NoisyProgram) -> NoisyChain | None:
+    """The program's noisy chain, compiled once (None: not a chain)."""
+    if "chain" not in program.forms:
+        program.forms["chain"] = compile_noisy_chain(program)
+    return program.forms["chain"]
+
+
+def single_z_readouts(observables: Sequence[dict], n: int) -> list[tuple[int, float]] | None:
+    """(qubit, c) per observable when each is c·Z on one qubit (the heads' readouts), else None."""
+    out = []
+    for terms in observables:
+        if len(terms) != 1:
+            return None
+        (label, coeff), = terms.items()
+        if set(label) - {"I", "Z"} or label.count("Z") != 1 or abs(complex(coeff).imag) > 1e-12:
+            return None
+        out.append((n - 1 - label.index("Z"), float(complex(coeff).real)))
+    return out
+
+
+def _state_bytes(program: tj.NoisyProgram, columns: int) -> int:
+    return (16 << program.num_qubits) * columns
+
+
+def check_statevector_memory(n: int, observables: int, available: int | None = None) -> None:
+    """Refuse, before allocating, statevector trajectories whose one column does not fit: the
+    state, its probabilities and temporaries (4 copies), and the gradient's co-states (1 + K).
+
+    Raises:
+        HybridQiskitError: one line with the estimate and what can run it.
+    """
+    from hybrid_qiskit import resources
+
+    need = (16 << n) * (4 + 1 + observables)
+    free = resources.available_memory() if available is None else available
+    if need > resources.HEADROOM * free:
+        raise HybridQiskitError(
+            f"noisy_trajectories: an {n}-qubit circuit that is not a chain runs on the statevector, which needs "
+            f"about {resources._size(need)} per trajectory (2**{n} amplitudes x {5 + observables} copies), but only "
+            f"{resources._size(free)} is free; a chain head (linear entanglement) runs as a matrix-product state "
+            f"at any width"
+        )
+
+
+def _statevector_blocks(drawn: Drawn, r: int, t: int):
+    """(row slice, final states of its columns), a block of rows at a time (bounded memory)."""
+    if drawn.final is not None:
+        yield slice(0, r), drawn.final
+        return
+    per = max(1, STATEVECTOR_BLOCK_BYTES // max(1, _state_bytes(drawn.plan.program, t)))
+    for lo in range(0, r, per):
+        hi = min(r, lo + per)
+        traj = drawn.traj.columns_slice(lo * t, hi * t)
+        yield slice(lo, hi), tj.simulate_trajectories(drawn.plan.program, drawn.columns[lo * t: hi * t], traj)
 
 
 def _shares(shots: int, t: int) -> np.ndarray:
@@ -333,16 +475,15 @@ class TrajectoryGradient(BatchedEstimatorGradient):
                     op = self.to_run(circuits[i], observables[i])[1]
                     terms.append(dict(zip(op.paulis.to_labels(), op.coeffs)))
                 obs_of[k] = distinct[id(observables[i])]
-            program, qubits = est.compiled(circuit, (label for o in terms for label in o))
-            folded = tj.fold_readout_diagonal(program, est.diagonals(program, qubits, terms))
+            plan = est.plan(circuit, terms)
             values = np.asarray([parameter_values[i] for i in members], dtype=float)
             rows, row_of = distinct_rows(values, len(terms))
-            drawn = est.drawn(program, rows)
-            grads = tj.trajectory_gradient(program, drawn.columns, drawn.traj, drawn.final, folded)
+            drawn = est.drawn(plan, rows)
+            grads = _trajectory_gradients(plan, drawn, len(rows), len(drawn.weights))
             t = len(drawn.weights)
             grads = np.einsum("krtp,t->krp", grads.reshape(len(terms), len(rows), t, -1), drawn.weights)
             full = grads[obs_of, row_of]
-            names = list(program.parameters)
+            names = list(plan.program.parameters)
             column = {p: j for j, p in enumerate(names)}
             for k, i in enumerate(members):
                 chosen = parameters[i]
@@ -354,6 +495,21 @@ class TrajectoryGradient(BatchedEstimatorGradient):
         return EstimatorGradientResult(gradients=gradients, metadata=metadata, options=Options(**options))
 
 
+def _trajectory_gradients(plan: Plan, drawn: Drawn, r: int, t: int) -> np.ndarray:
+    """d(value)/d(parameter) of ``plan``'s observables on every column's own trajectory (those
+    ``drawn``, perhaps for other observables of the same program), (K, R·T, P)."""
+    if plan.chain is not None:
+        codes = drawn.codes if drawn.codes is not None else slot_codes(plan.chain, drawn.traj)
+        return noisy_chain_gradient(plan.chain, drawn.columns, codes, plan.readouts)[1]
+    folded = tj.fold_readout_diagonal(plan.program, plan.diagonals)
+    parts = []
+    for block, final in _statevector_blocks(drawn, r, t):
+        cols = slice(block.start * t, block.stop * t)
+        traj = drawn.traj if drawn.final is not None else drawn.traj.columns_slice(cols.start, cols.stop)
+        parts.append(tj.trajectory_gradient(plan.program, drawn.columns[cols], traj, final, folded))
+    return np.concatenate(parts, axis=1)
+
+
 # ------------------------------------------------------------------------ registration
 
 
@@ -361,7 +517,7 @@ class TrajectoryGradient(BatchedEstimatorGradient):
     "noisy_trajectories",
     summary="a device's noise (x noise_scale) as sampled Pauli trajectories, one per sample; fast, for training",
 )
-@takes_noise_settings(shots=1024, trajectories=1)
+@takes_noise_settings(shots=1024, trajectories=1, method="auto")
 def noisy_trajectories(**settings) -> BackendHandle:
     """Noise injection with ``aer_noisy``'s noise and settings (see the module docstring).
 
@@ -377,6 +533,9 @@ def noisy_trajectories(**settings) -> BackendHandle:
         raise HybridQiskitError(f"shots must be a positive integer, got {shots!r}")
     if not isinstance(t, int) or not 1 <= t <= shots:
         raise HybridQiskitError(f"trajectories must be an integer in [1, shots], got {t!r}")
+    if settings["method"] not in METHODS:
+        raise HybridQiskitError(f"unknown method {settings['method']!r} for noisy_trajectories; "
+                                f"known: {', '.join(METHODS)}")
     source = NoiseSource(settings)  # validates the noise settings, as for aer_noisy
     if source.fixed is not None:
         two_q = source.target.get("two_qubit_gates", ["cx"])
@@ -390,7 +549,7 @@ def noisy_trajectories(**settings) -> BackendHandle:
             return device_channels(reduced, source.scale)
 
     estimator = TrajectoryEstimator(device=source.backend, noise=noise, shots=shots, trajectories=t,
-                                    seed=settings["seed"])
+                                    seed=settings["seed"], method=settings["method"])
     precision = shots_precision(shots)
     return BackendHandle(
         name="noisy_trajectories",
@@ -406,6 +565,7 @@ def noisy_trajectories(**settings) -> BackendHandle:
             "target": source.target,
             "shots": shots,
             "trajectories": t,
+            "method": settings["method"],
             "noise": {**source.summary, "model": "Pauli trajectories: Aer's device depolarizing + "
                       "twirled thermal relaxation per gate, readout flips", "readout_error_in_results": "sampled"},
             "optimization_level": settings["optimization_level"],

@@ -38,7 +38,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .mps import Chain, GateSpec, _dtype, _environments, _final_sites, _row_blocks, _row_bytes, build_chain
+from .mps import (
+    Chain,
+    GateSpec,
+    _dtype,
+    _environments,
+    _final_sites,
+    _row_blocks,
+    _row_bytes,
+    build_chain,
+)
 from .mps import chain_expectations as _chain_expectations
 from .mps import chain_gradient as _chain_gradient
 from .trajectories import NoisyProgram, Trajectories
@@ -169,9 +178,9 @@ def sample_readouts(nc: NoisyChain, values: np.ndarray, codes: np.ndarray, shots
         v = np.ones((c, most, 1), dtype=dtype)
         for j in range(n):
             a = sites[j]  # (l, 2, r, c)
-            l, r = a.shape[0], a.shape[2]
+            left, r = a.shape[0], a.shape[2]
             # Batched over columns: (c, M, l) @ (c, l, 2r), then the right environment (c, 2M, r) @ (c, r, r).
-            w = np.matmul(v, np.ascontiguousarray(a.transpose(3, 0, 1, 2)).reshape(c, l, 2 * r))
+            w = np.matmul(v, np.ascontiguousarray(a.transpose(3, 0, 1, 2)).reshape(c, left, 2 * r))
             w = w.reshape(c, 2 * most, r)
             ew = np.matmul(w, np.ascontiguousarray(right[j + 1].transpose(2, 1, 0)))  # E[i, k]: w_k E_ik^T
             prob = (w.conj() * ew).sum(-1).real.clip(0).reshape(c, most, 2)

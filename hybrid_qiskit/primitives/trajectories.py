@@ -143,6 +143,7 @@ class NoisyProgram:
     readout: np.ndarray  # (n, 2)
     noisy: list[int] = field(default_factory=list)  # indices of ops with a channel
     _masks: dict = field(default_factory=dict)
+    forms: dict = field(default_factory=dict)  # other simulators' compiled forms (the noisy chain's)
 
     def x_index(self, mask: int) -> np.ndarray:
         key = ("x", mask)
@@ -254,6 +255,16 @@ class Trajectories:
     def count(self) -> int:
         """How many (op, column) errors were drawn."""
         return sum(len(c) for group in self.errors.values() for c, _, _ in group)
+
+    def columns_slice(self, lo: int, hi: int) -> Trajectories:
+        """The draws of columns lo .. hi - 1, renumbered from 0 (to simulate them as a block)."""
+        errors: dict[int, list] = {}
+        for i, group in self.errors.items():
+            for cols, xm, zm in group:
+                inside = cols[(cols >= lo) & (cols < hi)]
+                if len(inside):
+                    errors.setdefault(i, []).append((inside - lo, xm, zm))
+        return Trajectories(hi - lo, errors)
 
 
 def sample_trajectories(program: NoisyProgram, columns: int, rng: np.random.Generator) -> Trajectories:

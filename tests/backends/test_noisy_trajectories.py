@@ -108,8 +108,8 @@ def test_gradient_is_each_trajectorys_own_gradient():
     assert drawn.traj.count > 0  # noise did happen
     labels = [dict(zip(o.paulis.to_labels(), o.coeffs)) for o in qnn.observables]
     program, qubits = est.compiled(isa, [label for terms in labels for label in terms])
-    assert program is drawn.program
-    folded = tj.fold_readout_diagonal(program, est.diagonals(program, qubits, labels))
+    assert program is drawn.plan.program
+    folded = tj.fold_readout_diagonal(program, drawn.plan.diagonals)
 
     def f(v):
         return folded @ np.abs(tj.simulate_trajectories(program, v, drawn.traj)) ** 2
