@@ -51,22 +51,29 @@ class AerShotEstimator(BaseEstimatorV2):
         self._method = method
         self._default_precision = default_precision
         self._rng = np.random.default_rng(seed)
-        self._simulator = None
+        self._simulators: dict[str, object] = {}
         # circuit -> {measured basis: the circuit with its rotations and measurements}; the
         # cache sees in-place edits of the circuit (hybrid_qiskit.primitives.caches).
         self._measured = CircuitCache(lambda circuit: {}, size=16)
 
-    def simulator(self):
-        """The AerSimulator carrying the noise model (built once)."""
+    def method(self, num_qubits: int) -> str:
+        """Aer's method for a circuit of this width (``auto``: :func:`backends.noise_source.aer_method`)."""
+        from backends.noise_source import aer_method
+
+        return aer_method("aer_noisy", num_qubits, self._method)
+
+    def simulator(self, num_qubits: int):
+        """The AerSimulator carrying the noise model, with the method for this width (built once)."""
         from qiskit_aer import AerSimulator
 
-        if self._simulator is None:
+        method = self.method(num_qubits)
+        if method not in self._simulators:
             # Parallel over experiments (parameter sets): per-set setup dominates at a few
             # qubits; measured faster than Aer's default, and no worse on a busy machine.
-            self._simulator = AerSimulator(
-                method=self._method, noise_model=self._noise_model, max_parallel_experiments=0
+            self._simulators[method] = AerSimulator(
+                method=method, noise_model=self._noise_model, max_parallel_experiments=0
             )
-        return self._simulator
+        return self._simulators[method]
 
     def run(
         self, pubs: Iterable[EstimatorPubLike], *, precision: float | None = None
@@ -79,6 +86,7 @@ class AerShotEstimator(BaseEstimatorV2):
                 raise ValueError(
                     "a shot-based estimator needs precision > 0 (shots = 1/precision²)"
                 )
+            self.method(pub.circuit.num_qubits)  # a circuit too wide is refused before any work
         job = PrimitiveJob(self._run, coerced)
         job._submit()
         return job
@@ -152,7 +160,7 @@ class AerShotEstimator(BaseEstimatorV2):
         binds = [{p: values[:, j].tolist() for j, p in enumerate(params)}] if params else None
         seed = int(self._rng.integers(2**31))
         result = (
-            self.simulator()
+            self.simulator(circuit.num_qubits)
             .run([circuit], parameter_binds=binds, shots=shots, seed_simulator=seed)
             .result()
         )
@@ -241,9 +249,13 @@ class ExactNoisyEstimator(BaseEstimatorV2):
     def run(
         self, pubs: Iterable[EstimatorPubLike], *, precision: float | None = None
     ) -> PrimitiveJob:
+        from backends.noise_source import aer_method
+
         coerced = [
             EstimatorPub.coerce(pub, 0.0 if precision is None else precision) for pub in pubs
         ]
+        for pub in coerced:  # a circuit too wide is refused before any work
+            aer_method("aer_noisy_exact", pub.circuit.num_qubits)
         folded, erased = [], []
         for pub in coerced:
             terms = [self._fold(t) for t in pub.observables.ravel().tolist()]

@@ -40,7 +40,7 @@ from backends.noise_source import NoiseSource, noisy_pass_manager, takes_noise_s
 from backends.statevector import shots_precision
 from hybrid_qiskit.errors import HybridQiskitError
 
-METHODS = ("automatic", "density_matrix", "statevector", "matrix_product_state")
+METHODS = ("auto", "automatic", "density_matrix", "statevector", "matrix_product_state")
 GRADIENT_KIND = "parameter-shift, batched (one PUB per circuit, on the ISA circuit)"
 
 
@@ -74,14 +74,15 @@ def _handle(name: str, source: NoiseSource, primitive, precision: float, setting
     "aer_noisy",
     summary="Aer with a fake device's noise (x noise_scale) or parametric noise; real shots incl. readout error",
 )
-@takes_noise_settings(shots=1024, method="density_matrix")
+@takes_noise_settings(shots=1024, method="auto")
 def aer_noisy(**settings) -> BackendHandle:
     """Shot-based noisy simulation on ``device``'s ISA (see the module docstring for the noise).
 
-    ``method`` is Aer's simulation method: the default, ``density_matrix``, evolves each
-    parameter set once and samples every shot from it (Aer's ``automatic`` measured ~1.5x slower
-    at 4 qubits, choosing per parameter set); beyond ~10 qubits ``statevector`` (one noisy
-    trajectory per shot) may be the better trade.
+    ``method`` is Aer's simulation method. The default, ``auto``, picks it by the reduced
+    circuit's width (:func:`backends.noise_source.aer_method`): ``density_matrix`` (each
+    parameter set evolved once, every shot sampled from it; Aer's ``automatic`` measured ~1.5x
+    slower at 4 qubits) up to 10 qubits, ``statevector`` (one noisy trajectory per shot) up to
+    13, and past that a one-line refusal naming ``noisy_trajectories``.
 
     Raises:
         HybridQiskitError: bad shots, method, scale, probabilities, times or device name.

@@ -67,6 +67,7 @@ def ibm_local(
 
     from backends.devices import describe_device, get_fake_backend
     from backends.ibm_runtime import runtime_handle
+    from backends.noise_source import aer_method
     from backends.reduced import ReducedDeviceEstimator
     from hybrid_qiskit.primitives import BatchedParamShiftEstimatorGradient
 
@@ -89,12 +90,18 @@ def ibm_local(
     )
     full = handle.estimator
     twirled = resilience_level >= 1 or bool(twirling)  # many executions of few shots each
-    method = "statevector" if twirled else "density_matrix"
-    # A fresh runtime Estimator per job, on the reduced device, with the handle's options as
-    # they are at that moment (submit sets job tags after the handle is built).
+    method = "statevector" if twirled else "density_matrix"  # up to 10 qubits; wider: aer_method
+
+    def make(reduced):
+        # A fresh runtime Estimator per job, on the reduced device, with the handle's options as
+        # they are at that moment (submit sets job tags after the handle is built). A circuit too
+        # wide for Aer here is refused in one line before the simulator is built.
+        chosen = aer_method("ibm_local", reduced.num_qubits, twirled=twirled)
+        return Estimator(mode=_simulator(reduced, chosen), options=full.options)
+
     estimator = ReducedDeviceEstimator(
         backend,
-        lambda reduced: Estimator(mode=_simulator(reduced, method), options=full.options),
+        make,
         cache_inner=False,
         options=full.options,
     )
@@ -107,6 +114,6 @@ def ibm_local(
             **handle.description,
             "estimator": handle.description["estimator"].replace("Aer)", "Aer, reduced device)"),
             "simulated": "only the physical qubits the circuit touches (reduced device)",
-            "simulator_method": method,
+            "simulator_method": method if twirled else f"{method} (statevector trajectories from 11 qubits)",
         },
     )

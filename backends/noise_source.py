@@ -115,3 +115,41 @@ def noisy_pass_manager(backend, optimization_level: int, seed):
         ),
         backend,
     )
+
+
+# Aer's noisy methods by width (measured: experiments/bench_backends.py --aer-widths; one bound
+# digits head on reduced fake_fez, 1,024 shots, 2 cores, the other one busy): the density matrix
+# took 0.27 s per image at 8 qubits, 0.61 s at 10 and 8.0 s at 12; statevector trajectories (one
+# per shot) 1.3 s at 10, 6.0 s at 12, 23 s at 14 and 35 s at 16. So ``auto`` takes the density
+# matrix up to 10 qubits, trajectories up to 13, and past that refuses in favour of
+# ``noisy_trajectories`` (20 images at 16 qubits would be 12 minutes on Aer; 0.1 s there).
+DENSITY_MATRIX_QUBITS = 10
+AER_TRAJECTORY_QUBITS = 13
+# The exact noisy expectation is a density matrix whatever the width: 4**12 entries took 8 s.
+EXACT_QUBITS = 12
+
+
+def aer_method(backend: str, num_qubits: int, method: str = "auto", *, twirled: bool = False) -> str:
+    """Aer's method for a ``num_qubits`` circuit on ``backend`` (aer_noisy, aer_noisy_exact or
+    ibm_local): ``method`` itself unless ``auto``. ``twirled``: many executions of few shots each
+    (the runtime's twirling), where trajectories beat the density matrix at any width.
+
+    Raises:
+        HybridQiskitError: one line, before anything is allocated, for a width past what Aer
+            simulates here in reasonable time, naming the backend that can run it.
+    """
+    if method != "auto":
+        return method
+    limit = EXACT_QUBITS if backend == "aer_noisy_exact" else AER_TRAJECTORY_QUBITS
+    if num_qubits > limit:
+        how = ("is a density matrix of 4**{n} entries" if backend == "aer_noisy_exact" else
+               "takes Aer's statevector trajectories about 23 s per image at 14 qubits and 35 s at 16 (1,024 shots)")
+        forced = ", or --backend-setting method=statevector to run it anyway" if backend == "aer_noisy" else ""
+        raise HybridQiskitError(
+            f"{backend}: a {num_qubits}-qubit circuit {how.format(n=num_qubits)}, past the {limit} qubits it "
+            f"runs here; use --backend noisy_trajectories (the same device noise as Pauli trajectories, a "
+            f"matrix-product state for chain heads: under a second per 100 images at 24 qubits){forced}"
+        )
+    if backend == "aer_noisy_exact":
+        return "density_matrix"
+    return "density_matrix" if num_qubits <= DENSITY_MATRIX_QUBITS and not twirled else "statevector"

@@ -87,6 +87,13 @@ def estimate(backend: str, *, qubits: int, batch: int, eval_batch: int | None = 
             return Estimate(3 * BLOCK_BYTES + STEP_OVERHEAD, "mps_chain",
                             "an exact matrix-product state, a block of rows at a time")
         method = "batched_statevector"
+    elif backend in ("aer_noisy", "aer_noisy_exact", "ibm_local"):  # Aer's method follows the width
+        from backends.noise_source import aer_method
+
+        twirled = backend == "ibm_local" and (settings.get("resilience_level", 1) >= 1 or bool(settings.get("twirling")))
+        method = aer_method(backend, n, settings.get("method") or "auto", twirled=twirled)
+    elif backend == "noisy_trajectories":
+        return _trajectories_estimate(n, k, settings, chain)
     else:
         method = settings.get("method") or METHODS.get(backend)
     if method is None:
@@ -109,6 +116,22 @@ def estimate(backend: str, *, qubits: int, batch: int, eval_batch: int | None = 
     if method in ("matrix_product_state", "stabilizer", "extended_stabilizer"):
         return None  # memory follows entanglement, not width: nothing useful to say up front
     return Estimate(4 * amps * 16, method, f"2**{n} complex amplitudes x 4 copies")
+
+
+def _trajectories_estimate(n: int, k: int, settings: dict, chain) -> Estimate:
+    """``noisy_trajectories``: a chain head as a noisy matrix-product state (blocks of ~32 MB),
+    anything else as statevector trajectories a block of columns at a time, of which one column
+    (its state, probabilities and temporaries, and the gradient's 1 + K co-states) must fit."""
+    from backends.noisy_trajectories import NOISY_CHAIN_QUBITS, STATEVECTOR_BLOCK_BYTES
+    from hybrid_qiskit.primitives.mps import BLOCK_BYTES
+
+    method = settings.get("method") or "auto"
+    if chain is not None and method != "statevector" and (method == "mps" or n >= NOISY_CHAIN_QUBITS):
+        return Estimate(3 * BLOCK_BYTES + STEP_OVERHEAD, "noisy_mps_chain",
+                        "noisy trajectories on a matrix-product state, a block of rows at a time")
+    column = 16 * 2**n * (5 + k)
+    return Estimate(max(column, STATEVECTOR_BLOCK_BYTES) + STEP_OVERHEAD, "statevector_trajectories",
+                    f"2**{n} complex amplitudes x {5 + k} copies per trajectory, a block of trajectories at a time")
 
 
 def available_memory() -> int:
@@ -152,7 +175,9 @@ def check_memory(backend: str, *, qubits: int, batch: int, what: str, eval_batch
     free = available_memory() if available is None else available
     if est.bytes > HEADROOM * free:
         hint = ("lower --qubits, or --batch-size and eval_batch_size (a --config setting)"
-                if est.method == "batched_statevector" else "lower --qubits")
+                if est.method == "batched_statevector" else
+                "lower --qubits, or use --backend noisy_trajectories (a matrix-product state for chain heads)"
+                if est.method in ("density_matrix", "statevector") else "lower --qubits")
         raise HybridQiskitError(
             f"{what}: a {qubits}-qubit head on {backend} ({est.method}) needs about {est.gib()} of memory "
             f"({est.detail}), but only {_size(free)} is free; {hint}"

@@ -60,6 +60,9 @@ def register_cli(subparsers) -> None:
                    help="normalize, refit: training images in the calibration set (default 64)")
     p.add_argument("--two-qubit-factor", type=float, help="depolarizing: two-qubit p = factor x level (default 1)")
     p.add_argument("--optimization-level", type=int, choices=range(4), help="transpiler level (default 1)")
+    p.add_argument("--simulator", choices=("auto", "aer", "trajectories"),
+                   help="noisy cells on Aer, or on noisy_trajectories with one trajectory per shot (default auto: "
+                        "Aer up to 13 qubits, noisy_trajectories wider; trajectories: every width alike)")
     p.add_argument("--split", choices=("test", "val"), help="images to evaluate on (default test)")
     p.add_argument("--limit", type=int, help="evaluate only the first N images of the split")
     p.add_argument("--batch-size", type=int, help="images per estimator call (default 256)")
@@ -108,7 +111,7 @@ def noise_sweep_command(args) -> int:
         args.config, noise=args.noise, levels=levels, devices=args.devices, shots=args.shots,
         repeats=args.repeats, mitigation=args.mitigation, two_qubit_factor=args.two_qubit_factor,
         normalize_stats=args.normalize_stats, calibration_samples=args.calibration_samples,
-        optimization_level=args.optimization_level, split=args.split, limit=args.limit,
+        optimization_level=args.optimization_level, split=args.split, limit=args.limit, simulator=args.simulator,
         batch_size=args.batch_size, seed=args.seed, name=args.name,
         compare=tuple(args.compare) if args.compare else None, baseline=args.baseline,
     )

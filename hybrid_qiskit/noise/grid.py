@@ -3,7 +3,10 @@
 A cell is (model, noise kind, device, level, shots, mitigation, repeat). Its backend is
 ``aer_noisy`` (real shots, readout error measured) or, for ``shots = exact``, ``aer_noisy_exact``
 (density matrix, readout error folded in exactly); ``trex`` / ``zne`` cells run the runtime's
-local testing mode (``ibm_local``), which applies the runtime's own error mitigation.
+local testing mode (``ibm_local``), which applies the runtime's own error mitigation. Heads wider
+than Aer runs here (or every head, with ``simulator = "trajectories"``) run on
+``noisy_trajectories`` with one trajectory per shot: the same noise, twirled, as a matrix-product
+state for chain heads.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from dataclasses import dataclass
 
 from backends.devices import ALL_TO_ALL, DEFAULT_DEVICE
 from hybrid_qiskit.errors import HybridQiskitError
+
+SIMULATORS = ("auto", "aer", "trajectories")
 
 
 @dataclass(frozen=True)
@@ -143,9 +148,28 @@ class Cell:
     repeat: int
 
 
-def backend_for_cell(cell: Cell, *, seed: int, optimization_level: int,
-                     two_qubit_factor: float) -> tuple[str, dict]:
-    """(registry name, settings) that realise ``cell``'s noise on the noisy Aer backends."""
+def backend_for_cell(cell: Cell, *, seed: int, optimization_level: int, two_qubit_factor: float,
+                     width: int = 0, simulator: str = "auto") -> tuple[str, dict]:
+    """(registry name, settings) that realise ``cell``'s noise for a ``width``-qubit head: on
+    the noisy Aer backends, or on ``noisy_trajectories`` with one trajectory per shot (a QPU's
+    shot statistics) where ``simulator`` says so or, under ``auto``, the head is wider than Aer
+    runs here (:func:`backends.noise_source.aer_method`).
+
+    Raises:
+        HybridQiskitError: a cell no simulator can run for this width (one line).
+    """
+    from backends.noise_source import AER_TRAJECTORY_QUBITS, EXACT_QUBITS
+
+    limit = EXACT_QUBITS if cell.shots is None else AER_TRAJECTORY_QUBITS
+    trajectories = simulator == "trajectories" or (simulator == "auto" and width > limit)
+    if cell.mitigation in RUNTIME_MITIGATION and width > AER_TRAJECTORY_QUBITS:
+        raise HybridQiskitError(
+            f"--mitigation {cell.mitigation} runs the runtime's local mode on Aer, which takes at most "
+            f"{AER_TRAJECTORY_QUBITS} qubits here; a {width}-qubit head can sweep none, normalize, refit or readout")
+    if trajectories and cell.shots is None and cell.mitigation not in RUNTIME_MITIGATION:
+        raise HybridQiskitError(
+            f"--shots exact is Aer's density matrix (at most {EXACT_QUBITS} qubits, --simulator aer); a "
+            f"{width}-qubit head or --simulator trajectories takes finite --shots")
     if cell.mitigation in RUNTIME_MITIGATION:
         return "ibm_local", {
             "device": cell.device, "shots": cell.shots, "optimization_level": optimization_level,
@@ -166,6 +190,8 @@ def backend_for_cell(cell: Cell, *, seed: int, optimization_level: int,
         settings.update(noise_scale=level)
     else:  # parse_choices guards the CLI; this guards library callers
         raise HybridQiskitError(f"unknown noise kind {cell.noise!r}; known: {', '.join(NOISE_KINDS)}")
+    if trajectories:
+        return "noisy_trajectories", {**settings, "shots": cell.shots, "trajectories": cell.shots}
     if cell.shots is None:
         return "aer_noisy_exact", settings
     return "aer_noisy", {**settings, "shots": cell.shots}

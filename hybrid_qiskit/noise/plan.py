@@ -22,6 +22,7 @@ from hybrid_qiskit.noise.grid import (
     CALIBRATED,
     MITIGATIONS,
     NOISE_KINDS,
+    SIMULATORS,
     Cell,
     backend_for_cell,
     check_runtime_cells,
@@ -56,6 +57,9 @@ class SweepConfig:
     name: str | None = None  # folder under RUN_DIR/noise/ (default: see default_name)
     compare: tuple = ()  # more run directories, swept on the same grid (noise-aware training...)
     baseline: str | None = None  # a run trained with --model classical: the reference line
+    # Which simulator runs the noisy cells: auto (Aer where it is fast, noisy_trajectories for
+    # heads wider than Aer runs here), aer, or trajectories (every width alike: width studies).
+    simulator: str = "auto"
 
     def validated(self) -> SweepConfig:
         """Canonical, checked values (levels, devices and name filled in); errors are one line."""
@@ -80,6 +84,8 @@ class SweepConfig:
             raise HybridQiskitError(f"--seed must be below 2**32 - 1000 (numpy's range), got {self.seed}")
         if self.split not in ("test", "val"):
             raise HybridQiskitError(f"--split must be test or val, got {self.split!r}")
+        if self.simulator not in SIMULATORS:
+            raise HybridQiskitError(f"--simulator must be one of {', '.join(SIMULATORS)}, got {self.simulator!r}")
         if not isinstance(self.two_qubit_factor, (int, float)) or not 0 <= self.two_qubit_factor < float("inf"):
             raise HybridQiskitError(f"--two-qubit-factor must be a finite number >= 0, got {self.two_qubit_factor!r}")
         compare = (self.compare,) if isinstance(self.compare, str) else tuple(self.compare)
@@ -92,6 +98,8 @@ class SweepConfig:
     def fingerprint(self) -> str:
         """Six hex digits of everything that shapes the table (not the name)."""
         settings = {k: v for k, v in asdict(self).items() if k != "name"}
+        if settings["simulator"] == "auto":  # the default: sweeps from before it keep their names
+            del settings["simulator"]
         if not set(CALIBRATED) & set(self.mitigation):  # they shape nothing: older sweeps keep their names
             del settings["normalize_stats"], settings["calibration_samples"]
         settings["compare"] = [str(Path(p).resolve()) for p in self.compare]
@@ -236,8 +244,6 @@ def plan(cfg: SweepConfig, models: list[SweepModel], baseline: SweepModel | None
                         {**reference, "noise": "classical", "shots": "-", "seed": None}, baseline, None, {}))
     for cell in cfg.cells():
         seed = base_seed + cell.repeat
-        backend, settings = backend_for_cell(cell, seed=seed, optimization_level=cfg.optimization_level,
-                                             two_qubit_factor=cfg.two_qubit_factor)
         fields = {"noise": cell.noise, "device": cell.device, "level": cell.level, "shots": shots_label(cell.shots),
                   "mitigation": cell.mitigation, "repeat": cell.repeat, "seed": seed}
         identity = {**common, **fields, "optimization_level": cfg.optimization_level}
@@ -251,5 +257,10 @@ def plan(cfg: SweepConfig, models: list[SweepModel], baseline: SweepModel | None
                 identity["calibration_samples"] = cfg.calibration_samples
             else:  # batch statistics depend on which images share a batch
                 identity["batch_size"] = cfg.batch_size
-        jobs += [job({**identity, "model": m.sha}, fields, m, backend, settings, cell.mitigation) for m in models]
+        for m in models:
+            backend, settings = backend_for_cell(cell, seed=seed, optimization_level=cfg.optimization_level,
+                                                 two_qubit_factor=cfg.two_qubit_factor, width=m.config.qubits,
+                                                 simulator=cfg.simulator)
+            extra = {"simulator": backend} if backend == "noisy_trajectories" else {}
+            jobs.append(job({**identity, **extra, "model": m.sha}, fields, m, backend, settings, cell.mitigation))
     return jobs
