@@ -16,6 +16,14 @@ Usage:
     python experiments/bench_backends.py --backends aer_noisy aer_noisy_exact statevector
     python experiments/bench_backends.py --backends ibm_local --resilience-level 0 --steps 1
     python experiments/bench_backends.py --rehearsal runs/digits-hybrid --limit 100
+    python experiments/bench_backends.py --noisy-widths 4,8,12,16,20,24,28
+
+3. ``--noisy-widths``: noisy evaluation time per image of a digits head (angle + RealAmplitudes
+   reps 2) laid out on ``--device``, by width, for each method that can run it: noisy_trajectories
+   as a noisy chain (``mps``) and on the statevector, with one trajectory per image and with one per
+   shot, and Aer's density matrix and statevector trajectories (``aer_noisy``). Methods are skipped
+   past the width where one image would take minutes. This is what the ``auto`` thresholds
+   (``backends.noisy_trajectories.NOISY_CHAIN_QUBITS``, ``backends.noise_source``) are checked on.
 """
 
 from __future__ import annotations
@@ -114,9 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rehearsal", metavar="RUN_DIR", help="time device-scale local rehearsal of this run")
     parser.add_argument("--devices", nargs="+", default=list(REHEARSAL_DEVICES))
     parser.add_argument("--limit", type=int, default=100, help="test images per rehearsal")
+    parser.add_argument("--noisy-widths", help="comma-separated head widths: noisy evaluation time per image")
+    parser.add_argument("--images", type=int, default=32, help="images per noisy-width timing (Aer: 2)")
     args = parser.parse_args(argv)
     if args.rehearsal:
         return _rehearsal(args)
+    if args.noisy_widths:
+        return _noisy_widths(args)
     settings = {
         "device": args.device,
         "shots": args.shots,
@@ -167,6 +179,65 @@ def _rehearsal(args) -> int:
         with open(args.json, "w") as fh:
             json.dump({"cpus": os.cpu_count(), "rows": rows}, fh, indent=2)
     return 0 if all("error" not in r for r in rows) else 1
+
+
+# Widest head each method is timed at (one image takes minutes beyond).
+NOISY_METHODS = (
+    ("noisy_trajectories", {"method": "mps", "trajectories": 1}, 40),
+    ("noisy_trajectories", {"method": "mps", "trajectories": "shots"}, 40),
+    ("noisy_trajectories", {"method": "statevector", "trajectories": 1}, 16),
+    ("noisy_trajectories", {"method": "statevector", "trajectories": "shots"}, 10),
+    ("aer_noisy", {"method": "density_matrix"}, 12),
+    ("aer_noisy", {"method": "statevector"}, 14),
+)
+
+
+def noisy_time(width: int, backend: str, extra: dict, *, device: str, shots: int, images: int) -> float:
+    """Seconds per image of one noisy evaluation call (a digits head, random inputs and weights)."""
+    import numpy as np
+    from qiskit.quantum_info import SparsePauliOp
+
+    from hybrid_qiskit.circuits import build_head_circuit
+
+    settings = {**extra, "device": device, "shots": shots, "seed": 0}
+    if settings.get("trajectories") == "shots":
+        settings["trajectories"] = shots
+    handle = create_backend(backend, **settings)
+    head = build_head_circuit(width, reps=2)
+    isa = handle.pass_manager.run(head.circuit)
+    obs = [[SparsePauliOp.from_sparse_list([("Z", [q], 1.0)], width).apply_layout(isa.layout)] for q in range(width)]
+    values = np.random.default_rng(0).uniform(-np.pi, np.pi, (images, head.circuit.num_parameters))
+    handle.estimator.run([(isa, obs, values[:1])]).result()  # compile and cache (once per model)
+    start = time.perf_counter()
+    handle.estimator.run([(isa, obs, values)]).result()
+    return (time.perf_counter() - start) / images
+
+
+def _noisy_widths(args) -> int:
+    widths = [int(w) for w in args.noisy_widths.split(",")]
+    print(f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}; {args.device}, {args.shots} shots; "
+          "seconds per image")
+    names = [f"{b} {' '.join(f'{k}={v}' for k, v in e.items())}" for b, e, _ in NOISY_METHODS]
+    print("| qubits | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    rows = []
+    for width in widths:
+        cells = []
+        for (backend, extra, widest), name in zip(NOISY_METHODS, names):
+            if width > widest:
+                cells.append("-")
+                continue
+            images = 2 if backend == "aer_noisy" or extra.get("trajectories") == "shots" and extra["method"] != "mps" \
+                else args.images
+            t = noisy_time(width, backend, extra, device=args.device, shots=args.shots, images=images)
+            rows.append({"qubits": width, "method": name, "seconds_per_image": t, "images": images})
+            cells.append(f"{t:.4f}")
+        print(f"| {width} | " + " | ".join(cells) + " |", flush=True)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"cpus": os.cpu_count(), "device": args.device, "shots": args.shots, "rows": rows}, fh, indent=2)
+    return 0
 
 
 if __name__ == "__main__":

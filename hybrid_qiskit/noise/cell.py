@@ -228,20 +228,21 @@ def _normalize(net, payload: dict, calibration: tuple | None, seed: int, batch_s
 
 
 # ---------------------------------------------------------------- memory
-def simulation_bytes(width: int, backend: str | None, settings: dict, batch_size: int) -> tuple[int, str]:
+def simulation_bytes(width: int, backend: str | None, settings: dict, batch_size: int, chain=None) -> tuple[int, str]:
     """Peak bytes of the quantum state(s) one cell holds, and how that was estimated
     (:func:`hybrid_qiskit.resources.estimate`, the estimate train and evaluate use too)."""
     from hybrid_qiskit import resources
 
     est = None
     if backend and width > 0:
-        est = resources.estimate(backend, qubits=width, batch=batch_size, settings=settings)
+        est = resources.estimate(backend, qubits=width, batch=batch_size, settings=settings, chain=chain)
     if est is None:
         return 0, "classical" if not backend or width <= 0 else f"{backend} (no local simulation)"
     return est.bytes, f"{width}-qubit {est.method} ({est.detail})"
 
 
-def cell_memory(width: int, backend: str | None, settings: dict, batch_size: int) -> tuple[int, str]:
-    """(bytes, what) one worker needs for the cell: its process plus its simulation."""
-    sim, what = simulation_bytes(width, backend, settings, batch_size)
+def cell_memory(width: int, backend: str | None, settings: dict, batch_size: int, chain=None) -> tuple[int, str]:
+    """(bytes, what) one worker needs for the cell: its process plus its simulation (``chain``:
+    the head as an exact chain, :func:`hybrid_qiskit.resources.head_chain`)."""
+    sim, what = simulation_bytes(width, backend, settings, batch_size, chain)
     return BASE_BYTES + sim, what

@@ -41,7 +41,7 @@ def check_memory(workers: int, jobs: Iterable) -> None:
 
     A pool worker needs its own process and the largest cell's quantum state; in this process
     (``workers == 1``) only the state is new."""
-    largest = max((cell.simulation_bytes(j.width, j.task.backend, j.task.settings, j.task.batch_size)
+    largest = max((cell.simulation_bytes(j.width, j.task.backend, j.task.settings, j.task.batch_size, j.chain)
                    for j in jobs), default=None, key=lambda need: need[0])
     available = resources.available_memory()
     if largest is None or available is None:
@@ -210,7 +210,7 @@ class RayExecutor:
                       default=0.0)
         refs = {}
         for job in jobs:
-            memory, what = cell.cell_memory(job.width, job.task.backend, job.task.settings, job.task.batch_size)
+            memory, what = cell.cell_memory(job.width, job.task.backend, job.task.settings, job.task.batch_size, job.chain)
             if largest and memory > largest:  # Ray would wait forever for a node that big
                 raise HybridQiskitError(f"a cell needs about {_gb(memory)} (a process plus a {what}); the "
                                         f"largest Ray node offers {_gb(int(largest))}")

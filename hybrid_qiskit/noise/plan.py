@@ -218,12 +218,16 @@ class Job:
     run_dir: str
     task: CellTask
     width: int  # the head's qubits (0: no quantum stage), for the memory estimate
+    chain: object = None  # the head as an exact chain (resources.head_chain), for the same estimate
 
 
 def plan(cfg: SweepConfig, models: list[SweepModel], baseline: SweepModel | None, base_seed: int,
          data_run_dir: str | Path) -> list[Job]:
     """The references (exact simulation of each model, the classical baseline), then the grid."""
+    from hybrid_qiskit import resources
+
     common = {"split": cfg.split, "limit": cfg.limit}
+    chains: dict = {}
 
     def job(identity, fields, model, backend, settings, mitigation="none"):
         # Absolute paths: a Ray worker's current folder is not the driver's.
@@ -233,7 +237,9 @@ def plan(cfg: SweepConfig, models: list[SweepModel], baseline: SweepModel | None
                         settings=settings, mitigation=mitigation, normalize_stats=cfg.normalize_stats,
                         calibration_samples=cfg.calibration_samples)
         width = model.config.qubits if backend else 0
-        return Job(identity, fields, model.label, str(model.run_dir), task, width)
+        if width and model.sha not in chains:
+            chains[model.sha] = resources.head_chain(model.config)
+        return Job(identity, fields, model.label, str(model.run_dir), task, width, chains.get(model.sha) if width else None)
 
     reference = {"device": "-", "level": "-", "mitigation": "none", "repeat": 0}
     jobs = [job({**common, "model": m.sha, "reference": "exact"},

@@ -308,3 +308,42 @@ def test_trains_from_the_cli(tmp_path):
     history = json.loads((run_dir / "history.json").read_text())
     assert len(history) == 2 and all(np.isfinite(e["train_loss"]) for e in history)
     assert json.loads((run_dir / "backend.json").read_text())["name"] == "noisy_trajectories"
+
+
+# ------------------------------------------------------------------------ the noisy chain (method=mps)
+
+
+def test_auto_takes_the_chain_from_its_threshold_and_both_methods_agree():
+    """A 10-qubit head: auto runs it as a chain; forced statevector gives the same gradient on
+    the same seed's draws."""
+    from backends.noisy_trajectories import NOISY_CHAIN_QUBITS
+
+    head = build_head_circuit(10, reps=1)
+    x = np.random.default_rng(0).uniform(0, np.pi, (4, 10))
+    out = {}
+    for method in ("auto", "statevector"):
+        handle = create_backend("noisy_trajectories", device="fake_fez", noise_scale=20, seed=2, method=method)
+        qnn = build_qnn(head, handle)
+        w = np.random.default_rng(1).uniform(-1, 1, qnn.num_weights)
+        values = np.hstack([x, np.tile(w, (4, 1))])
+        result = handle.estimator.run([(qnn.circuit, [[o] for o in qnn.observables], values)], precision=0).result()
+        out[method] = (result[0].metadata["method"], np.asarray(result[0].data.evs), qnn.backward(x, w)[1])
+    assert 10 >= NOISY_CHAIN_QUBITS and out["auto"][0] == "mps" and out["statevector"][0] == "statevector"
+    np.testing.assert_allclose(out["auto"][1], out["statevector"][1], atol=1e-10)
+    np.testing.assert_allclose(out["auto"][2], out["statevector"][2], atol=1e-10)
+
+
+def test_mps_refuses_what_is_not_a_chain_and_wide_statevector_refuses_before_allocating():
+    from backends.noisy_trajectories import check_statevector_memory
+
+    handle = create_backend("noisy_trajectories", device="all_to_all", depolarizing=0.01, method="mps")
+    qc = QuantumCircuit(3)
+    for a, b in ((0, 1), (1, 2), (2, 0)):
+        qc.cx(a, b)
+    with pytest.raises(HybridQiskitError, match="not a chain"):
+        handle.estimator.run([(qc, SparsePauliOp("IIZ"))])
+    with pytest.raises(HybridQiskitError, match="noisy_trajectories: an 30-qubit circuit that is not a chain"):
+        check_statevector_memory(30, 30, available=24 << 30)
+    check_statevector_memory(20, 20, available=24 << 30)
+    with pytest.raises(HybridQiskitError, match="unknown method 'dense'.*auto, statevector, mps"):
+        create_backend("noisy_trajectories", method="dense")
