@@ -56,11 +56,11 @@ class AerShotEstimator(BaseEstimatorV2):
         # cache sees in-place edits of the circuit (hybrid_qiskit.primitives.caches).
         self._measured = CircuitCache(lambda circuit: {}, size=16)
 
-    def method(self, num_qubits: int) -> str:
+    def method(self, num_qubits: int, images: int | None = None, shots: int = 1024) -> str:
         """Aer's method for a circuit of this width (``auto``: :func:`backends.noise_source.aer_method`)."""
         from backends.noise_source import aer_method
 
-        return aer_method("aer_noisy", num_qubits, self._method)
+        return aer_method("aer_noisy", num_qubits, self._method, images=images, shots=shots)
 
     def simulator(self, num_qubits: int):
         """The AerSimulator carrying the noise model, with the method for this width (built once)."""
@@ -86,7 +86,9 @@ class AerShotEstimator(BaseEstimatorV2):
                 raise ValueError(
                     "a shot-based estimator needs precision > 0 (shots = 1/precision²)"
                 )
-            self.method(pub.circuit.num_qubits)  # a circuit too wide is refused before any work
+            # A call too long for Aer is refused before any work (one line, with the estimate).
+            self.method(pub.circuit.num_qubits, images=max(1, pub.parameter_values.size),
+                        shots=math.ceil(1 / pub.precision**2))
         job = PrimitiveJob(self._run, coerced)
         job._submit()
         return job

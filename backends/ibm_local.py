@@ -94,17 +94,16 @@ def ibm_local(
 
     def make(reduced):
         # A fresh runtime Estimator per job, on the reduced device, with the handle's options as
-        # they are at that moment (submit sets job tags after the handle is built). A circuit too
-        # wide for Aer here is refused in one line before the simulator is built.
+        # they are at that moment (submit sets job tags after the handle is built).
         chosen = aer_method("ibm_local", reduced.num_qubits, twirled=twirled)
         return Estimator(mode=_simulator(reduced, chosen), options=full.options)
 
-    estimator = ReducedDeviceEstimator(
-        backend,
-        make,
-        cache_inner=False,
-        options=full.options,
-    )
+    def check(num_qubits, pubs):
+        # A call too long for Aer is refused in one line before the simulator is built.
+        aer_method("ibm_local", num_qubits, twirled=twirled, shots=shots,
+                   images=sum(max(1, pub.parameter_values.size) for pub in pubs))
+
+    estimator = ReducedDeviceEstimator(backend, make, cache_inner=False, options=full.options, check=check)
     estimator.mode = full.mode  # the Session/Batch that close() ends, as on hardware
     return replace(
         handle,
@@ -115,5 +114,6 @@ def ibm_local(
             "estimator": handle.description["estimator"].replace("Aer)", "Aer, reduced device)"),
             "simulated": "only the physical qubits the circuit touches (reduced device)",
             "simulator_method": method if twirled else f"{method} (statevector trajectories from 11 qubits)",
+            "simulator_limit": "calls estimated over 5 minutes on Aer are refused (backends.noise_source.aer_method)",
         },
     )

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import inspect
 
+import numpy as np
+
 from backends import BackendHandle
 from backends.devices import ALL_TO_ALL, DEFAULT_DEVICE
 from hybrid_qiskit.errors import HybridQiskitError
@@ -117,39 +119,65 @@ def noisy_pass_manager(backend, optimization_level: int, seed):
     )
 
 
-# Aer's noisy methods by width (measured: experiments/bench_backends.py --aer-widths; one bound
-# digits head on reduced fake_fez, 1,024 shots, 2 cores, the other one busy): the density matrix
-# took 0.27 s per image at 8 qubits, 0.61 s at 10 and 8.0 s at 12; statevector trajectories (one
-# per shot) 1.3 s at 10, 6.0 s at 12, 23 s at 14 and 35 s at 16. So ``auto`` takes the density
-# matrix up to 10 qubits, trajectories up to 13, and past that refuses in favour of
-# ``noisy_trajectories`` (20 images at 16 qubits would be 12 minutes on Aer; 0.1 s there).
+# Aer's noisy methods by width (measured: experiments/bench_backends.py --noisy-widths; one
+# digits head on reduced fake_fez, 1,024 shots, 2 cores, the other one busy; seconds per image):
+#   qubits             6      8      10     12     14
+#   density matrix     0.045  0.18   0.39   6.2    -
+#   statevector traj.  0.15   0.35   1.4    5.4    24.9   (35 at 16, aer_time in the README)
+# So ``auto`` takes the density matrix up to 10 qubits and statevector trajectories (one per
+# shot) wider. Up to 13 qubits that is seconds per image; wider, a call is run only when its
+# estimated time (:func:`aer_trajectory_seconds`) stays within :data:`CALL_SECONDS`, else it is
+# refused in favour of ``noisy_trajectories`` (20 images at 16 qubits: 12 minutes on Aer, 0.1 s there).
 DENSITY_MATRIX_QUBITS = 10
 AER_TRAJECTORY_QUBITS = 13
-# The exact noisy expectation is a density matrix whatever the width: 4**12 entries took 8 s.
+AER_TRAJECTORY_SECONDS = {10: 1.4, 12: 5.4, 14: 24.9, 16: 35.4}  # per image, 1,024 shots
+CALL_SECONDS = 300.0
+# The exact noisy expectation is a density matrix whatever the width: 4**12 entries took 6-8 s.
 EXACT_QUBITS = 12
 
 
-def aer_method(backend: str, num_qubits: int, method: str = "auto", *, twirled: bool = False) -> str:
+def aer_trajectory_seconds(num_qubits: int, images: int, shots: int = 1024) -> float:
+    """Estimated seconds of Aer's statevector trajectories for ``images`` parameter sets:
+    the measured table, interpolated, and doubling per qubit past 16 (2**n amplitudes)."""
+    widths = sorted(AER_TRAJECTORY_SECONDS)
+    if num_qubits >= widths[-1]:
+        per = AER_TRAJECTORY_SECONDS[widths[-1]] * 2.0 ** (num_qubits - widths[-1])
+    else:
+        per = float(np.exp(np.interp(num_qubits, widths, np.log([AER_TRAJECTORY_SECONDS[w] for w in widths]))))
+    return per * images * shots / 1024
+
+
+def aer_method(backend: str, num_qubits: int, method: str = "auto", *, twirled: bool = False,
+               images: int | None = None, shots: int = 1024) -> str:
     """Aer's method for a ``num_qubits`` circuit on ``backend`` (aer_noisy, aer_noisy_exact or
     ibm_local): ``method`` itself unless ``auto``. ``twirled``: many executions of few shots each
     (the runtime's twirling), where trajectories beat the density matrix at any width.
+    ``images``: parameter sets in the call about to run (None: not known yet, nothing refused
+    for time).
 
     Raises:
-        HybridQiskitError: one line, before anything is allocated, for a width past what Aer
+        HybridQiskitError: one line, before anything is allocated, for a call past what Aer
             simulates here in reasonable time, naming the backend that can run it.
     """
     if method != "auto":
         return method
-    limit = EXACT_QUBITS if backend == "aer_noisy_exact" else AER_TRAJECTORY_QUBITS
-    if num_qubits > limit:
-        how = ("is a density matrix of 4**{n} entries" if backend == "aer_noisy_exact" else
-               "takes Aer's statevector trajectories about 23 s per image at 14 qubits and 35 s at 16 (1,024 shots)")
-        forced = ", or --backend-setting method=statevector to run it anyway" if backend == "aer_noisy" else ""
-        raise HybridQiskitError(
-            f"{backend}: a {num_qubits}-qubit circuit {how.format(n=num_qubits)}, past the {limit} qubits it "
-            f"runs here; use --backend noisy_trajectories (the same device noise as Pauli trajectories, a "
-            f"matrix-product state for chain heads: under a second per 100 images at 24 qubits){forced}"
-        )
+    use = "--backend noisy_trajectories (the same device noise as Pauli trajectories, a matrix-product state " \
+          "for chain heads: about a second per 100 images at 24 qubits)"
     if backend == "aer_noisy_exact":
+        if num_qubits > EXACT_QUBITS:
+            raise HybridQiskitError(
+                f"aer_noisy_exact: a {num_qubits}-qubit circuit is a density matrix of 4**{num_qubits} entries, past "
+                f"the {EXACT_QUBITS} qubits it runs here; use {use}")
         return "density_matrix"
-    return "density_matrix" if num_qubits <= DENSITY_MATRIX_QUBITS and not twirled else "statevector"
+    if num_qubits <= DENSITY_MATRIX_QUBITS and not twirled:
+        return "density_matrix"
+    if num_qubits > AER_TRAJECTORY_QUBITS and images is not None:
+        seconds = aer_trajectory_seconds(num_qubits, images, shots)
+        if seconds > CALL_SECONDS:
+            forced = ", or --backend-setting method=statevector to run it anyway" if backend == "aer_noisy" else ""
+            raise HybridQiskitError(
+                f"{backend}: {images} image(s) of a {num_qubits}-qubit head would take Aer's statevector trajectories "
+                f"about {seconds / 60:.0f} minutes ({aer_trajectory_seconds(num_qubits, 1, shots):.0f} s per image, "
+                f"{shots} shots), past the {CALL_SECONDS / 60:.0f} minutes allowed per call; use fewer images "
+                f"(--limit, --samples) or {use}{forced}")
+    return "statevector"

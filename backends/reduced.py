@@ -246,11 +246,15 @@ class ReducedDeviceEstimator(BaseEstimatorV2):
         cache_inner: keep one inner estimator per qubit set (for estimators that carry state,
             like a seeded generator); False builds a fresh one per run (for the runtime's
             Estimator, so options changed on :attr:`options` take effect).
+        check: ``(reduced width, compacted PUBs) -> None``, called before anything is built
+            for a run; it raises to refuse the run (a call too long for the simulator).
     """
 
-    def __init__(self, device, make_estimator: Callable, *, cache_inner: bool = True, options=None):
+    def __init__(self, device, make_estimator: Callable, *, cache_inner: bool = True, options=None,
+                 check: Callable | None = None):
         self.device = device
         self._make = make_estimator
+        self._check = check
         self._cache_inner = cache_inner
         self._inner: dict[tuple[int, ...], BaseEstimatorV2] = {}
         self._lock = threading.Lock()
@@ -289,4 +293,6 @@ class ReducedDeviceEstimator(BaseEstimatorV2):
             )
             for pub in coerced
         ]
+        if self._check is not None:
+            self._check(len(key), compacted)
         return self.inner(key).run(compacted, precision=precision)

@@ -28,8 +28,12 @@ def test_statevector_grows_with_width_and_batch_density_matrix_with_four_to_the_
     assert 2 * base <= wider <= 2.3 * base  # (the observables' share grows with the width too)
     assert 1.7 * base <= larger <= 2 * base
     assert states(qubits=10, batch=32, eval_batch=32, real=False) > 2 * base
-    dm = estimate("aer_noisy", qubits=10, batch=32).bytes
-    assert estimate("aer_noisy", qubits=11, batch=32).bytes == 4 * dm
+    dm = estimate("aer_noisy", qubits=9, batch=32).bytes
+    assert estimate("aer_noisy", qubits=10, batch=32).bytes == 4 * dm
+    forced = {"method": "density_matrix"}
+    assert estimate("aer_noisy", qubits=11, batch=32, settings=forced).bytes == 16 * dm
+    # Past 10 qubits aer_noisy's auto method is statevector trajectories: 2**n, not 4**n.
+    assert estimate("aer_noisy", qubits=11, batch=32).method == "statevector"
     assert estimate("ibm_runtime", qubits=100, batch=32) is None  # a QPU allocates nothing here
     assert estimate("aer_noisy", qubits=40, batch=1, settings={"method": "matrix_product_state"}) is None
 
@@ -39,8 +43,30 @@ def test_refusal_names_the_estimate_and_the_free_memory():
         check_memory("statevector", qubits=28, batch=2, eval_batch=256, real=True, what="train", available=64 * GiB)
     message = str(info.value)
     assert "28-qubit head" in message and "TiB" in message and "64.0 GiB is free" in message and "\n" not in message
-    with pytest.raises(HybridQiskitError, match="needs about"):
-        check_memory("aer_noisy", qubits=16, batch=1, what="evaluate", available=16 * GiB)
+    with pytest.raises(HybridQiskitError, match="needs about.*noisy_trajectories"):
+        check_memory("aer_noisy", qubits=16, batch=1, what="evaluate", available=16 * GiB,
+                     settings={"method": "density_matrix"})
+
+
+def test_wide_noisy_heads_get_a_method_or_one_line_naming_noisy_trajectories():
+    from backends.noise_source import aer_method
+
+    assert aer_method("aer_noisy", 10) == "density_matrix"
+    assert aer_method("ibm_local", 10, twirled=True) == "statevector"
+    assert aer_method("aer_noisy", 16, images=4) == "statevector"  # 2.4 minutes: runs
+    for backend in ("aer_noisy", "ibm_local"):
+        with pytest.raises(HybridQiskitError, match=f"^{backend}: 20 image.*12 minutes.*noisy_trajectories") as info:
+            aer_method(backend, 16, images=20)
+        assert "\n" not in str(info.value)
+    with pytest.raises(HybridQiskitError, match="aer_noisy_exact: a 13-qubit.*noisy_trajectories"):
+        estimate("aer_noisy_exact", qubits=13, batch=1)
+    assert aer_method("aer_noisy", 30, "matrix_product_state", images=10**6) == "matrix_product_state"
+    # noisy_trajectories: a chain head is a matrix-product state at any width; anything else is
+    # statevector trajectories, refused where one trajectory does not fit.
+    cfg = resolve(None, qubits=40)
+    assert estimate("noisy_trajectories", qubits=40, batch=32, chain=head_chain(cfg)).bytes < GiB
+    with pytest.raises(HybridQiskitError, match="40-qubit head on noisy_trajectories"):
+        check_memory("noisy_trajectories", qubits=40, batch=32, what="evaluate", available=24 * GiB)
 
 
 def test_twenty_qubits_fit_a_machine_with_sixteen_gib_free():
