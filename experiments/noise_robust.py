@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from hybrid_qiskit.errors import HybridQiskitError  # noqa: E402
 
-SWEEP_KEYS = ("device", "levels", "shots", "repeats", "limit", "split")
+SWEEP_KEYS = ("device", "levels", "shots", "repeats", "limit", "split", "simulator")
 
 
 def load_plan(path: Path) -> dict:
@@ -54,6 +54,7 @@ def sweep(run_dir: Path, plan: dict, mitigation: list[str], baseline: Path | Non
     cfg = SweepConfig(noise="device", devices=(plan["device"],), levels=tuple(plan["levels"]),
                       shots=(plan["shots"],), repeats=plan.get("repeats", 1), limit=plan.get("limit"),
                       split=plan.get("split", "test"), mitigation=tuple(mitigation),
+                      simulator=plan.get("simulator", "auto"),
                       baseline=str(baseline) if baseline else None, name="robust-" + "-".join(mitigation))
     return run_sweep(run_dir, cfg, quiet=True)
 

@@ -368,3 +368,35 @@ def test_normalize_and_refit_mitigations_add_their_rows_and_reestimate_per_cell(
     # Far above the unmitigated 0.42; fitted to 16 images, the re-fit may move one of the 12 test images.
     assert row["0.2", "refit"]["accuracy_mean"] >= row["0.2", "normalize"]["accuracy_mean"] - 0.09
     assert row["inf", "refit"]["accuracy_mean"] >= row["inf", "none"]["accuracy_mean"] - 0.09
+
+
+def test_wide_heads_sweep_on_noisy_trajectories_with_one_trajectory_per_shot():
+    from hybrid_qiskit.errors import HybridQiskitError
+    from hybrid_qiskit.noise.grid import Cell, backend_for_cell
+
+    def pick(width, shots=1024, mitigation="none", simulator="auto"):
+        return backend_for_cell(Cell("device", "fake_fez", "4", shots, mitigation, 0), seed=0, optimization_level=1,
+                                two_qubit_factor=1.0, width=width, simulator=simulator)
+
+    assert pick(8)[0] == "aer_noisy" and pick(8, shots=None)[0] == "aer_noisy_exact"
+    name, settings = pick(16)
+    assert name == "noisy_trajectories" and settings["shots"] == settings["trajectories"] == 1024
+    assert settings["noise_scale"] == 4.0
+    assert pick(8, simulator="trajectories")[0] == "noisy_trajectories"
+    assert pick(24, simulator="aer")[0] == "aer_noisy"  # forced: Aer then says per call what it takes
+    with pytest.raises(HybridQiskitError, match="finite --shots"):
+        pick(16, shots=None)
+    with pytest.raises(HybridQiskitError, match="--mitigation trex.*at most 13 qubits"):
+        pick(16, mitigation="trex")
+
+
+def test_a_16_qubit_head_sweeps_device_noise(tmp_path, capsys):
+    """End to end: the sweep routes the wide head to the noisy chain, and its memory plan knows it."""
+    run_dir = train_tiny(tmp_path, "wide", "--qubits", "16", "--epochs", "1")
+    code = main(["noise-sweep", str(run_dir), "--noise", "device", "--devices", "fake_fez", "--levels", "0,16",
+                 "--shots", "256", "--repeats", "1", "--limit", "12", "--name", "wide", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    cells = [json.loads(line) for line in (run_dir / "noise" / "wide" / "cells.jsonl").read_text().splitlines()]
+    noisy = [c for c in cells if c["noise"] == "device"]
+    assert len(noisy) == 2 and all(c["backend"] == "noisy_trajectories" for c in noisy)
+    assert noisy[1]["mean_abs_z"] < noisy[0]["mean_abs_z"]  # 16x the device's noise shrinks the signal
