@@ -113,7 +113,7 @@ def ibm_local(
             **handle.description,
             "estimator": handle.description["estimator"].replace("Aer)", "Aer, reduced device)"),
             "simulated": "only the physical qubits the circuit touches (reduced device)",
-            "simulator_method": method if twirled else f"{method} (statevector trajectories from 11 qubits)",
+            "simulator_method": f"{method} up to 10 qubits; statevector trajectories at 11-12, matrix-product state wider",
             "simulator_limit": "calls estimated over 5 minutes on Aer are refused (backends.noise_source.aer_method)",
         },
     )

@@ -121,30 +121,37 @@ def noisy_pass_manager(backend, optimization_level: int, seed):
 
 # Aer's noisy methods by width (measured: experiments/bench_backends.py --noisy-widths; one
 # digits head on reduced fake_fez, 1,024 shots, 2 cores, the other one busy; seconds per image):
-#   qubits             6      8      10     12     14
-#   density matrix     0.045  0.18   0.39   6.2    -
-#   statevector traj.  0.15   0.35   1.4    5.4    24.9   (35 at 16, aer_time in the README)
-# So ``auto`` takes the density matrix up to 10 qubits and statevector trajectories (one per
-# shot) wider. Up to 13 qubits that is seconds per image; wider, a call is run only when its
-# estimated time (:func:`aer_trajectory_seconds`) stays within :data:`CALL_SECONDS`, else it is
-# refused in favour of ``noisy_trajectories`` (20 images at 16 qubits: 12 minutes on Aer, 0.1 s there).
+#   qubits                    6      8      10     12     14     16     20     24
+#   density matrix            0.045  0.18   0.39   6.2    -      -      -      -
+#   statevector trajectories  0.15   0.35   1.4    5.4    24.9   35.4   -      -
+#   matrix-product state      -      -      2.9    4.7    6.4    8.7    104    164
+# So ``auto`` takes the density matrix up to 10 qubits, statevector trajectories (one per shot)
+# at 11-12 and Aer's matrix-product state wider. Past 12 qubits a call runs only when its
+# estimated time (:func:`aer_seconds`) stays within :data:`CALL_SECONDS`; else it is refused in
+# favour of ``noisy_trajectories`` (100 images at 24 qubits: 4.5 hours on Aer, 1 s there).
 DENSITY_MATRIX_QUBITS = 10
-AER_TRAJECTORY_QUBITS = 13
-AER_TRAJECTORY_SECONDS = {10: 1.4, 12: 5.4, 14: 24.9, 16: 35.4}  # per image, 1,024 shots
+AER_FAST_QUBITS = 12  # up to here Aer takes seconds per image; sweeps send wider heads elsewhere
+AER_SECONDS = {  # per image at 1,024 shots, from the table above
+    "statevector": {10: 1.4, 12: 5.4, 14: 24.9, 16: 35.4},
+    "matrix_product_state": {10: 2.9, 12: 4.7, 14: 6.4, 16: 8.7, 20: 104.0, 24: 164.0},
+}
 CALL_SECONDS = 300.0
 # The exact noisy expectation is a density matrix whatever the width: 4**12 entries took 6-8 s.
 EXACT_QUBITS = 12
 
 
-def aer_trajectory_seconds(num_qubits: int, images: int, shots: int = 1024) -> float:
-    """Estimated seconds of Aer's statevector trajectories for ``images`` parameter sets:
-    the measured table, interpolated, and doubling per qubit past 16 (2**n amplitudes)."""
-    widths = sorted(AER_TRAJECTORY_SECONDS)
-    if num_qubits >= widths[-1]:
-        per = AER_TRAJECTORY_SECONDS[widths[-1]] * 2.0 ** (num_qubits - widths[-1])
+def aer_seconds(method: str, num_qubits: int, images: int, shots: int = 1024) -> float:
+    """Estimated seconds of Aer's ``method`` trajectories for ``images`` parameter sets: the
+    measured table, interpolated in log scale, extrapolated along its last step."""
+    table = AER_SECONDS[method]
+    widths = sorted(table)
+    logs = np.log([table[w] for w in widths])
+    if num_qubits > widths[-1]:
+        slope = (logs[-1] - logs[-2]) / (widths[-1] - widths[-2])
+        log_per = logs[-1] + slope * (num_qubits - widths[-1])
     else:
-        per = float(np.exp(np.interp(num_qubits, widths, np.log([AER_TRAJECTORY_SECONDS[w] for w in widths]))))
-    return per * images * shots / 1024
+        log_per = float(np.interp(num_qubits, widths, logs))
+    return float(np.exp(log_per)) * images * shots / 1024
 
 
 def aer_method(backend: str, num_qubits: int, method: str = "auto", *, twirled: bool = False,
@@ -171,13 +178,16 @@ def aer_method(backend: str, num_qubits: int, method: str = "auto", *, twirled: 
         return "density_matrix"
     if num_qubits <= DENSITY_MATRIX_QUBITS and not twirled:
         return "density_matrix"
-    if num_qubits > AER_TRAJECTORY_QUBITS and images is not None:
-        seconds = aer_trajectory_seconds(num_qubits, images, shots)
+    if num_qubits <= AER_FAST_QUBITS:
+        return "statevector"
+    if images is not None:
+        seconds = aer_seconds("matrix_product_state", num_qubits, images, shots)
         if seconds > CALL_SECONDS:
-            forced = ", or --backend-setting method=statevector to run it anyway" if backend == "aer_noisy" else ""
+            forced = (", or --backend-setting method=matrix_product_state to run it anyway"
+                      if backend == "aer_noisy" else "")
             raise HybridQiskitError(
-                f"{backend}: {images} image(s) of a {num_qubits}-qubit head would take Aer's statevector trajectories "
-                f"about {seconds / 60:.0f} minutes ({aer_trajectory_seconds(num_qubits, 1, shots):.0f} s per image, "
-                f"{shots} shots), past the {CALL_SECONDS / 60:.0f} minutes allowed per call; use fewer images "
-                f"(--limit, --samples) or {use}{forced}")
-    return "statevector"
+                f"{backend}: {images} image(s) of a {num_qubits}-qubit head would take Aer about "
+                f"{seconds / 60:.0f} minutes ({aer_seconds('matrix_product_state', num_qubits, 1, shots):.0f} s per "
+                f"image, matrix-product-state trajectories, {shots} shots), past the {CALL_SECONDS / 60:.0f} minutes "
+                f"allowed per call; use fewer images (--limit, --samples) or {use}{forced}")
+    return "matrix_product_state"

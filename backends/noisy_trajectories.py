@@ -254,15 +254,16 @@ class TrajectoryEstimator(BaseEstimatorV2):
         from backends.reduced import compact_label
 
         key = (id(circuit), tuple(tuple(sorted((k, complex(v)) for k, v in o.items())) for o in observables))
+        entry = self._circuits.get(circuit)  # a new entry when the circuit was edited in place
         hit = self._plans.get(key)
-        if hit is not None and hit[0] is circuit:
+        if hit is not None and hit[0] is entry:
             return hit[1]
         program, qubits = self.compiled(circuit, (label for o in observables for label in o))
         if qubits is not None:
             observables = [{compact_label(label, qubits): c for label, c in o.items()} for o in observables]
         plan = self._plan(program, observables)
         with self._lock:
-            self._plans[key] = (circuit, plan)  # the circuit itself: an id can be reused
+            self._plans[key] = (entry, plan)
             while len(self._plans) > 64:
                 self._plans.popitem(last=False)
         return plan

@@ -21,7 +21,8 @@ Usage:
 3. ``--noisy-widths``: noisy evaluation time per image of a digits head (angle + RealAmplitudes
    reps 2) laid out on ``--device``, by width, for each method that can run it: noisy_trajectories
    as a noisy chain (``mps``) and on the statevector, with one trajectory per image and with one per
-   shot, and Aer's density matrix and statevector trajectories (``aer_noisy``). Methods are skipped
+   shot, and Aer's density matrix, statevector and matrix-product-state trajectories
+   (``aer_noisy``). Methods are skipped
    past the width where one image would take minutes. This is what the ``auto`` thresholds
    (``backends.noisy_trajectories.NOISY_CHAIN_QUBITS``, ``backends.noise_source``) are checked on.
 """
@@ -189,6 +190,7 @@ NOISY_METHODS = (
     ("noisy_trajectories", {"method": "statevector", "trajectories": "shots"}, 10),
     ("aer_noisy", {"method": "density_matrix"}, 12),
     ("aer_noisy", {"method": "statevector"}, 14),
+    ("aer_noisy", {"method": "matrix_product_state"}, 16),
 )
 
 

@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--widths", default="8,16,24")
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--levels", default="0,1,4,16")
+    p.add_argument("--levels", default="0,1,4,16,32,48")
     p.add_argument("--mitigation", default="none,normalize,refit")
     p.add_argument("--shots", default="1024")
     p.add_argument("--out", default="runs/noise-width")
@@ -64,6 +64,7 @@ def main(argv=None) -> int:
     sweep = "width"
     rows: dict[tuple, list[float]] = {}
     drops: dict[tuple, list[float]] = {}
+    signal: dict[tuple, list[float]] = {}  # mean |<Z>| as a fraction of the exact model's
     classical = []
     for seed in seeds:  # seed-major: a stopped run has whole seeds first
         base = train(out, f"classical-s{seed}", "--model", "classical", "--seed", str(seed))
@@ -74,28 +75,36 @@ def main(argv=None) -> int:
                  "--shots", args.shots, "--mitigation", args.mitigation, "--repeats", "1",
                  "--simulator", "trajectories", "--name", sweep, "--quiet"])
             found = cells(run_dir, sweep)
-            exact = next(c["accuracy"] for c in found if c["noise"] == "exact")
+            reference = next(c for c in found if c["noise"] == "exact")
+            exact = reference["accuracy"]
             rows.setdefault((width, "exact", "-"), []).append(exact)
+            levels = set(args.levels.split(","))
             for c in found:
-                if c["noise"] == "device":
-                    rows.setdefault((width, c["level"], c["mitigation"]), []).append(c["accuracy"])
-                    drops.setdefault((width, c["level"], c["mitigation"]), []).append(exact - c["accuracy"])
+                if c["noise"] == "device" and c["level"] in levels:
+                    key = (width, c["level"], c["mitigation"])
+                    rows.setdefault(key, []).append(c["accuracy"])
+                    drops.setdefault(key, []).append(exact - c["accuracy"])
+                    signal.setdefault(key, []).append(c["mean_abs_z"] / reference["mean_abs_z"])
     lines = [
         f"Test accuracy on digits (359 images), fake_fez noise x scale, {args.shots} shots (one trajectory per shot), "
-        f"seeds {args.seeds}: mean ± std over seeds. Drop: the model's exact accuracy minus its noisy one.",
+        f"seeds {args.seeds}: mean ± std over seeds. Drop: the model's exact accuracy minus its noisy one. "
+        "Signal: mean |<Z>| over images and qubits, as a fraction of the exact model's (before mitigation "
+        "rescales it).",
         "",
         f"Classical baseline: {mean_std(classical)}",
         "",
-        "| width | noise scale | mitigation | accuracy | drop from exact |",
-        "|---|---|---|---|---|",
+        "| width | noise scale | mitigation | accuracy | drop from exact | signal |",
+        "|---|---|---|---|---|---|",
     ]
     for key in sorted(rows, key=lambda k: (k[0], k[1] != "exact", float(k[1]) if k[1] != "exact" else 0, k[2])):
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {mean_std(rows[key])} | "
-                     f"{mean_std(drops[key]) if key in drops else '-'} |")
+                     f"{mean_std(drops[key]) if key in drops else '-'} | "
+                     f"{mean_std(signal[key]) if key in signal and key[2] == 'none' else '-'} |")
     (out / "noise_width.md").write_text("\n".join(lines) + "\n")
     (out / "noise_width.json").write_text(json.dumps(
         {"classical": classical, "accuracy": {"|".join(map(str, k)): v for k, v in rows.items()},
-         "drop": {"|".join(map(str, k)): v for k, v in drops.items()}}, indent=2))
+         "drop": {"|".join(map(str, k)): v for k, v in drops.items()},
+         "signal": {"|".join(map(str, k)): v for k, v in signal.items()}}, indent=2))
     print("\n".join(lines))
     return 0
 

@@ -950,3 +950,19 @@ def test_refit_readout_learns_from_every_jobs_calibration_rows_at_fetch(tiny_run
         want = model.decode(torch.as_tensor(np.concatenate(samples), dtype=torch.float32)).argmax(1).tolist()
     with open(run / "jobs" / sid / "predictions.csv") as fh:
         assert [int(r["prediction"]) for r in csv.DictReader(fh)] == want
+
+
+def test_a_16_qubit_head_rehearses_on_ibm_local(tmp_path, capsys, monkeypatch):
+    """The plan of a wide job counts its circuits and shots, and the local rehearsal runs it
+    (Aer's matrix-product state on the reduced device, the runtime's own Estimator)."""
+    from tests.conftest import train_tiny
+
+    monkeypatch.setenv("HYBRID_QISKIT_HOME", str(tmp_path / "home"))
+    run = train_tiny(tmp_path, "wide", "--qubits", "16", "--epochs", "1")
+    local = ["submit", str(run), "--backend", "ibm_local", "--device", "fake_fez", "--shots", "256"]
+    assert main([*local, "--samples", "2", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "plan: 1 job(s), 2 PUB row(s) (images)" in out and "256 shots per image" in out and "circuits" in out
+    assert main([*local, "--samples", "1", "--resilience-level", "0", "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "on 1 test samples (ibm_local fake_fez, 256 shots)" in out

@@ -386,7 +386,7 @@ def test_wide_heads_sweep_on_noisy_trajectories_with_one_trajectory_per_shot():
     assert pick(24, simulator="aer")[0] == "aer_noisy"  # forced: Aer then says per call what it takes
     with pytest.raises(HybridQiskitError, match="finite --shots"):
         pick(16, shots=None)
-    with pytest.raises(HybridQiskitError, match="--mitigation trex.*at most 13 qubits"):
+    with pytest.raises(HybridQiskitError, match="--mitigation trex.*at most 12 qubits"):
         pick(16, mitigation="trex")
 
 

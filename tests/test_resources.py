@@ -53,14 +53,15 @@ def test_wide_noisy_heads_get_a_method_or_one_line_naming_noisy_trajectories():
 
     assert aer_method("aer_noisy", 10) == "density_matrix"
     assert aer_method("ibm_local", 10, twirled=True) == "statevector"
-    assert aer_method("aer_noisy", 16, images=4) == "statevector"  # 2.4 minutes: runs
+    assert aer_method("aer_noisy", 12) == "statevector"
+    assert aer_method("aer_noisy", 16, images=20) == "matrix_product_state"  # about 3 minutes: runs
     for backend in ("aer_noisy", "ibm_local"):
-        with pytest.raises(HybridQiskitError, match=f"^{backend}: 20 image.*12 minutes.*noisy_trajectories") as info:
-            aer_method(backend, 16, images=20)
+        with pytest.raises(HybridQiskitError, match=f"^{backend}: 100 image.*24-qubit.*273 minutes.*noisy_trajectories") as info:
+            aer_method(backend, 24, images=100)
         assert "\n" not in str(info.value)
     with pytest.raises(HybridQiskitError, match="aer_noisy_exact: a 13-qubit.*noisy_trajectories"):
         estimate("aer_noisy_exact", qubits=13, batch=1)
-    assert aer_method("aer_noisy", 30, "matrix_product_state", images=10**6) == "matrix_product_state"
+    assert aer_method("aer_noisy", 30, "statevector", images=10**6) == "statevector"  # forced: runs
     # noisy_trajectories: a chain head is a matrix-product state at any width; anything else is
     # statevector trajectories, refused where one trajectory does not fit.
     cfg = resolve(None, qubits=40)

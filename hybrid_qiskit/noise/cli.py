@@ -62,7 +62,7 @@ def register_cli(subparsers) -> None:
     p.add_argument("--optimization-level", type=int, choices=range(4), help="transpiler level (default 1)")
     p.add_argument("--simulator", choices=("auto", "aer", "trajectories"),
                    help="noisy cells on Aer, or on noisy_trajectories with one trajectory per shot (default auto: "
-                        "Aer up to 13 qubits, noisy_trajectories wider; trajectories: every width alike)")
+                        "Aer up to 12 qubits, noisy_trajectories wider; trajectories: every width alike)")
     p.add_argument("--split", choices=("test", "val"), help="images to evaluate on (default test)")
     p.add_argument("--limit", type=int, help="evaluate only the first N images of the split")
     p.add_argument("--batch-size", type=int, help="images per estimator call (default 256)")

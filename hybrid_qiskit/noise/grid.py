@@ -158,14 +158,14 @@ def backend_for_cell(cell: Cell, *, seed: int, optimization_level: int, two_qubi
     Raises:
         HybridQiskitError: a cell no simulator can run for this width (one line).
     """
-    from backends.noise_source import AER_TRAJECTORY_QUBITS, EXACT_QUBITS
+    from backends.noise_source import AER_FAST_QUBITS, EXACT_QUBITS
 
-    limit = EXACT_QUBITS if cell.shots is None else AER_TRAJECTORY_QUBITS
+    limit = EXACT_QUBITS if cell.shots is None else AER_FAST_QUBITS
     trajectories = simulator == "trajectories" or (simulator == "auto" and width > limit)
-    if cell.mitigation in RUNTIME_MITIGATION and width > AER_TRAJECTORY_QUBITS:
+    if cell.mitigation in RUNTIME_MITIGATION and width > AER_FAST_QUBITS:
         raise HybridQiskitError(
             f"--mitigation {cell.mitigation} runs the runtime's local mode on Aer, which takes at most "
-            f"{AER_TRAJECTORY_QUBITS} qubits here; a {width}-qubit head can sweep none, normalize, refit or readout")
+            f"{AER_FAST_QUBITS} qubits here; a {width}-qubit head can sweep none, normalize, refit or readout")
     if trajectories and cell.shots is None and cell.mitigation not in RUNTIME_MITIGATION:
         raise HybridQiskitError(
             f"--shots exact is Aer's density matrix (at most {EXACT_QUBITS} qubits, --simulator aer); a "
