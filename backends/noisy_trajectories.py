@@ -64,6 +64,7 @@ from hybrid_qiskit.primitives.gradient_base import BatchedEstimatorGradient
 from hybrid_qiskit.primitives.mps import MAX_BOND
 from hybrid_qiskit.primitives.noisy_chain import (
     NoisyChain,
+    branch_bytes,
     compile_noisy_chain,
     noisy_chain_gradient,
     noisy_chain_values,
@@ -326,7 +327,10 @@ class TrajectoryEstimator(BaseEstimatorV2):
             raise HybridQiskitError("no PUBs to run")
         prepared = []
         for pub in coerced:  # compile, plan and check every PUB before any work
-            prepared.append((pub, self.plan(pub.circuit, pub.observables.ravel().tolist())))
+            plan = self.plan(pub.circuit, pub.observables.ravel().tolist())
+            check_call_memory(plan, max(1, pub.parameter_values.size) * self.trajectories,
+                              math.ceil(1.0 / pub.precision**2) if pub.precision else 0, self.trajectories)
+            prepared.append((pub, plan))
         job = EagerJob(self._run, prepared)
         job._submit()
         return job
@@ -431,6 +435,27 @@ def check_statevector_memory(n: int, observables: int, available: int | None = N
             f"{resources._size(free)} is free; a chain head (linear entanglement) runs as a matrix-product state "
             f"at any width"
         )
+
+
+def check_call_memory(plan: Plan, columns: int, shots: int, trajectories: int, available: int | None = None) -> None:
+    """Refuse, before drawing anything, a call whose trajectories or shots cannot fit: each
+    column's parameters, Pauli draws and (chain) the sampler's branches for one column.
+
+    Raises:
+        HybridQiskitError: one line with the estimate and what to lower.
+    """
+    from hybrid_qiskit import resources
+
+    per_column = 8 * len(plan.program.parameters) + 8 * (len(plan.chain.slots) if plan.chain else 0) + 64
+    need = columns * per_column
+    if plan.chain is not None and shots:
+        need += branch_bytes(plan.chain, math.ceil(shots / trajectories))
+    free = resources.available_memory() if available is None else available
+    if need > resources.HEADROOM * free:
+        raise HybridQiskitError(
+            f"noisy_trajectories: {columns:,} trajectories ({trajectories:,} per image) with {shots:,} shots need "
+            f"about {resources._size(need)}, but only {resources._size(free)} is free; lower --shots, trajectories "
+            f"or the number of images per call")
 
 
 def _statevector_blocks(drawn: Drawn, r: int, t: int):

@@ -181,10 +181,13 @@ def _evaluate_preflight(cfg, args) -> str | None:
     from hybrid_qiskit.models import is_quantum
 
     if is_quantum(cfg.model):
+        # The settings the backend will be built with (backend_for_run): the flags' own, over the
+        # run's when the run's backend is kept.
+        given = {k: v for k, v in backend_settings_from(args).items() if v is not None}
+        settings = given if args.backend else {**cfg.backend_settings, **given}
         resources.check_memory(args.backend or cfg.backend, qubits=cfg.qubits, batch=args.batch_size,
                                real=resources.is_real_head(cfg.feature_map, cfg.ansatz), what="evaluate",
-                               settings=None if args.backend else cfg.backend_settings,
-                               chain=resources.head_chain(cfg))
+                               settings=settings, chain=resources.head_chain(cfg))
     unwritable = runs.writable(args.run_dir)
     if unwritable:
         print(f"note: {args.run_dir} is not writable ({unwritable}): the result is printed, not saved",

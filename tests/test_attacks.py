@@ -114,6 +114,35 @@ def test_a_wide_chain_head_trains(tmp_path):
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
 
 
+@pytest.fixture(scope="module")
+def wide_run(tmp_path_factory) -> Path:
+    """A 24-qubit chain head: wider than any density matrix or per-sample statevector here."""
+    out = tmp_path_factory.mktemp("attack-wide")
+    assert main(["train", *TINY, "--out", str(out), "--name", "wide", "--qubits", "24"]) == 0
+    return out / "wide"
+
+
+def test_a_wide_head_evaluates_under_device_noise_in_little_memory(wide_run, capsys):
+    """noisy_trajectories runs it as a noisy chain: a few MB where the statevector per sample
+    grew past 16 GB, at 1,024 shots or a million (a branch per distinct bitstring)."""
+    for shots in ("1024", "1000000"):
+        assert main(["evaluate", str(wide_run), "--backend", "noisy_trajectories", "--device", "fake_fez",
+                     "--shots", shots, "--limit", "4"]) == 0
+    assert "accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags,named", [
+    (["--backend", "aer_noisy_exact"], "aer_noisy_exact: a 24-qubit circuit is a density matrix"),
+    (["--backend", "aer_noisy", "--shots", "1024", "--limit", "8"], "noisy_trajectories"),  # 8 images: 2 hours of Aer
+    (["--backend", "noisy_trajectories", "--shots", "1000000000", "--backend-setting", "trajectories=1000000000"],
+     "trajectories (1,000,000,000 per image)"),
+    (["--backend", "aer_noisy", "--backend-setting", "method=density_matrix"], "noisy_trajectories"),
+])
+def test_wide_noisy_evaluations_that_cannot_run_are_refused_up_front(wide_run, capsys, flags, named):
+    err = one_line_error(capsys, ["evaluate", str(wide_run), "--device", "fake_fez", *flags])
+    assert named in err
+
+
 @pytest.mark.parametrize("flags", [["--shots", "-5"], ["--batch-size", "0"], ["--seed", "-1"],
                                    ["--noise-scale", "inf"], ["--limit", "-1"], ["--limit", "0"]])
 def test_bad_evaluate_flag_is_one_line(fixture_run, capsys, flags):

@@ -174,7 +174,7 @@ def sample_readouts(nc: NoisyChain, values: np.ndarray, codes: np.ndarray, shots
         return out
     angles = chain.table.angles(values)
     ro = nc.program.readout
-    for block in _row_blocks(C, _row_bytes(chain)):
+    for block in _row_blocks(C, _row_bytes(chain) + branch_bytes(nc, int(shots.max()))):
         sites = _final_sites(chain, angles[block], dtype, codes[:, block])
         right = _environments(sites, [0], stacks=False).right  # right[j]: sites >= j, (bra, ket, C)
         count = shots[block].astype(np.int64)
@@ -201,6 +201,12 @@ def sample_readouts(nc: NoisyChain, values: np.ndarray, codes: np.ndarray, shots
             col = np.repeat(col, 2)[keep]
             count = counts[keep]
     return out
+
+
+def branch_bytes(nc: NoisyChain, shots: int) -> int:
+    """Bytes the sampler may hold per column: a branch per distinct bitstring drawn (at most
+    min(shots, 2**n)), each a few bond-sized vectors and counts."""
+    return min(shots, 2 ** min(nc.chain.num_qubits, 62)) * (8 * nc.chain.bond * 16 + 64)
 
 
 def _branch_amplitudes(v: np.ndarray, site: np.ndarray, right: np.ndarray, col: np.ndarray):

@@ -47,6 +47,7 @@ SKIPPED = {"barrier", "delay"}  # delays carry no error in Aer's device model ei
 # Up to this width a fixed gate runs on the statevector as a precomputed 2**n diagonal or index map
 # (8 MB each at 20 qubits); wider, as a local matrix product, which needs no 2**n table per gate.
 INDEX_MAP_QUBITS = 20
+SAMPLE_CHUNK = 4 << 20  # uniforms per chunk when drawing trajectories (32 MB)
 
 
 # ------------------------------------------------------------------------ Pauli channels
@@ -277,12 +278,21 @@ def sample_trajectories(program: NoisyProgram, columns: int, rng: np.random.Gene
     for r, i in enumerate(program.noisy):
         c = np.cumsum(program.ops[i].channel)
         cum[r, : len(c) - 1] = c[:-1]  # the last stays exactly 1: u < 1 never passes it
-    u = rng.random((len(program.noisy), columns))
-    codes = (u[:, :, None] >= cum[:, None, :]).sum(-1)
-    rows, cols = np.nonzero(codes)
-    if not len(rows):
+    # Columns a chunk at a time (about 32 MB of uniforms): a QPU-like evaluation draws one
+    # trajectory per shot, hundreds of thousands of columns per call.
+    chunk = max(1, SAMPLE_CHUNK // len(program.noisy))
+    all_keys, all_cols = [], []
+    for lo in range(0, columns, chunk):
+        u = rng.random((len(program.noisy), min(chunk, columns - lo)))
+        codes = np.empty(u.shape, dtype=np.int64)
+        for r in range(len(program.noisy)):  # how many cumulative bounds each draw passes
+            codes[r] = np.searchsorted(cum[r], u[r], side="right")
+        rows, cols = np.nonzero(codes)
+        all_keys.append(rows * width + codes[rows, cols])
+        all_cols.append(cols + lo)
+    keys, cols = np.concatenate(all_keys), np.concatenate(all_cols)
+    if not len(keys):
         return Trajectories(columns, errors)
-    keys = rows * width + codes[rows, cols]
     order = np.argsort(keys, kind="stable")
     keys, cols = keys[order], cols[order]
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
