@@ -88,6 +88,12 @@ def native_circuit(circuit: QuantumCircuit) -> QuantumCircuit:
     names = {inst.operation.name for inst in circuit.data}
     if "measure" in names or any(inst.clbits for inst in circuit.data):
         raise ValueError("cannot simulate measurements or classical control: estimator circuits must be unitary")
+    if "delay" in names:  # idle time is the identity without noise, as Qiskit's reference takes it
+        kept = [inst for inst in circuit.data if inst.operation.name != "delay"]
+        circuit = circuit.copy_empty_like()
+        for inst in kept:
+            circuit.append(inst)
+        names.discard("delay")
     if names & _RESETTING:
         circuit = _without_initial_resets(circuit)
         names = {inst.operation.name for inst in circuit.data}

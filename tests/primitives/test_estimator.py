@@ -173,3 +173,20 @@ def test_non_unitary_resets_fail_in_one_clear_line_before_any_work():
         with pytest.raises(ValueError, match="reset") as info:
             est.run([(qc, SparsePauliOp("ZZ"))])  # raised by run, not by result()
         assert "\n" not in str(info.value)
+
+
+def test_delay_is_the_identity_as_in_the_reference():
+    """Dynamical decoupling leaves delays in circuits; without noise they are the identity (the
+    reference estimator, and this one before, took them so)."""
+    from qiskit.circuit import Parameter
+
+    a = Parameter("a")
+    qc = QuantumCircuit(2)
+    qc.ry(a, 0)
+    qc.delay(100, 0)
+    qc.cx(0, 1)
+    qc.delay(50, 1, unit="ns")
+    pub = (qc, SparsePauliOp(["ZZ", "XI"]), [[0.3], [1.2]])
+    ours = BatchedStatevectorEstimator().run([pub]).result()[0].data.evs
+    reference = StatevectorEstimator().run([pub]).result()[0].data.evs
+    np.testing.assert_allclose(ours, reference, atol=1e-12)
