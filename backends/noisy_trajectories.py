@@ -1,4 +1,4 @@
-"""``noisy_trajectories``: device-like noise injection at batched-statevector speed.
+"""``noisy_trajectories``: a device's noise as sampled Pauli trajectories, at any width.
 
 Every parameter set of a PUB (every sample of a training batch) is simulated as its own noisy
 trajectory (:mod:`hybrid_qiskit.primitives.trajectories`): after each ISA gate a Pauli is drawn from that
@@ -30,6 +30,15 @@ varies as (1-m²)/N + Var(trajectory mean)·(1-1/N); a QPU's shots are each thei
 
 ``precision=0`` in ``estimator.run`` skips shot sampling: each value is then its trajectory's
 exact, readout-folded expectation.
+
+Two simulators run the trajectories (``method``): a batched statevector (2**n amplitudes per
+trajectory, :mod:`hybrid_qiskit.primitives.trajectories`), and for circuits whose two-qubit gates
+form a path of neighbouring qubits (every chain head laid out on a device) with c·Z readouts, the
+exact matrix-product state (:mod:`hybrid_qiskit.primitives.noisy_chain`): the same draws, the
+same values and gradients to rounding, at a cost linear in the width. ``auto`` takes the chain
+from :data:`NOISY_CHAIN_QUBITS`; ``mps`` insists on it, ``statevector`` never takes it.
+Statevector trajectories too wide for memory, and calls whose trajectories or shots cannot fit,
+are refused in one line before anything is drawn.
 
 Example:
     >>> from backends import create_backend
@@ -284,7 +293,7 @@ class TrajectoryEstimator(BaseEstimatorV2):
                        f"{MAX_BOND})" if chain is None else "an observable is not c·Z on one qubit")
                 raise HybridQiskitError(f"noisy_trajectories method=mps: the {n}-qubit circuit is not a chain: "
                                         f"{why}; use method=statevector or auto")
-        check_statevector_memory(n, len(observables))
+        check_statevector_memory(n, len(observables), self.trajectories)
         return Plan(program, None, None, tj.diagonal_observables(observables, n))
 
     # -- trajectories ---------------------------------------------------------------------
@@ -417,23 +426,24 @@ def _state_bytes(program: tj.NoisyProgram, columns: int) -> int:
     return (16 << program.num_qubits) * columns
 
 
-def check_statevector_memory(n: int, observables: int, available: int | None = None) -> None:
-    """Refuse, before allocating, statevector trajectories whose one column does not fit: the
-    state, its probabilities and temporaries (4 copies), and the gradient's co-states (1 + K).
+def check_statevector_memory(n: int, observables: int, trajectories: int = 1, available: int | None = None) -> None:
+    """Refuse, before allocating, statevector trajectories whose one image does not fit: its
+    ``trajectories`` states, each with the gradient's co-states (1 + K) beside it, and the
+    probabilities (a block of images runs at a time, never less than one).
 
     Raises:
         HybridQiskitError: one line with the estimate and what can run it.
     """
     from hybrid_qiskit import resources
 
-    need = (16 << n) * (4 + 1 + observables)
+    need = (16 << n) * trajectories * (2 + observables)
     free = resources.available_memory() if available is None else available
     if need > resources.HEADROOM * free:
         raise HybridQiskitError(
-            f"noisy_trajectories: an {n}-qubit circuit that is not a chain runs on the statevector, which needs "
-            f"about {resources._size(need)} per trajectory (2**{n} amplitudes x {5 + observables} copies), but only "
-            f"{resources._size(free)} is free; a chain head (linear entanglement) runs as a matrix-product state "
-            f"at any width"
+            f"noisy_trajectories: a {n}-qubit circuit that is not a chain runs on the statevector, which needs "
+            f"about {resources._size(need)} per image (2**{n} amplitudes x {trajectories} trajectories x "
+            f"{2 + observables} copies), but only {resources._size(free)} is free; a chain head (linear "
+            f"entanglement) runs as a matrix-product state at any width"
         )
 
 

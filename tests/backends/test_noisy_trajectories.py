@@ -342,8 +342,10 @@ def test_mps_refuses_what_is_not_a_chain_and_wide_statevector_refuses_before_all
         qc.cx(a, b)
     with pytest.raises(HybridQiskitError, match="not a chain"):
         handle.estimator.run([(qc, SparsePauliOp("IIZ"))])
-    with pytest.raises(HybridQiskitError, match="noisy_trajectories: an 30-qubit circuit that is not a chain"):
+    with pytest.raises(HybridQiskitError, match="noisy_trajectories: a 30-qubit circuit that is not a chain"):
         check_statevector_memory(30, 30, available=24 << 30)
     check_statevector_memory(20, 20, available=24 << 30)
+    with pytest.raises(HybridQiskitError, match="x 1024 trajectories"):  # one per shot: 1,024 states per image
+        check_statevector_memory(20, 20, trajectories=1024, available=24 << 30)
     with pytest.raises(HybridQiskitError, match="unknown method 'dense'.*auto, statevector, mps"):
         create_backend("noisy_trajectories", method="dense")
