@@ -102,7 +102,6 @@ class Chain:
     site_ops: tuple[tuple[tuple[int, str], ...], ...]
     rotation_gate: tuple[int, ...]  # rotation g -> index of its gate
     gate_rotation: dict[int, int]  # and back
-    slot_gate: tuple[int, ...] = ()  # Pauli slot s -> index of its gate
 
 
 def _swap_qubits(m: np.ndarray) -> np.ndarray:
@@ -209,7 +208,6 @@ def build_chain(n: int, params: tuple[Parameter, ...], specs: Sequence[GateSpec]
     is_real = all((g.rotation is not None and g.rotation.name in _REAL) or g.slot >= 0 or
                   (g.matrix is not None and np.isrealobj(g.matrix)) for g in gates)
     rotation_gate = tuple(i for i, g in enumerate(gates) if g.rotation is not None)
-    slots = sorted((g.slot, i) for i, g in enumerate(gates) if g.slot >= 0)
     site_ops: list[list[tuple[int, str]]] = [[] for _ in range(n)]
     for i, gate in enumerate(gates):
         if gate.width == 1:
@@ -219,7 +217,7 @@ def build_chain(n: int, params: tuple[Parameter, ...], specs: Sequence[GateSpec]
             site_ops[gate.lo + 1].append((i, "hi"))
     return Chain(n, params, tuple(gates), rotations, _angle_table(rotations, len(params)), max(bonds, default=1),
                  is_real, constant, varying, tuple(tuple(ops) for ops in site_ops),
-                 rotation_gate, {i: g for g, i in enumerate(rotation_gate)}, tuple(i for _, i in slots))
+                 rotation_gate, {i: g for g, i in enumerate(rotation_gate)})
 
 
 def _real_if_possible(gate: ChainGate) -> ChainGate:
@@ -278,7 +276,7 @@ def _rotation(name: str, theta: np.ndarray) -> np.ndarray:
     return np.moveaxis(rotation_matrices(name, theta), 0, -1)
 
 
-# The Paulis of a slot, by code (x = bit 0, z = bit 1), as real matrices: code 3 is Z·X = -i·Y.
+# The Paulis of a slot, by code (x = bit 0, z = bit 1), as real matrices: code 3 is Z·X = i·Y.
 PAULIS = np.array([np.eye(2), [[0, 1], [1, 0]], [[1, 0], [0, -1]], [[0, 1], [-1, 0]]], dtype=float)
 
 
