@@ -554,7 +554,8 @@ def _trajectory_gradients(plan: Plan, drawn: Drawn, r: int, t: int) -> np.ndarra
 
 @register_backend(
     "noisy_trajectories",
-    summary="a device's noise (x noise_scale) as sampled Pauli trajectories, one per sample; fast, for training",
+    summary="a device's noise (x noise_scale) as sampled Pauli trajectories, one per sample or per shot; "
+            "chain heads as a noisy matrix-product state at any width",
 )
 @takes_noise_settings(shots=1024, trajectories=1, method="auto")
 def noisy_trajectories(**settings) -> BackendHandle:
