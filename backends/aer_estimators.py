@@ -78,6 +78,8 @@ class AerShotEstimator(BaseEstimatorV2):
     def run(
         self, pubs: Iterable[EstimatorPubLike], *, precision: float | None = None
     ) -> PrimitiveJob:
+        from hybrid_qiskit.resources import check_shots
+
         if precision is None:
             precision = self._default_precision
         coerced = [EstimatorPub.coerce(pub, precision) for pub in pubs]
@@ -86,9 +88,10 @@ class AerShotEstimator(BaseEstimatorV2):
                 raise ValueError(
                     "a shot-based estimator needs precision > 0 (shots = 1/precision²)"
                 )
-            # A call too long for Aer is refused before any work (one line, with the estimate).
-            self.method(pub.circuit.num_qubits, images=max(1, pub.parameter_values.size),
-                        shots=math.ceil(1 / pub.precision**2))
+            # A call too long or too large for Aer is refused before any work (one line, with the estimate).
+            shots = math.ceil(1 / pub.precision**2)
+            check_shots("aer_noisy", shots)
+            self.method(pub.circuit.num_qubits, images=max(1, pub.parameter_values.size), shots=shots)
         job = PrimitiveJob(self._run, coerced)
         job._submit()
         return job

@@ -70,6 +70,7 @@ def ibm_local(
     from backends.noise_source import aer_method
     from backends.reduced import ReducedDeviceEstimator
     from hybrid_qiskit.primitives import BatchedParamShiftEstimatorGradient
+    from hybrid_qiskit.resources import check_shots
 
     backend = get_fake_backend(device)
     handle = runtime_handle(
@@ -99,7 +100,8 @@ def ibm_local(
         return Estimator(mode=_simulator(reduced, chosen), options=full.options)
 
     def check(num_qubits, pubs):
-        # A call too long for Aer is refused in one line before the simulator is built.
+        # A call too long or too large for Aer is refused in one line before the simulator is built.
+        check_shots("ibm_local", shots)
         aer_method("ibm_local", num_qubits, twirled=twirled, shots=shots,
                    images=sum(max(1, pub.parameter_values.size) for pub in pubs))
 

@@ -185,6 +185,27 @@ def check_memory(backend: str, *, qubits: int, batch: int, what: str, eval_batch
     return est
 
 
+# Aer keeps every shot's outcome while it samples: 2**31 shots on aer_statevector grew to 23.7 GB.
+SHOT_BYTES = 12
+
+
+def check_shots(backend: str, shots: int | None, available: int | None = None) -> None:
+    """Refuse, before Aer allocates them, more shots than this machine can hold.
+
+    Raises:
+        HybridQiskitError: one line with the estimate.
+    """
+    if not shots:
+        return
+    free = available_memory() if available is None else available
+    need = shots * SHOT_BYTES
+    if need > HEADROOM * free:
+        raise HybridQiskitError(
+            f"{backend}: {shots:,} shots need about {_size(need)} while Aer samples them ({SHOT_BYTES} bytes per "
+            f"shot), but only {_size(free)} is free; lower --shots (a million shots already put the shot noise "
+            f"near 0.001)")
+
+
 def is_real_head(feature_map: str, ansatz: str) -> bool:
     """Whether the head's circuit has real amplitudes only (RY and CX gates): half the bytes."""
     return feature_map == "angle" and ansatz == "real_amplitudes"
