@@ -58,6 +58,10 @@ class NoiseSource:
         from backends.devices import describe_device, get_fake_backend
         from backends.noise import device_noise_summary, parametric_noise
 
+        for key in ("noise_scale", *PARAMETRIC):  # numbers, or unset: "abc" gets one line, not a TypeError
+            value = settings[key]
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise HybridQiskitError(f"{key} must be a number, got {value!r}")
         self.scale = settings["noise_scale"]
         device = settings["device"]
         self.backend = None if device == ALL_TO_ALL else get_fake_backend(device)

@@ -44,6 +44,8 @@ def statevector(*, seed: int | None = None, single_precision: bool = False, meth
 
     if method not in METHODS:
         raise HybridQiskitError(f"unknown method {method!r} for statevector; known: {', '.join(METHODS)}")
+    if not isinstance(single_precision, bool):  # "false" or "no" must not turn float32 on
+        raise HybridQiskitError(f"single_precision must be true or false, got {single_precision!r}")
     estimator = BatchedStatevectorEstimator(seed=seed, single_precision=single_precision, method=method)
     return BackendHandle(
         name="statevector",

@@ -154,6 +154,18 @@ def test_more_shots_than_memory_holds_are_refused_before_aer_allocates(fixture_r
     assert f"{backend}: {int(shots):,} shots need about" in err and "GiB" in err
 
 
+@pytest.mark.parametrize("setting,named", [
+    ("depolarizing=abc", "depolarizing must be a number, got 'abc'"),
+    ("t1=abc", "t1 must be a number"),
+    ("single_precision=no", "single_precision must be true or false, got 'no'"),
+    ('single_precision="false"', "single_precision must be true or false, got 'false'"),
+])
+def test_a_setting_of_the_wrong_type_is_one_line(fixture_run, capsys, setting, named):
+    backend = "statevector" if setting.startswith("single") else "aer_noisy"
+    err = one_line_error(capsys, ["evaluate", str(fixture_run), "--backend", backend, "--backend-setting", setting])
+    assert named in err
+
+
 @pytest.mark.parametrize("flags", [["--shots", "-5"], ["--batch-size", "0"], ["--seed", "-1"],
                                    ["--noise-scale", "inf"], ["--limit", "-1"], ["--limit", "0"]])
 def test_bad_evaluate_flag_is_one_line(fixture_run, capsys, flags):
