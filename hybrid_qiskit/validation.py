@@ -29,10 +29,20 @@ from hybrid_qiskit.errors import HybridQiskitError
 SEED_MAX = 2**32 - 1  # numpy's legacy seeding (np.random.seed) takes 0..2**32-1
 
 
+# File systems take names of at most 255 bytes (ext4, XFS, APFS, NTFS in UTF-16 units); run
+# folders get files and suffixes beside them, so names keep a margin.
+MAX_FOLDER_NAME_BYTES = 200
+
+
 def check_folder_name(text: str) -> str:
-    """A run or sweep name is one folder inside its parent: no separators, no '..', not empty."""
+    """A run or sweep name is one folder inside its parent: no separators, no '..', no control
+    characters (a newline makes a folder no listing shows plainly), not empty, not too long."""
     if not text or text.strip() != text or text in (".", "..") or "/" in text or "\\" in text or "\0" in text:
         raise ValueError("must be a single folder name (no '/', '\\', '..' or surrounding spaces)")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise ValueError("must not contain control characters (newlines, tabs)")
+    if len(text.encode()) > MAX_FOLDER_NAME_BYTES:
+        raise ValueError(f"is {len(text.encode())} bytes long; a folder name takes at most {MAX_FOLDER_NAME_BYTES}")
     return text
 
 
@@ -83,7 +93,8 @@ def allowed(annotation: Any) -> str:
     else:
         text = " ".join([noun, " and ".join(bounds)]).strip()
     if any(getattr(m, "func", None) is check_folder_name for m in meta):
-        text = "a single folder name (no '/', '\\' or '..')"
+        text = (f"a single folder name (no '/', '\\', '..' or control characters, at most "
+                f"{MAX_FOLDER_NAME_BYTES} bytes)")
     return f"{text} (or unset)" if optional else text
 
 

@@ -166,6 +166,15 @@ def test_a_setting_of_the_wrong_type_is_one_line(fixture_run, capsys, setting, n
     assert named in err
 
 
+@pytest.mark.parametrize("name", ["a" * 300, "a\nb", "tab\there"])
+def test_a_name_the_file_system_cannot_take_is_one_line_and_makes_no_folder(tmp_path, capsys, name):
+    """A 300-character --name was an OSError (File name too long) from the run folder's check; a
+    newline made a folder."""
+    err = one_line_error(capsys, ["train", *TINY, "--out", str(tmp_path), "--name", name])
+    assert "name (--name)" in err and "at most 200 bytes" in err
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("flags", [["--shots", "-5"], ["--batch-size", "0"], ["--seed", "-1"],
                                    ["--noise-scale", "inf"], ["--limit", "-1"], ["--limit", "0"]])
 def test_bad_evaluate_flag_is_one_line(fixture_run, capsys, flags):
