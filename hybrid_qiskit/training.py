@@ -226,8 +226,11 @@ def _fit(cfg: TrainConfig, run_dir: Path, start, splits, handle, log, *, quiet: 
         torch.set_rng_state(state["torch_rng"])
         history, best_acc, start_epoch = state["history"], state["best_val_accuracy"], state["epoch"]
         stopped = state.get("stopped", False)
-        if (stopped or start_epoch >= cfg.epochs) and (run_dir / "metrics.json").exists():
-            return _report_finished(run_dir, log)  # only re-report: metrics.json stays as it is
+        if stopped or start_epoch >= cfg.epochs:
+            saved = _saved_metrics(run_dir, log)
+            if saved is not None:
+                return _report_finished(run_dir, saved, log)  # only re-report: metrics.json stays as it is
+            # Missing or damaged: the loop below is done, and finish() tests the best checkpoint again.
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         log.attach(run_dir / "train.log")
@@ -278,9 +281,31 @@ def _fit(cfg: TrainConfig, run_dir: Path, start, splits, handle, log, *, quiet: 
     return finish(cfg, run_dir, splits, handle, history, quiet=quiet, log=log, run_id=start.run_id)
 
 
-def _report_finished(run_dir: Path, log) -> dict:
+# What a finished run's metrics.json must hold (compare reads all of them).
+METRIC_KEYS = ("test_loss", "test_accuracy", "test_samples", "epochs", "train_seconds", "parameters")
+
+
+def _saved_metrics(run_dir: Path, log) -> dict | None:
+    """A finished run's metrics.json, or None when it is missing or damaged (truncated, empty,
+    not an object, keys missing): then the best checkpoint is tested again and the file
+    rewritten, so nothing is lost (a note says so)."""
+    path = run_dir / "metrics.json"
+    if not path.exists():
+        return None
+    try:
+        metrics = read_json(path)
+        missing = [k for k in METRIC_KEYS if not isinstance(metrics.get(k), (int, float))]
+        why = f"no {', '.join(missing)}" if missing else None
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as exc:
+        metrics, why = None, f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
+    if why is None:
+        return metrics
+    log(f"note: {path} is damaged ({why}); testing the best checkpoint again to rewrite it", always=True)
+    return None
+
+
+def _report_finished(run_dir: Path, metrics: dict, log) -> dict:
     """A finished run, resumed: print its saved test metrics; recompute and overwrite nothing."""
-    metrics = read_json(run_dir / "metrics.json")
     log(f"{run_dir} is finished; its saved test metrics (nothing recomputed):")
     log(f"test loss {metrics['test_loss']:.4f}  test accuracy {metrics['test_accuracy']:.4f}  "
         f"({metrics['test_samples']} images)", always=True)

@@ -255,6 +255,31 @@ def test_damaged_history_on_resume(run, capsys):
     assert "history.json is not valid JSON" in err and "--overwrite" in err
 
 
+@pytest.mark.parametrize("damage", ["truncated", "empty", "list", "object", "keys"])
+def test_a_damaged_metrics_json_is_rewritten_from_the_best_checkpoint(run, capsys, damage):
+    """train --resume (make train) and compare read a finished run's metrics.json: damaged, it was a
+    JSONDecodeError, TypeError or KeyError; now the best checkpoint is tested again, with a note."""
+    path = run / "metrics.json"
+    original = json.loads(path.read_text())
+    text = {"truncated": path.read_text()[:40], "empty": "", "list": "[]", "object": "{}",
+            "keys": json.dumps({k: v for k, v in original.items() if k != "test_accuracy"})}[damage]
+    path.write_text(text)
+    assert main(["train", *TINY, "--resume", "--out", str(run.parent), "--name", run.name]) == 0
+    assert "is damaged" in capsys.readouterr().out
+    again = json.loads(path.read_text())
+    assert again["test_accuracy"] == original["test_accuracy"] and again["test_loss"] == pytest.approx(original["test_loss"])
+
+
+@pytest.mark.parametrize("text,named", [("baseline = 5", "baseline must be a run directory"),
+                                        ("compare = 5", "compare must be a run directory"),
+                                        ("compare = [1, 2]", "compare must be a run directory")])
+def test_a_sweep_toml_of_the_wrong_types_is_one_line(fixture_run, tmp_path, capsys, text, named):
+    config = tmp_path / "sweep.toml"
+    config.write_text(text + "\n")
+    err = one_line_error(capsys, ["noise-sweep", str(fixture_run), "--config", str(config)])
+    assert named in err
+
+
 def test_resume_refuses_files_of_two_runs(run, tmp_path, capsys):
     # Another run with the same settings: its last.pt dropped into our folder is refused by run id.
     other = tmp_path / "other"

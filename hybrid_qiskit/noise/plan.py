@@ -88,7 +88,12 @@ class SweepConfig:
             raise HybridQiskitError(f"--simulator must be one of {', '.join(SIMULATORS)}, got {self.simulator!r}")
         if not isinstance(self.two_qubit_factor, (int, float)) or not 0 <= self.two_qubit_factor < float("inf"):
             raise HybridQiskitError(f"--two-qubit-factor must be a finite number >= 0, got {self.two_qubit_factor!r}")
-        compare = (self.compare,) if isinstance(self.compare, str) else tuple(self.compare)
+        if self.baseline is not None and not isinstance(self.baseline, str):
+            raise HybridQiskitError(f"baseline must be a run directory (a string), got {self.baseline!r}")
+        compare = (self.compare,) if isinstance(self.compare, str) else self.compare
+        if not isinstance(compare, (list, tuple)) or not all(isinstance(c, str) for c in compare):
+            raise HybridQiskitError(f"compare must be a run directory or a list of them (strings), got {self.compare!r}")
+        compare = tuple(compare)
         cfg = replace(self, noise=kind.name, levels=levels, devices=devices, shots=shots,
                       mitigation=mitigation, compare=compare)
         if self.name is None:
