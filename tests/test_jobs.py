@@ -128,7 +128,7 @@ def test_ledger_keeps_arrays_exactly_and_first_results_win(tmp_path):
     from hybrid_qiskit.jobs.ledger import from_npy, to_npy
 
     a = np.random.default_rng(1).normal(size=(3, 4))
-    assert np.array_equal(from_npy(to_npy(a)), a)
+    assert np.array_equal(from_npy(to_npy(a), tmp_path / "jobs.sqlite", "a test array"), a)
     with Ledger(tmp_path / "jobs.sqlite") as ledger:
         ledger.add_submission(fake_submission("s1"))
         ledger.add_job("j1", "s1", (0, 3), remote=True)
@@ -966,3 +966,25 @@ def test_a_16_qubit_head_rehearses_on_ibm_local(tmp_path, capsys, monkeypatch):
     assert main([*local, "--samples", "1", "--resilience-level", "0", "--yes"]) == 0
     out = capsys.readouterr().out
     assert "accuracy" in out and "on 1 test samples (ibm_local fake_fez, 256 shots)" in out
+
+
+def test_a_corrupt_array_in_a_ledger_row_is_one_line_naming_the_file(tmp_path):
+    """An otherwise valid ledger row whose array blob is damaged gave numpy's ValueError from
+    `jobs` and `fetch`."""
+    import sqlite3
+
+    from hybrid_qiskit.jobs.sqlitefile import LedgerDamaged
+
+    path = tmp_path / "jobs.sqlite"
+    with Ledger(path) as ledger:
+        ledger.add_submission(fake_submission("s1"))
+        ledger.add_job("j1", "s1", (0, 3), remote=True)
+        ledger.store_result("j1", np.ones((3, 4)), None, {"k": 1})
+    conn = sqlite3.connect(path)
+    blob = conn.execute("SELECT expvals FROM jobs WHERE job_id = 'j1'").fetchone()[0]
+    conn.execute("UPDATE jobs SET expvals = ? WHERE job_id = 'j1'", (blob[:20] + b"\x00" * 40,))
+    conn.commit()
+    conn.close()
+    with Ledger(path) as ledger, pytest.raises(LedgerDamaged, match="job j1's expvals holds a damaged array") as info:
+        ledger.jobs("s1")
+    assert str(path) in str(info.value) and "\n" not in str(info.value)

@@ -45,6 +45,7 @@ from hybrid_qiskit.errors import HybridQiskitError
 from hybrid_qiskit.jobs.sqlitefile import (
     LEDGER_NAME,
     connect,
+    damaged,
     guarded,
     immediate,
     sqlite_problem,
@@ -135,8 +136,14 @@ def to_npy(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def from_npy(blob: bytes | None) -> np.ndarray | None:
-    return None if blob is None else np.load(io.BytesIO(blob), allow_pickle=False)
+def from_npy(blob: bytes | None, path: Path, what: str) -> np.ndarray | None:
+    """The array stored in a ledger cell; a damaged one is one line naming the file and the row."""
+    if blob is None:
+        return None
+    try:
+        return np.load(io.BytesIO(blob), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise damaged(path, f"{what} holds a damaged array ({str(exc).splitlines()[0][:80]})") from None
 
 
 def process_start_time(pid: int) -> str | None:
@@ -280,7 +287,8 @@ class Ledger:
                     "observables", "exact_predictions"):
             out[key] = json.loads(out[key]) if out[key] is not None else None
         for key in ("parameter_values", "exact_expvals", "calibration_values"):
-            out[key] = from_npy(out.get(key))  # .get: a schema-2 ledger opened read-only lacks the new columns
+            # .get: a schema-2 ledger opened read-only lacks the new columns
+            out[key] = from_npy(out.get(key), self.path, f"submission {submission_id}'s {key}")
         out["normalization"] = json.loads(out["normalization"]) if out.get("normalization") else None
         return out
 
@@ -289,13 +297,13 @@ class Ledger:
         """K: the calibration rows each job of the submission runs after its samples."""
         row = self._conn.execute("SELECT calibration_values FROM submissions WHERE submission_id = ?",
                                  (submission_id,)).fetchone()
-        values = from_npy(row[0]) if row is not None else None
+        values = from_npy(row[0], self.path, f"submission {submission_id}'s calibration_values") if row else None
         return 0 if values is None else len(values)
 
     @guarded
     def job(self, job_id: str) -> dict[str, Any] | None:
         row = self._conn.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-        return None if row is None else _job_dict(row)
+        return None if row is None else _job_dict(row, self.path)
 
     @guarded
     def jobs(self, submission_id: str | None = None, *, pending_only: bool = False) -> list[dict[str, Any]]:
@@ -310,7 +318,7 @@ class Ledger:
         if where:
             sql += " WHERE " + " AND ".join(where)
         rows = self._conn.execute(sql + " ORDER BY rowid", args).fetchall()  # submission order
-        return [_job_dict(r) for r in rows]
+        return [_job_dict(r, self.path) for r in rows]
 
     @guarded
     def submission_ids(self) -> list[str]:
@@ -365,11 +373,11 @@ def _me() -> str:
     return f"{socket.gethostname()}:{pid}:{process_start_time(pid) or ''}"
 
 
-def _job_dict(row: sqlite3.Row) -> dict[str, Any]:
+def _job_dict(row: sqlite3.Row, path: Path) -> dict[str, Any]:
     out = dict(row)
     out["remote"] = bool(out["remote"])
-    out["expvals"] = from_npy(out["expvals"])
-    out["stds"] = from_npy(out["stds"])
+    out["expvals"] = from_npy(out["expvals"], path, f"job {out['job_id']}'s expvals")
+    out["stds"] = from_npy(out["stds"], path, f"job {out['job_id']}'s stds")
     out["metadata"] = json.loads(out["metadata"]) if out["metadata"] else None
     return out
 
