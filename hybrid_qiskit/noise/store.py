@@ -6,7 +6,8 @@ stopped. Only the driver appends (whatever executor ran the cell), under the swe
 
 Damage is told apart from a kill: a last line cut short by a crash is ignored silently (its
 cell runs again); any other line that is not a finished cell is reported in one warning line
-and its cell runs again; a file that is not text at all is an error naming it.
+and its cell runs again; a file that is not text at all is an error naming it, and so is one
+cell twice with other results (a repeated identical line is harmless and read once).
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ def _problem(record) -> str | None:
     return None
 
 
+def _result(record: dict) -> tuple:
+    """What a cell measured (not when it finished or how long it took)."""
+    return record.get("accuracy"), record.get("loss"), record.get("mean_abs_z")
+
+
 class CellStore:
     """``cells.jsonl``: finished cells, keyed by :func:`cell_key` of their ``identity``.
 
@@ -46,6 +52,7 @@ class CellStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.records: dict[str, dict] = {}
+        self.line_of: dict[str, int] = {}  # key -> the line that holds it
         self.damaged: list[tuple[int, str]] = []
         try:
             data = self.path.read_bytes() if self.path.exists() else b""
@@ -71,7 +78,16 @@ class CellStore:
             except json.JSONDecodeError:
                 record, why = None, "not JSON"
             if why is None:
-                self.records[cell_key(record["identity"])] = record
+                key = cell_key(record["identity"])
+                first = self.records.get(key)
+                if first is not None and _result(first) != _result(record):
+                    # A cell is unique by identity: two results for one cell mean the log was edited or
+                    # merged by hand, and either could be the one the table should show.
+                    raise HybridQiskitError(
+                        f"{self.path}: lines {self.line_of[key]} and {number} hold the same cell with other results "
+                        f"(accuracy {first['accuracy']} and {record['accuracy']}); delete the wrong line and rerun")
+                self.records.setdefault(key, record)
+                self.line_of.setdefault(key, number)
             elif not (number == len(lines) and not text.endswith("\n")):
                 self.damaged.append((number, why))  # a torn last line from a kill is expected
 
