@@ -988,3 +988,42 @@ def test_a_corrupt_array_in_a_ledger_row_is_one_line_naming_the_file(tmp_path):
     with Ledger(path) as ledger, pytest.raises(LedgerDamaged, match="job j1's expvals holds a damaged array") as info:
         ledger.jobs("s1")
     assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_two_concurrent_resumes_of_one_submission_send_each_range_once(tiny_run, tmp_path, monkeypatch, capsys):
+    """Two `submit --resume SID` at once both read the same unsubmitted rows and sent each twice
+    (rows 20-39 ran as 8 jobs instead of 4: on a QPU, twice the spend). One sender per submission
+    now: while another holds it, a resume is one line naming it; afterwards, two real processes
+    started together send every range exactly once."""
+    from qiskit_ibm_runtime.executor_estimator import Estimator
+
+    from hybrid_qiskit.jobs.submit import sender_lock
+
+    run = copy_run(tiny_run, tmp_path / "run")
+    original, calls = Estimator.run, []
+
+    def refuses_after_the_first(self, pubs, **kwargs):
+        calls.append(1)
+        if len(calls) >= 2:
+            raise MemoryError("simulator could not allocate")
+        return original(self, pubs, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(Estimator, "run", refuses_after_the_first)
+        assert main(submit_args(run, "--samples", "8", "--max-rows", "2", "--shots", "200")) == 2
+    capsys.readouterr()
+    with Ledger.for_run(run) as ledger:
+        (sid,) = ledger.submission_ids()
+        assert ledger.unsubmitted(sid) == [(2, 4), (4, 6), (6, 8)]
+    with sender_lock(run, sid):  # another sender holds the submission
+        assert main(["submit", str(run), "--resume", sid, "--max-rows", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"sending submission {sid}" in err
+    home = tmp_path / "home"
+    procs = [spawn(home, "--", "submit", str(run), "--resume", sid, "--max-rows", "2") for _ in range(2)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode in (0, 2) for p in procs), outputs
+    conn = sqlite3.connect(run / "jobs.sqlite")
+    ranges = conn.execute("SELECT row_start, row_stop FROM jobs ORDER BY row_start").fetchall()
+    conn.close()
+    assert ranges == [(0, 2), (2, 4), (4, 6), (6, 8)], (ranges, outputs)

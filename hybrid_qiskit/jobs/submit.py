@@ -153,7 +153,7 @@ def submit(run_dir: str | Path, *, backend: str | None = None, settings: dict | 
             "normalization": normalization, "calibration_values": pub.calibration,
         }
         sid = record["submission_id"]
-        with Ledger.for_run(run_dir) as ledger:
+        with sender_lock(run_dir, sid), Ledger.for_run(run_dir) as ledger:
             ledger.add_submission(record)
             what = backend + (f" ({record['device']}, {handle.description.get('shots')} shots)" if record["device"] else "")
             say(f"submission {sid}: {samples} {split} samples in {len(rows)} job(s) on {what}; ledger {ledger.path}")
@@ -287,7 +287,8 @@ def _resume(run_dir: Path, sid: str, max_rows, wait, poll, gate: _Gate, say: Say
     if not (run_dir / LEDGER_NAME).exists():
         raise HybridQiskitError(f"{run_dir} has no job ledger ({LEDGER_NAME}); nothing to resume")
     with Ledger.for_run(run_dir, create=False) as ledger:
-        sub = ledger.submission(sid)
+        sub = ledger.submission(sid)  # an unknown id is one line before any lock or folder
+    with sender_lock(run_dir, sid), Ledger.for_run(run_dir, create=False) as ledger:
         if _is_remote(sub, ledger.jobs(sid)) and may_hide_orphans(ledger, sid):
             adopt_orphans(ledger, sub, {}, say)  # a job accepted before a crash is not sent twice
         rows = ledger.unsubmitted(sid)
@@ -306,6 +307,17 @@ def _resume(run_dir: Path, sid: str, max_rows, wait, poll, gate: _Gate, say: Say
             return _send_and_wait(handle, pub, rows, ledger, sid, run_dir, wait, poll, say, live)
         finally:
             close_handle(handle)
+
+
+def sender_lock(run_dir: Path, sid: str):
+    """One sender per submission: two ``submit --resume`` of one submission both read the same
+    unsubmitted rows and sent each of them twice (twice the QPU time). The second now waits for
+    nothing: it is refused in one line naming the process that holds the submission."""
+    from hybrid_qiskit.fileio import WriterLock
+
+    # A folder of its own: the lock's clean-up of dead temporaries must not touch the results
+    # that fetch writes into jobs/<sid>/ meanwhile.
+    return WriterLock(Path(run_dir) / "jobs" / ".sending" / sid, what=f"sending submission {sid}")
 
 
 def _is_remote(sub: dict, jobs: list[dict]) -> bool:
