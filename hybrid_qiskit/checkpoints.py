@@ -35,9 +35,25 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
+def weights_sha256(state_dict: dict[str, Any]) -> str:
+    """SHA-256 of the weights (name, dtype, shape and bytes of every tensor, in name order)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name]
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_checkpoint(path: str | Path, model: StagedClassifier, **extra: Any) -> None:
-    """Save the state dict with the model config (and ``extra``: epoch, metrics, optimizer...)."""
-    payload = {"format": FORMAT, "model_config": model.config.to_dict(), "state_dict": model.state_dict(), **extra}
+    """Save the state dict with the model config (and ``extra``: epoch, metrics, optimizer...),
+    and a checksum of the weights: bytes flipped inside a tensor still load as numbers, so only
+    the checksum tells a damaged file from a trained one."""
+    state = model.state_dict()
+    payload = {"format": FORMAT, "model_config": model.config.to_dict(), "state_dict": state,
+               "weights_sha256": weights_sha256(state), **extra}
     buf = io.BytesIO()
     torch.save(payload, buf)
     atomic_write_bytes(path, buf.getvalue())
@@ -68,6 +84,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a hybrid_qiskit checkpoint (format {FORMAT} expected); {fix}")
     if not isinstance(payload.get("model_config"), dict) or not isinstance(payload.get("state_dict"), dict):
         raise CheckpointError(f"checkpoint {path} lacks its model config or weights; {fix}")
+    saved = payload.get("weights_sha256")  # checkpoints from before the checksum have none
+    if saved is not None:
+        try:
+            same = weights_sha256(payload["state_dict"]) == saved
+        except (AttributeError, TypeError, RuntimeError):
+            same = False
+        if not same:
+            raise CheckpointError(f"checkpoint {path} is damaged: its weights do not match their checksum; {fix}")
     return payload
 
 

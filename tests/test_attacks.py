@@ -249,6 +249,23 @@ def test_damaged_checkpoint(run, capsys, damage):
     assert "model.pt" in err and "restore" in err
 
 
+def test_bytes_flipped_inside_the_weights_are_caught_by_the_checksum(run, capsys):
+    """64 bytes flipped in the middle of model.pt loaded (weights off by up to 1,329, accuracy 0)
+    and the evaluation was written as if nothing were wrong."""
+    path = run / "model.pt"
+    data = bytearray(path.read_bytes())
+    payload = torch.load(path, weights_only=True)
+    tensor = max(payload["state_dict"].values(), key=lambda t: t.numel())  # the largest weights
+    raw = tensor.numpy().tobytes()
+    at = data.find(raw[:64])  # where those bytes sit in the file
+    assert at > 0
+    data[at + 64: at + 128] = bytes(b ^ 0xFF for b in data[at + 64: at + 128])
+    path.write_bytes(bytes(data))
+    err = one_line_error(capsys, ["evaluate", str(run)])
+    assert "do not match their checksum" in err
+    assert not list(run.glob("eval-*.json"))
+
+
 def test_damaged_history_on_resume(run, capsys):
     (run / "history.json").write_text('[{"epoch": 1, "train_loss": 0.')
     err = one_line_error(capsys, ["train", *TINY, "--out", str(run.parent), "--name", run.name, "--resume"])
