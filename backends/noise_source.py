@@ -5,7 +5,8 @@ device or parametric noise they describe.
 (:data:`NOISE_SETTINGS`), one reading of them (:class:`NoiseSource`: a fake device's calibration
 times ``noise_scale``, or parametric noise on its coupling map and basis) and one transpilation
 to the full device's ISA (:func:`noisy_pass_manager`), so their results differ only by how they
-simulate.
+simulate. :func:`aer_method` picks Aer's simulation method by width for the Aer-backed ones
+(``ibm_local`` too), or refuses a call Aer cannot finish in reasonable time.
 """
 
 from __future__ import annotations
