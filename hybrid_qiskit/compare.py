@@ -151,6 +151,7 @@ def compare(config_path: str | Path, *, seeds: int = 5, out: str | Path | None =
     out = Path(out) if out is not None else Path(cfg.out) / f"compare-{Path(config_path).stem}"
     out.mkdir(parents=True, exist_ok=True)
     seed_list = [cfg.seed + k for k in range(seeds)]
+    _check_earlier(out, seed_list, [cfg.model, base.model])
     command = command or f"hybrid-qiskit compare --config {config_path} --seeds {seeds} --out {out}"
     echo(f"compare: {cfg.model} vs {base.model} ({baseline_from}), seeds {seed_list[0]}..{seed_list[-1]}, in {out}")
     models: dict[str, dict] = {}
@@ -191,6 +192,27 @@ def compare(config_path: str | Path, *, seeds: int = 5, out: str | Path | None =
 
     plots.comparison(result, out / "compare.png")
     return result
+
+
+def _check_earlier(out: Path, seeds: list[int], models: list[str]) -> None:
+    """Refuse to replace another comparison's compare.json/.md/.png: the same seeds and models
+    (a rerun, which reuses the finished runs) write the same files again; anything else goes to
+    another folder."""
+    import json
+
+    path = out / "compare.json"
+    if not path.exists():
+        return
+    try:
+        earlier = json.loads(path.read_text())
+        same = earlier.get("seeds") == seeds and earlier.get("models_compared") == models
+    except (OSError, ValueError, AttributeError):
+        return  # not a readable comparison: nothing to keep, it is written anew
+    if not same:
+        raise HybridQiskitError(
+            f"{out} holds another comparison ({', '.join(map(str, earlier.get('models_compared') or []))}, seeds "
+            f"{earlier.get('seeds')}); this one ({', '.join(models)}, seeds {seeds}) would replace its compare.json, "
+            f".md and .png: pass another --out, or move them away")
 
 
 def _paired(a: list[float], b: list[float]) -> dict:

@@ -83,6 +83,13 @@ def test_compare_writes_results_and_reuses_finished_runs(tmp_path, capsys):
     assert again["difference"] == result["difference"]
     assert (out / "hybrid-seed3" / "model.pt").stat().st_mtime_ns == stamp
 
+    # Another comparison into the same folder (here one seed) would replace these files: refused.
+    capsys.readouterr()
+    assert main(["compare", "--config", str(config), "--seeds", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "holds another comparison" in err and "seeds [3, 4]" in err and "\n" not in err
+    assert json.loads((out / "compare.json").read_text()) == again
+
 
 def test_an_unmatched_baseline_is_one_line(tmp_path, capsys):
     config = write_pair(tmp_path)
