@@ -67,7 +67,12 @@ def ibm_local(
 
     from backends.devices import describe_device, get_fake_backend
     from backends.ibm_runtime import runtime_handle
-    from backends.noise_source import aer_method
+    from backends.noise_source import (
+        AER_FAST_QUBITS,
+        CALL_SECONDS,
+        DENSITY_MATRIX_QUBITS,
+        aer_method,
+    )
     from backends.reduced import ReducedDeviceEstimator
     from hybrid_qiskit.primitives import BatchedParamShiftEstimatorGradient
     from hybrid_qiskit.resources import check_shots
@@ -91,7 +96,7 @@ def ibm_local(
     )
     full = handle.estimator
     twirled = resilience_level >= 1 or bool(twirling)  # many executions of few shots each
-    method = "statevector" if twirled else "density_matrix"  # up to 10 qubits; wider: aer_method
+    method = "statevector" if twirled else "density_matrix"  # narrow heads; wider: aer_method
 
     def make(reduced):
         # A fresh runtime Estimator per job, on the reduced device, with the handle's options as
@@ -115,7 +120,9 @@ def ibm_local(
             **handle.description,
             "estimator": handle.description["estimator"].replace("Aer)", "Aer, reduced device)"),
             "simulated": "only the physical qubits the circuit touches (reduced device)",
-            "simulator_method": f"{method} up to 10 qubits; statevector trajectories at 11-12, matrix-product state wider",
-            "simulator_limit": "calls estimated over 5 minutes on Aer are refused (backends.noise_source.aer_method)",
+            "simulator_method": f"{method} up to {DENSITY_MATRIX_QUBITS} qubits; statevector trajectories to "
+                                f"{AER_FAST_QUBITS}, matrix-product state wider",
+            "simulator_limit": f"calls estimated over {CALL_SECONDS:.0f} s on Aer are refused "
+                               "(backends.noise_source.aer_method)",
         },
     )

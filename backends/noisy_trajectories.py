@@ -426,6 +426,12 @@ def _state_bytes(program: tj.NoisyProgram, columns: int) -> int:
     return (16 << program.num_qubits) * columns
 
 
+def statevector_image_bytes(n: int, observables: int, trajectories: int = 1) -> int:
+    """Bytes statevector trajectories hold for one image: its ``trajectories`` states, each with
+    the gradient's co-states (1 + K) beside it, and the probabilities."""
+    return (16 << n) * trajectories * (2 + observables)
+
+
 def check_statevector_memory(n: int, observables: int, trajectories: int = 1, available: int | None = None) -> None:
     """Refuse, before allocating, statevector trajectories whose one image does not fit: its
     ``trajectories`` states, each with the gradient's co-states (1 + K) beside it, and the
@@ -436,7 +442,7 @@ def check_statevector_memory(n: int, observables: int, trajectories: int = 1, av
     """
     from hybrid_qiskit import resources
 
-    need = (16 << n) * trajectories * (2 + observables)
+    need = statevector_image_bytes(n, observables, trajectories)
     free = resources.available_memory() if available is None else available
     if need > resources.HEADROOM * free:
         raise HybridQiskitError(

@@ -120,18 +120,24 @@ def estimate(backend: str, *, qubits: int, batch: int, eval_batch: int | None = 
 
 def _trajectories_estimate(n: int, k: int, settings: dict, chain) -> Estimate:
     """``noisy_trajectories``: a chain head as a noisy matrix-product state (blocks of ~32 MB),
-    anything else as statevector trajectories a block of columns at a time, of which one column
-    (its state, probabilities and temporaries, and the gradient's 1 + K co-states) must fit."""
-    from backends.noisy_trajectories import NOISY_CHAIN_QUBITS, STATEVECTOR_BLOCK_BYTES
+    anything else as statevector trajectories a block of images at a time, of which one image
+    must fit (:func:`backends.noisy_trajectories.statevector_image_bytes`)."""
+    from backends.noisy_trajectories import (
+        NOISY_CHAIN_QUBITS,
+        STATEVECTOR_BLOCK_BYTES,
+        statevector_image_bytes,
+    )
     from hybrid_qiskit.primitives.mps import BLOCK_BYTES
 
     method = settings.get("method") or "auto"
     if chain is not None and method != "statevector" and (method == "mps" or n >= NOISY_CHAIN_QUBITS):
         return Estimate(3 * BLOCK_BYTES + STEP_OVERHEAD, "noisy_mps_chain",
                         "noisy trajectories on a matrix-product state, a block of rows at a time")
-    column = 16 * 2**n * (5 + k)
-    return Estimate(max(column, STATEVECTOR_BLOCK_BYTES) + STEP_OVERHEAD, "statevector_trajectories",
-                    f"2**{n} complex amplitudes x {5 + k} copies per trajectory, a block of trajectories at a time")
+    t = settings.get("trajectories") or 1
+    image = statevector_image_bytes(n, k, t)
+    return Estimate(max(image, STATEVECTOR_BLOCK_BYTES) + STEP_OVERHEAD, "statevector_trajectories",
+                    f"2**{n} complex amplitudes x {t} trajectories x {2 + k} copies per image, a block of images "
+                    f"at a time")
 
 
 def available_memory() -> int:
