@@ -5,9 +5,13 @@
   old file or the new one, never half of one.
 * :class:`WriterLock`: an ``fcntl.flock`` on ``<folder>/.lock`` held by the command that writes
   the folder (``train``, ``noise-sweep``, ``submit``, ``fetch``). A second writer gets one clear
-  line naming the holder's pid; readers never take it. The kernel drops the lock when its holder
-  dies, so a killed run never leaves a stale lock, and the next writer removes the temporary
-  files that the dead one left behind.
+  line naming the holder's pid. The kernel drops the lock when its holder dies, so a killed run
+  never leaves a stale lock, and the next writer removes the temporary files that the dead one
+  left behind.
+* :class:`ReaderLock`: a shared lock on the same file, for a long read that needs the folder
+  unchanged throughout (a noise sweep of a run's model): readers share it, a writer waits for
+  none of them but is refused in one line while any holds it, and a reader is refused while a
+  writer holds it. Quick reads (evaluate) take no lock.
 
 Example:
     >>> import tempfile
@@ -95,12 +99,13 @@ class WriterLock:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
             fh.close()
+            doing = "written" if holder != "another process" else "read (a noise sweep?) or written"
             raise HybridQiskitError(
-                f"{self.folder} is being written by {holder}; wait for it to finish "
+                f"{self.folder} is being {doing} by {holder}; wait for it to finish "
                 "(or stop it) and try again"
             ) from None
         fh.seek(0)
-        fh.truncate()
+        fh.truncate()  # a reader that held the file left nothing in it
         fh.write(f"pid {os.getpid()} ({self.what})")
         fh.flush()
         self._fh = fh
@@ -120,3 +125,43 @@ class WriterLock:
         writer of this folder can own one."""
         for tmp in self.folder.glob(f".*{TMP_SUFFIX}"):
             tmp.unlink(missing_ok=True)
+
+
+class ReaderLock:
+    """A shared lock on ``<folder>/.lock`` for as long as a reader needs the folder unchanged.
+
+    A folder that cannot hold a lock file (read-only) is read without one: nothing can write
+    it either.
+
+    Raises:
+        HybridQiskitError: a writer (``train``) holds the folder; its pid and command are named.
+    """
+
+    def __init__(self, folder: str | Path, *, what: str):
+        self.folder = Path(folder)
+        self.what = what
+        self._fh = None
+
+    def __enter__(self) -> ReaderLock:
+        try:
+            fh = open(self.folder / ".lock", "a+")  # noqa: SIM115 - held until __exit__
+        except OSError:
+            return self
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise HybridQiskitError(
+                f"{self.folder} is being written by {holder}, so {self.what} would read a model that "
+                "changes under it; wait for it to finish and try again"
+            ) from None
+        self._fh = fh
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fh is not None:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None

@@ -184,6 +184,11 @@ def _resume_checks(run_dir: Path, cfg) -> RunStart:
     if not (run_dir / "config.json").exists():
         raise HybridQiskitError(f"cannot resume {run_dir}: its config.json is missing, so nothing shows which "
                                 f"run the other files belong to; {hint}")
+    missing = missing_settings(run_dir)
+    if missing:  # resuming would continue on defaults the run may never have been trained with
+        raise HybridQiskitError(
+            f"cannot resume {run_dir}: its config.json lacks {', '.join(missing)} (cut or edited?), so "
+            f"nothing shows what the run was trained with; restore them, or {hint}")
     diff, run_id = settings_diff(run_dir, cfg)
     if diff:  # even the epoch count must match: the learning-rate schedule spans the whole run
         raise HybridQiskitError(f"--resume needs the run's own settings; these differ: {', '.join(diff)}")
@@ -211,6 +216,16 @@ def _resume_checks(run_dir: Path, cfg) -> RunStart:
         return RunStart(run_id, state)
     # No last.pt: killed before the first epoch ended; the run starts again under the same id.
     return RunStart(run_id or new_run_id())
+
+
+def missing_settings(run_dir: Path) -> list[str]:
+    """The settings that ``run_dir/config.json`` lacks. Every version writes all of its settings,
+    so a missing one means a damaged or edited file: evaluation reads it as its default, but a
+    run must not be continued (or reused by ``compare``) on a guess."""
+    from hybrid_qiskit.config import FIELD_NAMES
+
+    data = read_json_file(run_dir / "config.json", fix=_retrain_hint(run_dir))
+    return sorted(FIELD_NAMES - set(data)) if isinstance(data, dict) else []
 
 
 def settings_diff(run_dir: Path, cfg) -> tuple[list[str], str | None]:

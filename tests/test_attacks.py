@@ -240,6 +240,18 @@ def test_deleted_config_json(run, capsys):
     assert "not a run directory" in err
 
 
+def test_resume_refuses_a_config_json_that_lacks_settings(run, capsys):
+    """A run trained with --lr 0.02 --augment, lr and augment deleted from config.json, finished
+    at the defaults without a word; now resuming names what is missing."""
+    path = run / "config.json"
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({k: v for k, v in data.items() if k not in ("lr", "augment")}))
+    (run / "metrics.json").unlink()  # unfinished, so resuming would train on
+    err = one_line_error(capsys, ["train", *TINY, "--out", str(run.parent), "--name", run.name, "--resume"])
+    assert "lacks augment, lr" in err and "--overwrite" in err
+    assert main(["evaluate", str(run), "--json"]) == 0  # evaluation still reads it (defaults)
+
+
 @pytest.mark.parametrize("damage", ["junk", "empty", "directory"])
 def test_damaged_checkpoint(run, capsys, damage):
     path = run / "model.pt"
@@ -295,6 +307,58 @@ def test_a_sweep_toml_of_the_wrong_types_is_one_line(fixture_run, tmp_path, caps
     config.write_text(text + "\n")
     err = one_line_error(capsys, ["noise-sweep", str(fixture_run), "--config", str(config)])
     assert named in err
+
+
+SWEEP = ["--levels", "0,0.05", "--shots", "exact", "--limit", "8", "--quiet"]
+
+
+def _during_first_cell(monkeypatch, action):
+    """Run ``action()`` once, inside the sweep, just before its first cell is evaluated."""
+    from hybrid_qiskit.noise import cell
+
+    original, done = cell.evaluate_cell, []
+
+    def evaluate_cell(*args, **kwargs):
+        if not done:
+            done.append(action())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(cell, "evaluate_cell", evaluate_cell)
+    return done
+
+
+def test_train_resume_is_refused_while_a_sweep_reads_the_run(run, capsys, monkeypatch):
+    """A sweep that ran while `train --resume` finished the same run completed on the old weights
+    and wrote its summary beside the new model.pt; now the run is read-locked for the sweep."""
+    (run / "metrics.json").unlink()  # unfinished: resuming would write a new model.pt
+    argv = ["train", *TINY, "--out", str(run.parent), "--name", run.name, "--resume"]
+    done = _during_first_cell(monkeypatch, lambda: (main(argv), capsys.readouterr().err))
+    assert main(["noise-sweep", str(run), *SWEEP]) == 0
+    code, err = done[0]
+    assert code == 2 and "being read (a noise sweep?) or written" in err and err.count("\n") == 1
+    assert not (run / "metrics.json").exists()  # the resume did nothing
+    assert main(argv) == 0  # and runs once the sweep has ended
+
+
+def test_a_model_that_changes_under_a_sweep_is_refused(run, capsys, monkeypatch):
+    """Where no lock can hold the run (a file system without locks), the sweep still refuses to
+    write its summary beside a model.pt that changed while its cells ran."""
+    import hybrid_qiskit.noise.sweep as sweep
+    from hybrid_qiskit.checkpoints import weights_sha256
+
+    def retrain():
+        payload = torch.load(run / "model.pt", weights_only=False)
+        for tensor in payload["state_dict"].values():
+            tensor.add_(0.01)
+        payload["weights_sha256"] = weights_sha256(payload["state_dict"])
+        torch.save(payload, run / "model.pt")
+
+    monkeypatch.setattr(sweep, "ReaderLock", lambda *a, **k: contextlib.nullcontext())
+    _during_first_cell(monkeypatch, retrain)
+    err = one_line_error(capsys, ["noise-sweep", str(run), *SWEEP])
+    assert "model.pt changed while the sweep ran" in err
+    assert not list((run / "noise").glob("*/summary.json"))
+    assert main(["noise-sweep", str(run), *SWEEP]) == 0  # a rerun evaluates the new model
 
 
 def test_resume_refuses_files_of_two_runs(run, tmp_path, capsys):

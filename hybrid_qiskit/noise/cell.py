@@ -145,7 +145,8 @@ def run_cell(task: CellTask) -> dict:
     if sha != task.model_sha:
         raise HybridQiskitError(
             f"{task.run_dir}/model.pt here (sha {sha}) is not the checkpoint the sweep planned with "
-            f"({task.model_sha}); on a cluster, the run directory must be the same file on every node"
+            f"({task.model_sha}): the model.pt changed while the sweep ran (trained or resumed meanwhile?), "
+            "or, on a cluster, the run directory is not the same file on every node"
         )
     data = load_images(task.data_run_dir, task.split, task.limit)
     calibration = None

@@ -8,12 +8,13 @@ the cells. A rerun skips finished cells, including those of the run's other swee
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 from hybrid_qiskit.errors import HybridQiskitError
-from hybrid_qiskit.fileio import WriterLock
+from hybrid_qiskit.fileio import ReaderLock, WriterLock
 from hybrid_qiskit.noise.executors import make_executor
 from hybrid_qiskit.noise.grid import NOISE_KINDS
 from hybrid_qiskit.noise.plan import SweepConfig, load_models, plan
@@ -43,9 +44,18 @@ def run_sweep(run_dir: str | Path, cfg: SweepConfig, *, quiet: bool = False, wor
         HybridQiskitError: bad settings, another process writing the same sweep, a damaged cell
             log, a cell that failed (cells finished before it stay saved).
     """
+    cfg = cfg.validated()
+    with contextlib.ExitStack() as held:
+        # The models must not change while their cells run: `train --resume` of one of these runs
+        # is refused until the sweep ends (and a sweep waits for no training: it is refused).
+        for folder in dict.fromkeys([run_dir, *cfg.compare, *([cfg.baseline] if cfg.baseline else [])]):
+            held.enter_context(ReaderLock(folder, what="the noise sweep"))
+        return _run_sweep(run_dir, cfg, quiet=quiet, workers=workers, ray=ray)
+
+
+def _run_sweep(run_dir, cfg: SweepConfig, *, quiet: bool, workers: int, ray: str | None) -> dict:
     from hybrid_qiskit.noise.cell import load_images
 
-    cfg = cfg.validated()
     models, baseline = load_models(run_dir, cfg)
     data = load_images(str(run_dir), cfg.split, cfg.limit)
     if len(data) == 0:
@@ -73,12 +83,28 @@ def run_sweep(run_dir: str | Path, cfg: SweepConfig, *, quiet: bool = False, wor
                     if not quiet:
                         print(f"[{n}/{len(todo)}] {_describe(record)}: accuracy {record['accuracy']:.3f} "
                               f"loss {record['loss']:.3f} ({record['seconds']:.1f}s)", flush=True)
+        _check_unchanged([*models, *([baseline] if baseline else [])])
         records = [{**store.get(j.identity), **j.fields, "model": j.model} for j in jobs]
         try:
             return write_outputs(out_dir, cfg, records, models, baseline, run_dir)
         except OSError as exc:
             raise HybridQiskitError(f"cannot write the tables in {out_dir}: {exc.strerror or exc}; the cells "
                                     "are saved: fix the folder and rerun to write them") from None
+
+
+def _check_unchanged(models: list) -> None:
+    """Refuse to write a summary beside a model that changed while the cells ran (a folder that
+    held no lock: read-only, or on a file system without locks). Its cells stay saved under the
+    old model's checksum; a rerun evaluates the new one."""
+    from hybrid_qiskit.noise.cell import load_checkpoint_of
+
+    for m in models:
+        sha = load_checkpoint_of(str(m.run_dir))[2]
+        if sha != m.sha:
+            raise HybridQiskitError(
+                f"{m.run_dir}/model.pt changed while the sweep ran (sha {m.sha} when it started, {sha} now: "
+                "trained or resumed meanwhile?); no summary written. The old model's cells are kept; "
+                "rerun the sweep to evaluate the new one")
 
 
 def _reuse_other_sweeps(store: CellStore, jobs: list, out_dir: Path) -> int:
