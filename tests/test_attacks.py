@@ -590,3 +590,47 @@ def test_a_run_from_before_run_ids_still_resumes(run):
         torch.save(payload, run / name)
     for _ in range(2):  # the second resume sees what the first one wrote
         assert main(["train", *TINY, "--out", str(run.parent), "--name", run.name, "--resume"]) == 0
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _session_processes(sid: int) -> list[str]:
+    """``pid command`` of every live process in session ``sid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[3]) == sid:  # state, ppid, pgrp, session
+            found.append(f"{stat.parent.name} {cmdline.strip()}")
+    return found
+
+
+def test_a_killed_parallel_sweep_leaves_no_process(fixture_run, tmp_path):
+    """SIGKILL of `noise-sweep --workers 2` left the forkserver, both workers and the resource
+    tracker (about 1.7 GB) running, idle, until someone found them."""
+    import signal
+
+    run = Path(shutil.copytree(fixture_run, tmp_path / "run"))
+    argv = [sys.executable, "-m", "hybrid_qiskit.cli", "noise-sweep", str(run), "--workers", "2",
+            "--levels", "0,0.01,0.02,0.05,0.1,0.2", "--shots", "64,128", "--repeats", "3", "--limit", "24"]
+    driver = subprocess.Popen(argv, cwd=REPO, start_new_session=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in driver.stdout:  # the first finished cell: the pool, its server and tracker are up
+            if line.startswith("[1/"):
+                break
+        assert len(_session_processes(driver.pid)) >= 4, _session_processes(driver.pid)
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(10)
+        deadline = time.monotonic() + 20
+        while _session_processes(driver.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _session_processes(driver.pid) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)
+        driver.stdout.close()

@@ -131,12 +131,44 @@ def single_threaded():
         torch.set_num_threads(before)
 
 
-def init_worker() -> None:
-    """Start of a pool worker: one thread per library, and Ctrl-C is the driver's to handle."""
+def init_worker(driver_pid: int | None = None) -> None:
+    """Start of a pool worker: one thread per library, Ctrl-C is the driver's to handle, and the
+    worker ends when the driver does (``driver_pid``), however the driver ended."""
     import signal
 
     os.environ.update(THREAD_ENV)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if driver_pid is not None:
+        import threading
+
+        threading.Thread(target=_exit_with, args=(driver_pid,), daemon=True, name="driver-watch").start()
+
+
+def _exit_with(pid: int) -> None:
+    """Wait for process ``pid`` to end, then end this one at once.
+
+    A SIGKILLed driver runs no cleanup, and its workers would wait for work forever: each holds
+    the write end of the pool's task queue, so no end-of-file ever reaches them, and they in turn
+    keep the forkserver and the resource tracker alive (1.7 GB, idle). The workers are the
+    forkserver's children, not the driver's, so a parent-death signal cannot tell them either."""
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)  # Linux >= 5.3: readable once the process has ended
+    except (AttributeError, OSError):
+        fd = None
+    if fd is not None:
+        select.select([fd], [], [])
+    else:
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            except PermissionError:
+                pass
+            time.sleep(1.0)
+    os._exit(1)
 
 
 def run_cell(task: CellTask) -> dict:

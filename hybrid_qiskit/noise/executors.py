@@ -118,7 +118,8 @@ class PoolExecutor:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
-        self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=cell.init_worker)
+        self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=cell.init_worker,
+                                         initargs=(os.getpid(),))
         return self
 
     def run(self, jobs: list) -> Iterator[tuple[object, dict]]:
