@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -116,13 +117,14 @@ def run_one(cfg: TrainConfig, *, verbose: bool = False) -> dict:
             raise HybridQiskitError(f"{run_dir} was trained with other settings ({', '.join(diff)} differ); "
                                     f"pass another --out, or remove that folder")
     reused = (run_dir / "metrics.json").exists()
+    earlier = 0.0 if reused else _epoch_seconds(run_dir)  # a resumed run: its earlier sessions' epochs
     t0 = time.perf_counter()
     out = io.StringIO()
     with contextlib.redirect_stdout(out) if not verbose else contextlib.nullcontext():
         metrics = train(cfg, resume=True, quiet=not verbose)
     wall_path = run_dir / "wall.json"
     if not reused or not wall_path.exists():
-        write_json(wall_path, {"wall_seconds": time.perf_counter() - t0})
+        write_json(wall_path, {"wall_seconds": earlier + time.perf_counter() - t0, "resumed": earlier > 0})
     return {
         "seed": cfg.seed,
         "run_dir": str(run_dir),
@@ -132,9 +134,40 @@ def run_one(cfg: TrainConfig, *, verbose: bool = False) -> dict:
         "epochs": metrics["epochs"],
         "train_seconds": metrics["train_seconds"],
         "wall_seconds": read_json(wall_path)["wall_seconds"],
+        "resumed": bool(read_json(wall_path).get("resumed")),
         "parameters": metrics["parameters"],
         "reused": reused,
     }
+
+
+def _epoch_seconds(run_dir: Path) -> float:
+    """Seconds of the epochs ``run_dir`` has recorded so far (0 if none, or unreadable: the
+    resume itself then says what is wrong)."""
+    from hybrid_qiskit.runs import read_history
+
+    try:
+        return sum(float(h.get("seconds", 0.0)) for h in read_history(run_dir, required=False) or [])
+    except (HybridQiskitError, TypeError, ValueError):
+        return 0.0
+
+
+def _heartbeat(label: str, run_dir: Path, epochs: int):
+    """A line on stderr every 30 s while one run of the comparison trains (its epoch lines go to
+    its train.log; stdout is captured meanwhile)."""
+    from hybrid_qiskit.progress import Heartbeat
+    from hybrid_qiskit.runs import read_history
+
+    t0 = time.perf_counter()
+
+    def beat() -> None:
+        try:
+            done = len(read_history(run_dir, required=False) or [])
+        except HybridQiskitError:
+            done = "?"
+        print(f"  {label}: training, {done}/{epochs} epochs done, {time.perf_counter() - t0:.0f}s",
+              file=sys.stderr, flush=True)
+
+    return Heartbeat(beat)
 
 
 def compare(config_path: str | Path, *, seeds: int = 5, out: str | Path | None = None,
@@ -158,11 +191,15 @@ def compare(config_path: str | Path, *, seeds: int = 5, out: str | Path | None =
     for seed in seed_list:  # pairs in turn: an interrupted comparison has whole pairs
         for c in (cfg, base):
             run_cfg = replace(c, seed=seed, out=str(out), name=f"{c.model}-seed{seed}")
-            r = run_one(run_cfg, verbose=verbose)
+            label = f"{c.model:<15} seed {seed}"
+            with contextlib.nullcontext() if verbose else _heartbeat(label, out / run_cfg.name, c.epochs):
+                r = run_one(run_cfg, verbose=verbose)
             models.setdefault(c.model, {"config": run_cfg.to_dict() | {"seed": None, "name": None}, "runs": []})
             models[c.model]["runs"].append(r)
             how = "reused" if r["reused"] else f"trained in {r['wall_seconds']:.1f}s"
-            echo(f"  {c.model:<15} seed {seed}: test accuracy {r['test_accuracy']:.4f}  loss {r['test_loss']:.4f}  ({how})")
+            if r["resumed"]:
+                how += ", over more than one session"
+            echo(f"  {label}: test accuracy {r['test_accuracy']:.4f}  loss {r['test_loss']:.4f}  ({how})")
     for m in models.values():
         runs = m["runs"]
         m["test_accuracy"] = _stats([r["test_accuracy"] for r in runs])

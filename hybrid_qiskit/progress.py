@@ -3,7 +3,8 @@
 * On a terminal (stderr is a TTY), long loops show a tqdm bar that disappears when done.
 * Anywhere else (``train ... > log 2>&1``, CI, a notebook's captured output), there are no
   carriage-return frames: a loop that runs longer than ``every`` seconds prints one plain line
-  now and then, so a slow evaluation (``ibm_local``: minutes) is never silent.
+  every ``every`` seconds, from a background :class:`Heartbeat`, so even one batch that takes
+  minutes (``ibm_local``) is never silent.
 * :class:`RunLog` prints a run's lines (one per epoch) and appends them to the run's own
   ``train.log``; ``quiet`` silences the screen, never the file.
 
@@ -17,8 +18,12 @@ Example::
 from __future__ import annotations
 
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+EVERY = 30.0  # seconds: long work reports at least this often
 
 
 def on_terminal(stream=None) -> bool:
@@ -28,6 +33,32 @@ def on_terminal(stream=None) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError):  # closed or replaced streams
         return False
+
+
+class Heartbeat:
+    """Call ``beat()`` every ``every`` seconds, from a background thread, while the block runs.
+
+    Progress that is reported only between steps goes silent when one step is long (a 35-second
+    evaluation of a single batch, a training run inside ``compare``); a heartbeat is not tied to
+    the steps.
+    """
+
+    def __init__(self, beat: Callable[[], None], every: float | None = None):
+        self.beat, self.every = beat, EVERY if every is None else every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="heartbeat")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.beat()
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class Progress:
@@ -40,21 +71,29 @@ class Progress:
         every: seconds between plain lines off a terminal.
     """
 
-    def __init__(self, *, total: int, desc: str, quiet: bool = False, every: float = 30.0):
-        self.total, self.desc, self.every = total, desc, every
+    def __init__(self, *, total: int, desc: str, quiet: bool = False, every: float | None = None):
+        self.total, self.desc, self.every = total, desc, EVERY if every is None else every
         self.n, self.postfix = 0, ""
-        self._bar = None
-        self._quiet = quiet
-        self._t0 = self._last = time.perf_counter()
-        if not quiet and on_terminal():
+        self._bar = self._heartbeat = None
+        self._t0 = time.perf_counter()
+        if quiet:
+            return
+        if on_terminal():
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=total, desc=desc, leave=False)
+            self._heartbeat = Heartbeat(self._bar.refresh, every=1.0)  # the elapsed time keeps moving
+        else:
+            self._heartbeat = Heartbeat(self._line, every=self.every)
 
     def __enter__(self) -> Progress:
+        if self._heartbeat is not None:
+            self._heartbeat.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.__exit__(*exc)
         if self._bar is not None:
             self._bar.close()
 
@@ -62,13 +101,11 @@ class Progress:
         self.n += n
         if self._bar is not None:
             self._bar.update(n)
-            return
-        now = time.perf_counter()
-        if not self._quiet and now - self._last >= self.every and self.n < self.total:
-            self._last = now
-            extra = f"  {self.postfix}" if self.postfix else ""
-            print(f"{self.desc}: {self.n}/{self.total} batches, {now - self._t0:.0f}s{extra}",
-                  file=sys.stderr, flush=True)
+
+    def _line(self) -> None:
+        extra = f"  {self.postfix}" if self.postfix else ""
+        print(f"{self.desc}: {self.n}/{self.total} batches, {time.perf_counter() - self._t0:.0f}s{extra}",
+              file=sys.stderr, flush=True)
 
     def set_postfix(self, **values) -> None:
         if self._bar is not None:

@@ -592,6 +592,24 @@ def test_a_run_from_before_run_ids_still_resumes(run):
         assert main(["train", *TINY, "--out", str(run.parent), "--name", run.name, "--resume"]) == 0
 
 
+# --------------------------------------------------------------------------- feedback
+
+
+def test_long_work_reports_while_it_runs(run, capsys, monkeypatch):
+    """A 35-second evaluate printed nothing until it ended (one batch: no step to report after),
+    nor did a sweep while a long cell ran. Now a heartbeat reports every progress.EVERY seconds."""
+    from hybrid_qiskit import progress
+    from hybrid_qiskit.models import StagedClassifier
+
+    monkeypatch.setattr(progress, "EVERY", 0.02)
+    quantum = StagedClassifier.quantum  # one slow batch
+    monkeypatch.setattr(StagedClassifier, "quantum", lambda *a, **k: (time.sleep(0.2), quantum(*a, **k))[1])
+    assert main(["evaluate", str(run), "--batch-size", "64", "--json"]) == 0
+    assert "evaluate test: 0/1 batches" in capsys.readouterr().err
+    assert main(["noise-sweep", str(run), *SWEEP[:-1]]) == 0
+    assert "noise sweep: 0/3 cells finished" in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------- processes
 
 

@@ -125,3 +125,28 @@ def test_a_changed_config_does_not_reuse_old_runs(tmp_path, capsys):
     assert main(["compare", "--config", str(config), "--seeds", "1", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert "other settings (epochs differ)" in err and "--out" in err and "\n" not in err
+
+
+def test_compare_reports_while_it_trains_and_counts_a_resumed_run_whole(tmp_path, capsys, monkeypatch):
+    """compare was silent for about 40 s per run, and reported "trained in 6.3s" for a resumed run
+    that took minutes."""
+    from hybrid_qiskit import progress
+
+    config = write_pair(tmp_path)
+    out = tmp_path / "cmp"
+    monkeypatch.setattr(progress, "EVERY", 0.05)
+    assert main(["compare", "--config", str(config), "--seeds", "1", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "hybrid          seed 3: training, " in err and "epochs done" in err
+
+    # The hybrid run, as if killed before its test metrics, after epochs that took 100 s each.
+    run = out / "hybrid-seed3"
+    history = json.loads((run / "history.json").read_text())
+    (run / "history.json").write_text(json.dumps([{**h, "seconds": 100.0} for h in history]))
+    (run / "metrics.json").unlink()
+    (run / "wall.json").unlink()
+    assert main(["compare", "--config", str(config), "--seeds", "1", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    hybrid = json.loads((out / "compare.json").read_text())["models"]["hybrid"]["runs"][0]
+    assert hybrid["wall_seconds"] >= 200 and hybrid["resumed"]
+    assert "over more than one session" in text

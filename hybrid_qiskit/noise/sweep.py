@@ -76,10 +76,12 @@ def _run_sweep(run_dir, cfg: SweepConfig, *, quiet: bool, workers: int, ray: str
                   + f"), {len(data)} {cfg.split} images" + (f", {executor.description}" if todo else ""),
                   flush=True)
         if todo:
-            with executor:
+            finished = [0]
+            with executor, _heartbeat(finished, len(todo), quiet):
                 for n, (job, outcome) in enumerate(executor.run(todo), 1):
                     record = _record(job, outcome)
                     store.append(record)
+                    finished[0] = n
                     if not quiet:
                         print(f"[{n}/{len(todo)}] {_describe(record)}: accuracy {record['accuracy']:.3f} "
                               f"loss {record['loss']:.3f} ({record['seconds']:.1f}s)", flush=True)
@@ -90,6 +92,19 @@ def _run_sweep(run_dir, cfg: SweepConfig, *, quiet: bool, workers: int, ray: str
         except OSError as exc:
             raise HybridQiskitError(f"cannot write the tables in {out_dir}: {exc.strerror or exc}; the cells "
                                     "are saved: fix the folder and rerun to write them") from None
+
+
+def _heartbeat(finished: list[int], total: int, quiet: bool):
+    """A line on stderr every 30 s while cells run: one cell can take minutes."""
+    import time
+
+    from hybrid_qiskit.progress import Heartbeat
+
+    if quiet:
+        return contextlib.nullcontext()
+    t0 = time.perf_counter()
+    return Heartbeat(lambda: print(f"noise sweep: {finished[0]}/{total} cells finished, "
+                                   f"{time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True))
 
 
 def _check_unchanged(models: list) -> None:
