@@ -150,6 +150,9 @@ def calibration_set(train, samples: int = CALIBRATION_SAMPLES, *, seed: int = 0)
     if samples < 2:
         raise HybridQiskitError(f"the calibration set needs at least 2 images, got {samples}")
     images = train.tensors[0]
+    if samples > len(images):  # not clipped in silence: the result would name a set it did not use
+        raise HybridQiskitError(f"--calibration-samples {samples} is more than the {len(images)} images of "
+                                f"the training split it is drawn from; pass at most {len(images)}")
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:samples]
     return images[order], order.tolist()
 

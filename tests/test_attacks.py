@@ -592,6 +592,21 @@ def test_a_run_from_before_run_ids_still_resumes(run):
         assert main(["train", *TINY, "--out", str(run.parent), "--name", run.name, "--resume"]) == 0
 
 
+def test_more_calibration_samples_than_training_images_is_one_line(run, capsys):
+    """--calibration-samples 100000 was clipped to the training split's size without a word."""
+    err = one_line_error(capsys, ["evaluate", str(run), "--normalize-stats", "calibration",
+                                  "--calibration-samples", "100000"])
+    assert "--calibration-samples 100000 is more than the" in err and "pass at most" in err
+    assert not list(run.glob("eval-*.json"))
+
+
+def test_a_limit_past_the_split_is_the_whole_split_and_named_so(run, capsys):
+    """--limit 100000 on 8 images named its file first100000."""
+    assert main(["evaluate", str(run), "--limit", "100000"]) == 0
+    assert "covers all 8 test images" in capsys.readouterr().err
+    assert [p.name for p in run.glob("eval-*.json")] == ["eval-statevector-test.json"]
+
+
 # --------------------------------------------------------------------------- feedback
 
 
