@@ -212,9 +212,8 @@ def _evaluate(args) -> int:
         model = restore_model(payload, handle)
         splits = load_splits(cfg)
         data = getattr(splits, args.split)
-        if args.limit and args.limit >= len(data):  # the whole split, and named so (not first100000)
-            print(f"note: --limit {args.limit} covers all {len(data)} {args.split} images", file=sys.stderr)
-            args.limit = None
+        if args.limit and args.limit >= len(data):  # the whole split (the result line says how many
+            args.limit = None  # images), and its file is named so, not first100000
         if args.limit:
             data = TensorDataset(*(t[: args.limit] for t in data.tensors))
         t0 = time.perf_counter()

@@ -1,4 +1,7 @@
-"""The attack table of issue 15: bad flags, damaged files, concurrent writers, read-only folders.
+"""Attacks, as a new and a careless user would make them: bad flags and names, damaged or edited
+files, concurrent writers and senders, read-only folders, absurd sizes, models changed under a
+sweep, killed drivers, long silent work. (Two attacks on `compare` live beside its fixtures in
+tests/test_compare.py: another comparison into the same --out, and a resumed run's time.)
 
 Every attack ends in exit code 2 with ONE line on stderr (``error: ...``) and no traceback, or in
 the documented recovery. Commands run in-process through ``main()`` (an uncaught exception fails
@@ -17,16 +20,23 @@ import ctypes
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from hybrid_qiskit.cli import main
+from hybrid_qiskit.errors import HybridQiskitError
+from hybrid_qiskit.jobs.ledger import Ledger
+from hybrid_qiskit.noise.store import CellStore
+from tests.jobs_helper import fake_submission
+from tests.test_jobs import copy_run, spawn, submit_args
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "digits", "--classes", "0,1", "--qubits", "2", "--reps", "1", "--epochs", "1",
@@ -603,8 +613,88 @@ def test_more_calibration_samples_than_training_images_is_one_line(run, capsys):
 def test_a_limit_past_the_split_is_the_whole_split_and_named_so(run, capsys):
     """--limit 100000 on 8 images named its file first100000."""
     assert main(["evaluate", str(run), "--limit", "100000"]) == 0
-    assert "covers all 8 test images" in capsys.readouterr().err
+    assert "(8 images" in capsys.readouterr().out
     assert [p.name for p in run.glob("eval-*.json")] == ["eval-statevector-test.json"]
+
+
+# --------------------------------------------------------------------------- ledgers, submissions, cells
+
+
+def test_a_corrupt_array_in_a_ledger_row_is_one_line_naming_the_file(tmp_path):
+    """An otherwise valid ledger row whose array blob is damaged gave numpy's ValueError from
+    `jobs` and `fetch`."""
+    import sqlite3
+
+    from hybrid_qiskit.jobs.sqlitefile import LedgerDamaged
+
+    path = tmp_path / "jobs.sqlite"
+    with Ledger(path) as ledger:
+        ledger.add_submission(fake_submission("s1"))
+        ledger.add_job("j1", "s1", (0, 3), remote=True)
+        ledger.store_result("j1", np.ones((3, 4)), None, {"k": 1})
+    conn = sqlite3.connect(path)
+    blob = conn.execute("SELECT expvals FROM jobs WHERE job_id = 'j1'").fetchone()[0]
+    conn.execute("UPDATE jobs SET expvals = ? WHERE job_id = 'j1'", (blob[:20] + b"\x00" * 40,))
+    conn.commit()
+    conn.close()
+    with Ledger(path) as ledger, pytest.raises(LedgerDamaged, match="job j1's expvals holds a damaged array") as info:
+        ledger.jobs("s1")
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_two_concurrent_resumes_of_one_submission_send_each_range_once(tiny_run, tmp_path, monkeypatch, capsys):
+    """Two `submit --resume SID` at once both read the same unsubmitted rows and sent each twice
+    (rows 20-39 ran as 8 jobs instead of 4: on a QPU, twice the spend). One sender per submission
+    now: while another holds it, a resume is one line naming it; afterwards, two real processes
+    started together send every range exactly once."""
+    from qiskit_ibm_runtime.executor_estimator import Estimator
+
+    from hybrid_qiskit.jobs.submit import sender_lock
+
+    monkeypatch.setenv("HYBRID_QISKIT_HOME", str(tmp_path / "home"))
+    run = copy_run(tiny_run, tmp_path / "run")
+    original, calls = Estimator.run, []
+
+    def refuses_after_the_first(self, pubs, **kwargs):
+        calls.append(1)
+        if len(calls) >= 2:
+            raise MemoryError("simulator could not allocate")
+        return original(self, pubs, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(Estimator, "run", refuses_after_the_first)
+        assert main(submit_args(run, "--samples", "8", "--max-rows", "2", "--shots", "200")) == 2
+    capsys.readouterr()
+    with Ledger.for_run(run) as ledger:
+        (sid,) = ledger.submission_ids()
+        assert ledger.unsubmitted(sid) == [(2, 4), (4, 6), (6, 8)]
+    with sender_lock(run, sid):  # another sender holds the submission
+        assert main(["submit", str(run), "--resume", sid, "--max-rows", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"sending submission {sid}" in err
+    home = tmp_path / "home"
+    procs = [spawn(home, "--", "submit", str(run), "--resume", sid, "--max-rows", "2") for _ in range(2)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode in (0, 2) for p in procs), outputs
+    conn = sqlite3.connect(run / "jobs.sqlite")
+    ranges = conn.execute("SELECT row_start, row_stop FROM jobs ORDER BY row_start").fetchall()
+    conn.close()
+    assert ranges == [(0, 2), (2, 4), (4, 6), (6, 8)], (ranges, outputs)
+
+
+def test_one_cell_twice_with_other_results_is_an_error_naming_both_lines(tmp_path):
+    """A duplicated line with another accuracy silently replaced the first (a summary row moved from
+    0.817 ± 0.014 to 0.550 ± 0.476); an identical repeat is read once."""
+    path = tmp_path / "cells.jsonl"
+    first = {"identity": {"level": "1", "repeat": 0}, "accuracy": 0.8, "loss": 0.5, "seconds": 1.0}
+    other = {**first, "accuracy": 0.1, "seconds": 2.0}
+    path.write_text(json.dumps(first) + "\n" + json.dumps({**first, "seconds": 9.0}) + "\n")
+    assert len(CellStore(path).records) == 1  # the same result again (timing aside): harmless
+    path.write_text(json.dumps(first) + "\n" + json.dumps({"identity": {"level": "2"}, "accuracy": 0.5}) + "\n"
+                    + json.dumps(other) + "\n")
+    with pytest.raises(HybridQiskitError, match=r"lines 1 and 3 hold the same cell with other results") as info:
+        CellStore(path)
+    assert "0.8" in str(info.value) and "0.1" in str(info.value)
 
 
 # --------------------------------------------------------------------------- feedback

@@ -400,20 +400,3 @@ def test_a_16_qubit_head_sweeps_device_noise(tmp_path, capsys):
     noisy = [c for c in cells if c["noise"] == "device"]
     assert len(noisy) == 2 and all(c["backend"] == "noisy_trajectories" for c in noisy)
     assert noisy[1]["mean_abs_z"] < noisy[0]["mean_abs_z"]  # 16x the device's noise shrinks the signal
-
-
-def test_one_cell_twice_with_other_results_is_an_error_naming_both_lines(tmp_path):
-    """A duplicated line with another accuracy silently replaced the first (a summary row moved from
-    0.817 ± 0.014 to 0.550 ± 0.476); an identical repeat is read once."""
-    from hybrid_qiskit.errors import HybridQiskitError
-
-    path = tmp_path / "cells.jsonl"
-    first = {"identity": {"level": "1", "repeat": 0}, "accuracy": 0.8, "loss": 0.5, "seconds": 1.0}
-    other = {**first, "accuracy": 0.1, "seconds": 2.0}
-    path.write_text(json.dumps(first) + "\n" + json.dumps({**first, "seconds": 9.0}) + "\n")
-    assert len(CellStore(path).records) == 1  # the same result again (timing aside): harmless
-    path.write_text(json.dumps(first) + "\n" + json.dumps({"identity": {"level": "2"}, "accuracy": 0.5}) + "\n"
-                    + json.dumps(other) + "\n")
-    with pytest.raises(HybridQiskitError, match=r"lines 1 and 3 hold the same cell with other results") as info:
-        CellStore(path)
-    assert "0.8" in str(info.value) and "0.1" in str(info.value)
