@@ -87,6 +87,7 @@ def _shifted(op) -> bool:
 
 
 def _refusal(name: str, why: str) -> ValueError:
+    why = " ".join(why.split())  # one line, whatever the underlying error's text
     return ValueError(f"the parameter-shift gradient cannot differentiate through the instruction {name!r}: "
                       f"{why}; its parametrized gates must be, or decompose into, {', '.join(SHIFTABLE_GATES)}")
 
@@ -171,7 +172,8 @@ def _rewrite(circuit: QuantumCircuit, phi: ParameterVector, angles: list[Angle],
 
 
 class BatchedParamShiftEstimatorGradient(BatchedEstimatorGradient):
-    """Parameter-shift gradient for any V2 estimator, batched into one PUB per circuit.
+    """Parameter-shift gradient for any V2 estimator, batched into one PUB per circuit (two, the
+    + and the − shifts, unless the estimator is known to be exact: see the module docstring).
 
     Args:
         estimator: any ``BaseEstimatorV2`` (Aer, BackendEstimatorV2, the IBM runtime's).
