@@ -84,6 +84,22 @@ def test_classical_models_simulate_nothing():
 PROBE = r"""
 import json, resource, sys
 import torch
+
+
+def high_water() -> int:
+    # This process's own peak RSS (VmHWM). Not ru_maxrss: on Linux a child's ru_maxrss starts at
+    # its parent's resident size when it was spawned (the pytest process: ~1 GB once earlier tests
+    # have loaded Aer and torch), which hid the step's peak (measured 0 in a full slow run).
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 from torch.utils.data import TensorDataset
 from hybrid_qiskit.config import resolve
 from hybrid_qiskit.models import build_model
@@ -98,10 +114,10 @@ cfg = resolve(None, qubits=q, batch_size=B, eval_batch_size=E, feature_map=fm, r
 splits = load_splits(cfg)
 model = build_model(model_config_for(cfg, splits), make_backend(cfg), seed=0)
 x, y = splits.train.tensors
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+base = high_water()
 torch.nn.functional.cross_entropy(model(x[:B]), y[:B]).backward()
 evaluate(model, TensorDataset(x[: 2 * E], y[: 2 * E]), E)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = high_water()
 est = estimate("statevector", qubits=q, batch=B, eval_batch=E, real=is_real_head(fm, cfg.ansatz),
                settings=cfg.backend_settings)
 print(json.dumps({"measured": peak - base, "estimate": est.bytes}))
