@@ -101,8 +101,9 @@ def native_circuit(circuit: QuantumCircuit) -> QuantumCircuit:
         circuit = transpile(circuit, basis_gates=SUPPORTED_GATES, optimization_level=0)
         left = {inst.operation.name for inst in circuit.data} - set(SUPPORTED_GATES) - {"barrier"}
         if left:
-            raise ValueError(f"cannot simulate {', '.join(sorted(left))}: not unitary, or not reducible to "
-                             f"the simulator's gates ({', '.join(SUPPORTED_GATES)})")
+            raise ValueError(f"cannot simulate {', '.join(sorted(left))}: not reducible to the simulator's "
+                             f"gates ({', '.join(SUPPORTED_GATES)}); measurements, resets mid-circuit, boxes "
+                             f"and control flow are not simulated here")
     return circuit
 
 
