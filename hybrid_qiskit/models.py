@@ -245,17 +245,19 @@ def build_model(config: ModelConfig, backend=None, *, seed: int = 0) -> StagedCl
         return QuantumOnly(config, None)
     if backend is None:
         raise ValueError(f"model {config.kind!r} needs a backend handle")
-    from hybrid_qiskit.circuits import build_head_circuit
-    from hybrid_qiskit.qnn import build_quantum_layer
+    from hybrid_qiskit.qnn import QuantumHead
 
-    head = build_head_circuit(
+    # A TorchConnector underneath: the state dict keys (head.weight, head._weights) are the ones
+    # every checkpoint already has.
+    layer = QuantumHead(
         config.num_qubits,
         feature_map=config.feature_map,
         ansatz=config.ansatz,
         reps=config.reps,
         reuploads=config.reuploads,
+        backend=backend,
+        seed=seed,
     )
-    layer = build_quantum_layer(head, backend, seed=seed)
     if config.kind == "hybrid":
         return HybridLeNet(config, layer)
     return QuantumOnly(config, layer)

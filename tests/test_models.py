@@ -93,3 +93,18 @@ def test_a_pixel_classical_run_is_a_sweep_baseline_not_a_swept_model(tmp_path, c
     summary = json.loads((quantum / "noise" / "px" / "summary.json").read_text())
     assert 0 <= summary["classical_baseline"]["accuracy"] <= 1
     assert {r["model"] for r in summary["rows"] if r["noise"] == "depolarizing"} == {"q"}
+
+
+def test_quantum_models_use_quantum_head_and_keep_the_checkpoint_keys():
+    from hybrid_qiskit.qnn import QuantumHead
+
+    model = build_model(ModelConfig(num_qubits=4, reps=1), create_backend("statevector"))
+    assert isinstance(model.head, QuantumHead)
+    # The keys every checkpoint saved so far holds (the head was a bare TorchConnector).
+    assert sorted(model.state_dict()) == [
+        "features.conv.0.bias", "features.conv.0.weight", "features.conv.3.bias", "features.conv.3.weight",
+        "features.fc.0.bias", "features.fc.0.weight", "features.fc.2.bias", "features.fc.2.weight",
+        "head._weights", "head.weight", "readout.bias", "readout.weight", "to_qubits.bias", "to_qubits.weight",
+    ]
+    quantum = build_model(ModelConfig(kind="quantum", num_qubits=4, reps=1), create_backend("statevector"))
+    assert isinstance(quantum.head, QuantumHead)
