@@ -29,6 +29,7 @@ from .adjoint_ends import (
 from .kernels import Batch, Buffers, apply_dense, apply_op, at_precision, blas_threads
 from .layers import Program, Rotation, generator
 from .mps import chain_gradient, chain_readouts
+from .mps_sweeps import ChainState
 from .rows import map_blocks, row_blocks
 from .simulate import CompiledObservable, as_values, evolve, expectations, state_dtype
 
@@ -117,7 +118,7 @@ def adjoint_gradient(
     values: np.ndarray,
     observables: Sequence[CompiledObservable],
     *,
-    state: np.ndarray | None = None,
+    state: np.ndarray | ChainState | None = None,
     single: bool = False,
     method: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -128,11 +129,12 @@ def adjoint_gradient(
         values: parameter sets (B, P), columns in ``program.parameters`` order.
         observables: K observables.
         state: the final states (2**n, B) for ``values`` when already known (the estimator's
-            forward pass computed them); simulated otherwise, a block of rows at a time.
+            forward pass computed them), or for a chain its :class:`~.mps_sweeps.ChainState`;
+            simulated otherwise, a block of rows at a time.
         single: sweep in single precision (float32/complex64 states; expectation values and
             derivatives are still summed in float64). A given ``state`` decides for itself.
         method: "auto", "statevector" or "mps": where the circuit runs as a matrix-product-state
-            chain instead (:func:`~.mps.chain_readouts`; always float64, ``state`` unused).
+            chain instead (:func:`~.mps.chain_readouts`; always float64).
 
     Returns:
         ``(evs, grads)`` with evs (K, B) and grads (K, B, P).
@@ -141,8 +143,10 @@ def adjoint_gradient(
     readouts = chain_readouts(program, observables, method)
     with blas_threads():
         if readouts is not None:
-            return chain_gradient(program.chain, values, readouts)
-        return _adjoint_gradient(program, values, observables, state, single)
+            return chain_gradient(program.chain, values, readouts,
+                                  state=state if isinstance(state, ChainState) else None)
+        return _adjoint_gradient(program, values, observables, state if isinstance(state, np.ndarray) else None,
+                                 single)
 
 
 def _adjoint_gradient(program, values, observables, state, single):

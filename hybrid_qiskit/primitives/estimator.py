@@ -21,8 +21,8 @@ Gotchas:
       forward evolution of the backward pass.
     * Wide chain circuits (every two-qubit gate on neighbouring qubits, Z readouts; from 10
       qubits under ``method="auto"``, see :func:`~.mps.takes_chain`) never build a statevector:
-      they run as an exact matrix-product state (:mod:`.mps`), always in float64, and keep no
-      states (the chain's gradient recomputes its few tensors).
+      they run as an exact matrix-product state (:mod:`.mps`), always in float64; what they
+      keep for the gradient is the chain's site tensors and right environments.
 
 Example:
     >>> import numpy as np
@@ -53,6 +53,7 @@ from .caches import CircuitCache, observable_key
 from .compiler import compile_circuit
 from .layers import Program
 from .mps import METHODS, chain_expectations, chain_readouts
+from .mps_sweeps import ChainState
 from .pubs import broadcast_rows, parameter_rows
 from .simulate import CompiledObservable, simulate_expectations
 
@@ -138,13 +139,13 @@ class BatchedStatevectorEstimator(BaseEstimatorV2):
     def _state_key(program: Program, values: np.ndarray) -> tuple:
         return (id(program), values.shape, values.tobytes())
 
-    def cached_states(self, program: Program, values: np.ndarray) -> np.ndarray | None:
+    def cached_states(self, program: Program, values: np.ndarray) -> np.ndarray | ChainState | None:
         """Final states (2**n, B) from an earlier ``run`` of ``program`` on exactly ``values``
-        (float64, (B, P)), or None."""
+        (float64, (B, P)), or for a chain its :class:`~.mps_sweeps.ChainState`, or None."""
         hit = self._states.get(self._state_key(program, values))
         return hit[1] if hit is not None and hit[0] is program else None
 
-    def _keep_states(self, program: Program, values: np.ndarray, states: np.ndarray) -> None:
+    def _keep_states(self, program: Program, values: np.ndarray, states: np.ndarray | ChainState) -> None:
         _bounded_put(self._states, self._state_key(program, values), (program, states), self._STATES_KEPT)
 
     # -- running --------------------------------------------------------------------------
@@ -244,7 +245,9 @@ class BatchedStatevectorEstimator(BaseEstimatorV2):
             # block at a time, so that memory does not grow with the batch.
             readouts = chain_readouts(program, observables, self.method)
             if readouts is not None:  # a chain: no statevector is ever built
-                table, states = chain_expectations(program.chain, values, readouts), None
+                kept: list = []  # ψ's site tensors, for the gradient's backward pass
+                table = chain_expectations(program.chain, values, readouts, keep=kept)
+                states = kept[0] if kept else None
             else:
                 table, states = simulate_expectations(program, values, observables, single=self.single_precision)
             if states is not None:

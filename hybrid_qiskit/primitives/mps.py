@@ -38,6 +38,7 @@ from qiskit.circuit import Parameter
 
 from .angles import compile_angle, sum_angles
 from .layers import AngleTable, Rotation, _angle_table, rotation_matrices, split_partials
+from .mps_sweeps import ChainState, gradient_overlaps, right_environments, rows_first, z_values
 
 # Rotations whose generator has two eigenvalues one apart: dU/dθ is U(θ + π) up to a factor.
 SHIFT_ROTATIONS = ("rx", "ry", "rz", "p", "rzz", "rxx", "ryy", "cp")
@@ -49,6 +50,9 @@ MAX_BOND = 16
 # the calling thread: each numpy call here is tens of microseconds, and two threads measured
 # no faster than one (they wait on the interpreter lock between calls).
 BLOCK_BYTES = 32 << 20
+# The gradient's blocks: its right stacks hold ~n/2 environments per site, so at 32 MB a bond-16,
+# 20-qubit batch of 32 would run in two blocks (each numpy call then covers half the rows).
+GRADIENT_BLOCK_BYTES = 128 << 20
 # Chains from this width up (bond 4; two qubits more per doubling of the bond) take the chain
 # under ``method="auto"``. Measured on the QNN heads, batch 32 (experiments/bench_chain.py and
 # bench_training.py): at bond 4 a training step was level at 10 qubits and faster on the
@@ -82,6 +86,13 @@ class ChainGate:
     # A Pauli slot (one-qubit, ``slot`` >= 0): the Pauli each row drew there, given per call
     # (noisy trajectories, :mod:`.noisy_chain`); the identity for rows that drew none.
     slot: int = -1
+
+    @property
+    def varied_site(self) -> int:
+        """The site whose factor of this gate depends on its angle: the other site's factors are
+        the fixed |x⟩⟨y| of the split (see :func:`_site_tensor`), so a rotation's shift changes
+        one site tensor."""
+        return self.lo if self.width == 1 or not self.split_lo else self.lo + 1
 
 
 @dataclass(frozen=True)
@@ -134,6 +145,13 @@ class GateSpec:
     matrix: np.ndarray | None = None
     angle: object = None
     slot: int = -1
+
+    @property
+    def varied_site(self) -> int:
+        """The site whose factor of this gate depends on its angle: the other site's factors are
+        the fixed |x⟩⟨y| of the split (see :func:`_site_tensor`), so a rotation's shift changes
+        one site tensor."""
+        return self.lo if self.width == 1 or not self.split_lo else self.lo + 1
 
 
 def compile_chain(circuit: QuantumCircuit, parameters: Sequence[Parameter]) -> Chain | None:
@@ -380,73 +398,10 @@ def _final_sites(chain: Chain, angles: np.ndarray, dtype, paulis: np.ndarray | N
     return [_site_tensor(chain, q, mats, angles.shape[0], dtype) for q in range(chain.num_qubits)]
 
 
-@dataclass
-class _Environments:
-    """Environments of a state held by site tensors (all (…, R), rows last).
-
-    ``left[j]`` (l, l, R) contracts sites < j of ⟨ψ| and |ψ⟩; ``left_z[j]`` stacks the same with
-    Z inserted at each readout qubit k < j (labels ``left_k[j]``); ``right[j]`` and ``right_z[j]``
-    contract the sites ≥ j. Index order: bra bond, ket bond."""
-
-    left: list[np.ndarray]
-    left_z: list[np.ndarray]
-    left_k: list[list[int]]
-    right: list[np.ndarray]
-    right_z: list[np.ndarray]
-    right_k: list[list[int]]
-
-    def values(self, qubits: Sequence[int]) -> np.ndarray:
-        """⟨Z_q⟩ (R, len(qubits)). Unitary evolution keeps the norm 1: nothing is divided."""
-        out = [np.einsum("ijx,ijx->x", self.left_z[q + 1][self.left_k[q + 1].index(q)], self.right[q + 1])
-               for q in qubits]
-        return np.stack(out, axis=1).real if out else np.empty((self.left[0].shape[-1], 0))
-
-
-def _environments(sites: list[np.ndarray], qubits: Sequence[int], stacks: bool) -> _Environments:
-    """One left and one right sweep. Without ``stacks`` only what ⟨Z_q⟩ needs is kept: left_z[j]
-    holds the one entry with Z at j − 1, and no right_z."""
-    n, R = len(sites), sites[0].shape[-1]
-    conj = np.conj if np.iscomplexobj(sites[0]) else (lambda a: a)
-    wanted = set(qubits)
-    one = np.ones((1, 1, R), dtype=sites[0].dtype)
-    left, left_z, left_k = [one], [np.empty((0, 1, 1, R), dtype=one.dtype)], [[]]
-    for j, a in enumerate(sites):
-        per_p = np.einsum("ipjx,ipkx->pjkx", conj(a), np.einsum("ilx,lpkx->ipkx", left[j], a))
-        left.append(per_p[0] + per_p[1])
-        entries, labels = [], []
-        if stacks and left_k[j]:
-            moved = np.einsum("ipjx,zipkx->zjkx", conj(a), np.einsum("zilx,lpkx->zipkx", left_z[j], a))
-            entries, labels = [moved], list(left_k[j])
-        if j in wanted:
-            entries.append((per_p[0] - per_p[1])[None])
-            labels.append(j)
-        shape = (0, a.shape[2], a.shape[2], R)
-        left_z.append(np.concatenate(entries) if entries else np.empty(shape, dtype=one.dtype))
-        left_k.append(labels)
-    right, right_z, right_k = [one] * (n + 1), [np.empty((0, 1, 1, R), dtype=one.dtype)] * (n + 1), [[]] * (n + 1)
-    lowest = 0 if stacks else min(wanted, default=n) + 1
-    for j in range(n - 1, lowest - 1, -1):
-        a = sites[j]
-        per_p = np.einsum("ipjx,jkpx->pikx", conj(a), np.einsum("jmx,kpmx->jkpx", right[j + 1], a))
-        right[j] = per_p[0] + per_p[1]
-        if stacks:
-            entries, labels = [], []
-            if j in wanted:
-                entries.append((per_p[0] - per_p[1])[None])
-                labels.append(j)
-            if right_k[j + 1]:
-                fk = np.einsum("zjmx,kpmx->zjkpx", right_z[j + 1], a)
-                entries.append(np.einsum("ipjx,zjkpx->zikx", conj(a), fk))
-                labels += right_k[j + 1]
-            shape = (0, a.shape[0], a.shape[0], R)
-            right_z[j] = np.concatenate(entries) if entries else np.empty(shape, dtype=one.dtype)
-            right_k[j] = labels
-    return _Environments(left, left_z, left_k, right, right_z, right_k)
-
-
-def _row_blocks(rows: int, row_bytes: int) -> list[slice]:
-    """Consecutive blocks of about :data:`BLOCK_BYTES`, run one after another on this thread."""
-    per = max(1, BLOCK_BYTES // row_bytes)
+def _row_blocks(rows: int, row_bytes: int, budget: int | None = None) -> list[slice]:
+    """Consecutive blocks of about ``budget`` bytes (default :data:`BLOCK_BYTES`), run one after
+    another on this thread."""
+    per = max(1, (BLOCK_BYTES if budget is None else budget) // row_bytes)
     return [slice(i, min(rows, i + per)) for i in range(0, rows, per)]
 
 
@@ -455,45 +410,61 @@ def _dtype(chain: Chain) -> np.dtype:
 
 
 def _row_bytes(chain: Chain, stacks: bool = False) -> int:
-    """Bytes of site tensors and environments per row (with the gradient's Z stacks: ~n² more)."""
+    """Bytes of site tensors and environments per row; with the gradient's right stacks (one
+    environment per readout to the right of each cut) about n/2 + 2 times more."""
     n = chain.num_qubits
-    return (3 + (n if stacks else 0)) * n * 2 * chain.bond**2 * _dtype(chain).itemsize
+    return (3 + (n // 2 + 2 if stacks else 0)) * n * 2 * chain.bond**2 * _dtype(chain).itemsize
+
+
+def chain_state(chain: Chain, values: np.ndarray, paulis: np.ndarray | None = None) -> ChainState:
+    """ψ for parameter rows ``values`` (B, P): site tensors (rows first) and right environments."""
+    sites = [rows_first(a) for a in _final_sites(chain, chain.table.angles(values), _dtype(chain), paulis)]
+    return ChainState(sites, right_environments(sites))
 
 
 def chain_expectations(chain: Chain, values: np.ndarray, readouts: Sequence[tuple[int, float]],
-                       paulis: np.ndarray | None = None) -> np.ndarray:
+                       paulis: np.ndarray | None = None, keep: list | None = None) -> np.ndarray:
     """Expectation values (K, B) of the readouts c·Z_q for parameter rows ``values`` (B, P),
     a block of rows at a time (memory does not grow with the batch). ``paulis``: (S, B) codes of
-    the Pauli each row drew in each slot, for a chain with slots."""
+    the Pauli each row drew in each slot, for a chain with slots. ``keep``: a list that receives
+    the :class:`~.mps_sweeps.ChainState` of the rows when they fit in one block (for
+    :func:`chain_gradient`'s ``state``)."""
     qubits = sorted({q for q, _ in readouts})
     col = {q: i for i, q in enumerate(qubits)}
-    angles = chain.table.angles(values)
-    dtype = _dtype(chain)
     out = np.empty((len(readouts), len(values)))
-    for block in _row_blocks(len(values), _row_bytes(chain)):
-        drawn = None if paulis is None else paulis[:, block]
-        z = _environments(_final_sites(chain, angles[block], dtype, drawn), qubits, stacks=False).values(qubits)
+    blocks = _row_blocks(len(values), _row_bytes(chain))
+    for block in blocks:
+        state = chain_state(chain, values[block], None if paulis is None else paulis[:, block])
+        z = z_values(state.sites, state.right, qubits)
         for k, (q, c) in enumerate(readouts):
             out[k, block] = c * z[:, col[q]]
+        if keep is not None and len(blocks) == 1:
+            keep.append(state)
     return out
 
 
 def chain_gradient(
-    chain: Chain, values: np.ndarray, readouts: Sequence[tuple[int, float]], paulis: np.ndarray | None = None
+    chain: Chain, values: np.ndarray, readouts: Sequence[tuple[int, float]], paulis: np.ndarray | None = None,
+    state: ChainState | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(evs, grads)``: expectation values (K, B) and their gradients (K, B, P) w.r.t. every
     circuit parameter, a block of rows at a time: d⟨Z_q⟩/dθ per rotation angle
-    (:func:`_angle_derivatives`), then the chain rule through each angle's expression."""
+    (:func:`_angle_derivatives`), then the chain rule through each angle's expression.
+    ``state``: ψ for these rows when the forward pass left it (:func:`chain_expectations`'s
+    ``keep``), so that it is not built again."""
     B, P, K = values.shape[0], len(chain.parameters), len(readouts)
     qubits = sorted({q for q, _ in readouts})
     col = {q: i for i, q in enumerate(qubits)}
     moving = np.flatnonzero(chain.table.depends.any(axis=1))  # rotations that parameters move
     position = {g: i for i, g in enumerate(moving)}
     evs, grads = np.empty((K, B)), np.empty((K, B, P))
-    for block in _row_blocks(B, _row_bytes(chain, stacks=True)):
+    if state is not None and state.rows != B:
+        state = None
+    for block in _row_blocks(B, _row_bytes(chain, stacks=True), GRADIENT_BLOCK_BYTES):
         rows = values[block]
         drawn = None if paulis is None else paulis[:, block]
-        z, dz = _angle_derivatives(chain, chain.table.angles(rows), qubits, moving, drawn)
+        z, dz = _angle_derivatives(chain, chain.table.angles(rows), qubits, moving, drawn,
+                                   None if state is None else state.block(block))
         # d angle / d parameter (rows, M, P): constant entries, then the varying ones.
         partials = np.broadcast_to(chain.constant_partials[moving], (len(rows), len(moving), P))
         if chain.varying_partials:
@@ -508,81 +479,42 @@ def chain_gradient(
 
 
 def _angle_derivatives(chain: Chain, angles: np.ndarray, qubits: Sequence[int], moving: np.ndarray,
-                       paulis: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       paulis: np.ndarray | None = None,
+                       state: ChainState | None = None) -> tuple[np.ndarray, np.ndarray]:
     """⟨Z_q⟩ (B, Q) and d⟨Z_q⟩/dθ_g (B, len(moving), Q) for angle rows (B, G).
 
     d⟨Z⟩/dθ = 2 Re⟨ψ|Z|∂ψ⟩, where ∂ψ is ψ with gate g replaced by its derivative: the gate at
     θ + π up to a factor, dU/dθ = U(θ + π)/2 for the Pauli rotations exp(−iθP/2) and
     (i/2)(U(θ) − U(θ + π)) for P and CP (projector generators). So d⟨Z⟩/dθ = Re⟨ψ|Z|ψ_g⁺⟩, or
     Im⟨ψ|Z|ψ_g⁺⟩ for P and CP, with ψ_g⁺ the circuit at angle g + π. ψ_g⁺ differs from ψ only
-    in the tensors of the sites gate g acts on (see :func:`_site_tensor`), so ⟨ψ|Z_q|ψ_g⁺⟩ is
-    ψ's environments (with Z inserted where q lies outside those sites) around one or two mixed
-    site transfers: every derivative for the cost of a few small contractions per rotation."""
+    in one site tensor (see :func:`_site_tensor`; a two-qubit gate's factors on one of its sites
+    are fixed, |x⟩⟨y|, see :attr:`ChainGate.varied_site`), so every ⟨ψ|Z_q|ψ_g⁺⟩ is a few
+    products against ψ's environments (:func:`~.mps_sweeps.gradient_overlaps`)."""
     B = angles.shape[0]
     dtype = _dtype(chain)
-    sites = _final_sites(chain, angles, dtype, paulis)
-    env = _environments(sites, qubits, stacks=True)
-    col = {q: i for i, q in enumerate(qubits)}
-    dz = np.zeros((B, len(moving), len(qubits)))
-    by_sites: dict[tuple[int, ...], list[int]] = {}  # the sites a rotation's gate acts on
+    if state is None:
+        sites = [rows_first(a) for a in _final_sites(chain, angles, dtype, paulis)]
+        state = ChainState(sites, right_environments(sites))
+    by_site: dict[int, list[int]] = {}
     for i, g in enumerate(moving):
-        gate = chain.gates[chain.rotation_gate[g]]
-        by_sites.setdefault(tuple(range(gate.lo, gate.lo + gate.width)), []).append(i)
-    for block, members in by_sites.items():
+        by_site.setdefault(chain.gates[chain.rotation_gate[g]].varied_site, []).append(i)
+    dz = np.zeros((B, len(moving), len(qubits)))
+
+    def kets(s: int) -> np.ndarray:  # ψ_g⁺'s tensor at site s for each rotation g varied there
+        members = by_site[s]
         T = len(members)
         shifted = np.repeat(angles[None], T, axis=0)  # (T, B, G): rows t·B + b
         shifted[np.arange(T), :, moving[members]] += math.pi
-        only = {i for q in block for i, _ in chain.site_ops[q]}
+        only = {i for i, _ in chain.site_ops[s]}
         mats = _matrices(chain, shifted.reshape(T * B, -1), dtype, only,
                          None if paulis is None else np.tile(paulis, T))
-        kets = [_site_tensor(chain, q, mats, T * B, dtype) for q in block]
-        kets = [k.reshape(*k.shape[:3], T, B) for k in kets]
-        overlap = _mixed_values(env, sites, kets, block, col)  # (Q, T, B)
-        for t, i in enumerate(members):
-            part = overlap[:, t].imag if chain.rotations[moving[i]].name in _PROJECTOR else overlap[:, t].real
-            dz[:, i] = part.T
-    return env.values(qubits), dz
+        k = _site_tensor(chain, s, mats, T * B, dtype)
+        return np.ascontiguousarray(np.moveaxis(k.reshape(*k.shape[:3], T, B), (4, 3), (0, 1)))
 
+    def take(s: int, overlaps: np.ndarray) -> None:  # (B, Q, T)
+        for t, i in enumerate(by_site[s]):
+            part = overlaps[:, :, t].imag if chain.rotations[moving[i]].name in _PROJECTOR else overlaps[:, :, t].real
+            dz[:, i] = part
 
-def _mixed_values(env: _Environments, sites: list[np.ndarray], kets: list[np.ndarray], block: tuple[int, ...],
-                  col: dict[int, int]) -> np.ndarray:
-    """⟨ψ|Z_q|φ_t⟩ (Q, T, B) for states φ_t equal to ψ but on ``block``'s sites, where they hold
-    ``kets`` (l, 2, r, T, B).
-
-    The block is closed once on each side (the right environment carried leftwards through it,
-    the left one rightwards), and each readout outside it is one product with the matching
-    Z-stacked environment; a readout inside it takes one more transfer with Z."""
-    conj = np.conj if np.iscomplexobj(sites[0]) else (lambda a: a)
-    bras = [conj(sites[j]) for j in block]
-
-    def through(x, j, z=False):  # left environment (i, l[, t], x) -> (j, k, t, x) past block site j
-        ek = np.einsum("ilx,lpktx->ipktx" if x.ndim == 3 else "iltx,lpktx->ipktx", x, kets[j])
-        per_p = np.einsum("ipjx,ipktx->pjktx", bras[j], ek)
-        return per_p[0] - per_p[1] if z else per_p[0] + per_p[1]
-
-    def back(y, j):  # right environment (j, k[, t], x) -> (i, l, t, x) before block site j
-        kf = np.einsum("lpktx,jkx->lpjtx" if y.ndim == 3 else "lpktx,jktx->lpjtx", kets[j], y)
-        return np.einsum("ipjx,lpjtx->iltx", bras[j], kf)
-
-    q0, q1, last = block[0], block[-1], len(block) - 1
-    out = np.zeros((len(col), kets[0].shape[-2], kets[0].shape[-1]), dtype=np.result_type(bras[0], kets[0]))
-    if env.left_k[q0]:  # readouts left of the block
-        h = env.right[q1 + 1]
-        for j in range(last, -1, -1):
-            h = back(h, j)
-        closed = np.einsum("zilx,iltx->ztx", env.left_z[q0], h)
-        for e, k in enumerate(env.left_k[q0]):
-            out[col[k]] = closed[e]
-    g = env.left[q0]
-    for j, q in enumerate(block):
-        if q in col:  # a readout inside the block
-            gz = through(g, j, z=True)
-            for jj in range(j + 1, len(block)):
-                gz = through(gz, jj)
-            out[col[q]] = np.einsum("jktx,jkx->tx", gz, env.right[q1 + 1])
-        g = through(g, j)
-    if env.right_k[q1 + 1]:  # readouts right of the block
-        closed = np.einsum("jktx,ejkx->etx", g, env.right_z[q1 + 1])
-        for e, k in enumerate(env.right_k[q1 + 1]):
-            out[col[k]] = closed[e]
-    return out
+    z = gradient_overlaps(state.sites, state.right, qubits, sorted(by_site), kets, take)
+    return z, dz

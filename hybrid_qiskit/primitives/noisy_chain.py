@@ -42,7 +42,6 @@ from .mps import (
     Chain,
     GateSpec,
     _dtype,
-    _environments,
     _final_sites,
     _row_blocks,
     _row_bytes,
@@ -50,6 +49,7 @@ from .mps import (
 )
 from .mps import chain_expectations as _chain_expectations
 from .mps import chain_gradient as _chain_gradient
+from .mps_sweeps import right_environments, rows_first
 from .trajectories import NoisyProgram, Trajectories
 
 
@@ -175,8 +175,8 @@ def sample_readouts(nc: NoisyChain, values: np.ndarray, codes: np.ndarray, shots
     angles = chain.table.angles(values)
     ro = nc.program.readout
     for block in _row_blocks(C, _row_bytes(chain) + branch_bytes(nc, int(shots.max()))):
-        sites = _final_sites(chain, angles[block], dtype, codes[:, block])
-        right = _environments(sites, [0], stacks=False).right  # right[j]: sites >= j, (bra, ket, C)
+        sites = [rows_first(a) for a in _final_sites(chain, angles[block], dtype, codes[:, block])]
+        right = right_environments(sites)  # right[j]: sites >= j, (C, bra, ket)
         count = shots[block].astype(np.int64)
         col = np.flatnonzero(count)  # one branch per column to start
         count = count[col]
@@ -210,12 +210,12 @@ def branch_bytes(nc: NoisyChain, shots: int) -> int:
 
 
 def _branch_amplitudes(v: np.ndarray, site: np.ndarray, right: np.ndarray, col: np.ndarray):
-    """For branches (B, l) of columns ``col`` (sorted): w = v·A (B, 2, r) for both values of the
+    """For branches (B, l) of columns ``col`` (sorted), a site (C, l, 2, r) and its right
+    environment (C, r, r): w = v·A (B, 2, r) for both values of the
     site's bit, and E·w with the right environment. Many branches per column: one product per
     column on its contiguous branches; few: gathered per branch (copying a site tensor per
     branch costs more memory traffic than the products themselves)."""
-    r = site.shape[2]
-    columns = site.shape[3]
+    columns, left, _, r = site.shape
     if len(col) > 16 * columns:
         starts = np.searchsorted(col, np.arange(columns + 1))
         w = np.empty((len(col), 2 * r), dtype=np.result_type(v, site))
@@ -224,9 +224,9 @@ def _branch_amplitudes(v: np.ndarray, site: np.ndarray, right: np.ndarray, col: 
             seg = slice(starts[c], starts[c + 1])
             if seg.start == seg.stop:
                 continue
-            w[seg] = v[seg] @ site[..., c].reshape(site.shape[0], 2 * r)
-            ew[seg] = w[seg].reshape(-1, 2, r) @ right[:, :, c].T
+            w[seg] = v[seg] @ site[c].reshape(left, 2 * r)
+            ew[seg] = w[seg].reshape(-1, 2, r) @ right[c].T
         return w.reshape(-1, 2, r), ew
-    a = np.moveaxis(site, 3, 0).reshape(columns, site.shape[0], 2 * r)[col]
+    a = site.reshape(columns, left, 2 * r)[col]
     w = np.matmul(v[:, None, :], a).reshape(len(col), 2, r)
-    return w, np.matmul(w, np.moveaxis(right, 2, 0)[col].transpose(0, 2, 1))  # Σ_k E[i, k] w_k
+    return w, np.matmul(w, right[col].transpose(0, 2, 1))  # Σ_k E[i, k] w_k

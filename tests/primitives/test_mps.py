@@ -200,9 +200,29 @@ def test_blocks_of_rows_change_nothing(monkeypatch):
     values = np.random.default_rng(6).uniform(0, np.pi, (7, len(program.parameters)))
     whole = mps.chain_gradient(program.chain, values, readouts)
     monkeypatch.setattr(mps, "BLOCK_BYTES", 1)  # one row per block
+    monkeypatch.setattr(mps, "GRADIENT_BLOCK_BYTES", 1)
     np.testing.assert_allclose(mps.chain_expectations(program.chain, values, readouts), whole[0], atol=1e-14)
     for a, b in zip(mps.chain_gradient(program.chain, values, readouts), whole):
         np.testing.assert_allclose(a, b, atol=1e-14)
+
+
+def test_the_backward_pass_starts_from_the_forward_passs_state(monkeypatch):
+    """EstimatorQNN's forward then backward on the same rows: the chain's site tensors are
+    built once (the estimator keeps them for the gradient), and the gradient is unchanged."""
+    head = build_head_circuit(12, reps=1)
+    qnn = build_qnn(head, create_backend("statevector"))
+    x = np.random.default_rng(8).uniform(0, np.pi, (5, 12))
+    w = np.random.default_rng(9).uniform(-np.pi, np.pi, qnn.num_weights)
+    built = []
+    final_sites = mps._final_sites
+    monkeypatch.setattr(mps, "_final_sites", lambda *a, **k: built.append(1) or final_sites(*a, **k))
+    qnn.forward(x, w)
+    cached = qnn.backward(x, w)
+    assert len(built) == 1
+    fresh = build_qnn(head, create_backend("statevector")).backward(x, w)  # builds its own state
+    assert len(built) == 2
+    for a, b in zip(cached, fresh):
+        np.testing.assert_allclose(a, b, atol=1e-13)
 
 
 def test_a_wide_evaluation_stays_small():
