@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import sys
 import time
 from dataclasses import replace
@@ -31,6 +30,8 @@ from pathlib import Path
 
 from hybrid_qiskit.config import TrainConfig, load_toml, resolve
 from hybrid_qiskit.errors import HybridQiskitError
+from hybrid_qiskit.stats import paired_difference as _paired
+from hybrid_qiskit.stats import summary as _stats
 
 BASELINE_OF = {"hybrid": "classical", "quantum": "pixel_classical"}
 # Fields in which a model and its baseline may differ; all others must agree (a matched budget).
@@ -74,34 +75,6 @@ def pair_configs(config_path: str | Path, overrides: dict | None = None) -> tupl
         raise HybridQiskitError(
             f"{sibling} is not a matched baseline of {config_path}: {', '.join(f'{k} ({a[k]!r} vs {b[k]!r})' for k in unmatched)} differ")
     return cfg, base, str(sibling)
-
-
-def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float] | None:
-    """The t-interval of the mean of ``values`` (None for fewer than two values)."""
-    from scipy import stats
-
-    n = len(values)
-    if n < 2:
-        return None
-    mean, std = _mean(values), _std(values)
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * std / math.sqrt(n)
-    return mean - half, mean + half
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
-
-
-def _std(values: list[float]) -> float:
-    """Sample standard deviation (n - 1); 0 for a single value."""
-    if len(values) < 2:
-        return 0.0
-    m = _mean(values)
-    return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
-
-
-def _stats(values: list[float]) -> dict:
-    return {"mean": _mean(values), "std": _std(values), "n": len(values)}
 
 
 def run_one(cfg: TrainConfig, *, verbose: bool = False) -> dict:
@@ -250,14 +223,6 @@ def _check_earlier(out: Path, seeds: list[int], models: list[str]) -> None:
             f"{out} holds another comparison ({', '.join(map(str, earlier.get('models_compared') or []))}, seeds "
             f"{earlier.get('seeds')}); this one ({', '.join(models)}, seeds {seeds}) would replace its compare.json, "
             f".md and .png: pass another --out, or move them away")
-
-
-def _paired(a: list[float], b: list[float]) -> dict:
-    d = [x - y for x, y in zip(a, b, strict=True)]
-    ci = t_interval(d)
-    return {"per_seed": d, "mean": _mean(d), "std": _std(d), "ci95": list(ci) if ci else None,
-            "interval": "95% t-interval of the mean paired difference (n - 1 degrees of freedom)",
-            "first_better": sum(x > 0 for x in d), "ties": sum(x == 0 for x in d)}
 
 
 def verdict(result: dict) -> str:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hybrid_qiskit.stats import t_interval
+
 
 def _plt():
     import matplotlib
@@ -122,8 +124,6 @@ def comparison(result: dict, path: str | Path) -> None:
 
 def _mean_ci(values: list[float]) -> tuple[float, float]:
     """Mean and the half-width of its 95% t-interval (0 for one value)."""
-    from hybrid_qiskit.compare import t_interval
-
     mean = sum(values) / len(values)
     ci = t_interval(values)
     return mean, (ci[1] - mean) if ci else 0.0

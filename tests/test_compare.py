@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from hybrid_qiskit.cli import main
-from hybrid_qiskit.compare import baseline_config_path, pair_configs, t_interval
+from hybrid_qiskit.compare import baseline_config_path, pair_configs
 from hybrid_qiskit.errors import HybridQiskitError
+from hybrid_qiskit.stats import t_interval
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 # noise_*.toml are a sweep's settings and the noise experiment's plan, not training configs.
