@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from hybrid_qiskit.noise.report import GROUP_FIELDS, shot_axis
+from hybrid_qiskit.noise.grid import GROUP_FIELDS, shot_axis
 
 NOISE_PNG, SHOTS_PNG = "accuracy_vs_noise.png", "accuracy_vs_shots.png"
 MIN_LABEL_GAP = 0.05  # accuracy units between two reference labels

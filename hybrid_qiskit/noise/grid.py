@@ -136,6 +136,11 @@ def shots_label(shots: int | None) -> str:
     return "exact" if shots is None else str(shots)
 
 
+def shot_axis(cfg) -> list[str]:
+    """The shot counts in increasing order, exact last (the x axis of accuracy_vs_shots)."""
+    return [shots_label(s) for s in sorted(cfg.shots, key=lambda s: float("inf") if s is None else s)]
+
+
 @dataclass(frozen=True)
 class Cell:
     """One evaluation of the sweep. ``shots=None``: exact density-matrix expectation."""
@@ -146,6 +151,11 @@ class Cell:
     shots: int | None
     mitigation: str
     repeat: int
+
+
+# What names one setting of the grid (a cell but its repeat, and the model): the summary's rows
+# aggregate the repeats of each, and the figures draw one line per value of those that vary.
+GROUP_FIELDS = ("model", "noise", "device", "level", "shots", "mitigation")
 
 
 def backend_for_cell(cell: Cell, *, seed: int, optimization_level: int, two_qubit_factor: float,

@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from hybrid_qiskit.fileio import atomic_write_text, write_json
-from hybrid_qiskit.noise.grid import NOISE_KINDS, shots_label
+from hybrid_qiskit.noise.grid import GROUP_FIELDS, NOISE_KINDS
 
-GROUP_FIELDS = ("model", "noise", "device", "level", "shots", "mitigation")
 TABLE_FIELDS = ("model", "noise", "device", "level", "shots", "mitigation", "repeat", "seed",
                 "accuracy", "loss", "mean_abs_z", "seconds")
 NO_BASELINE = "no classical baseline given (pass --baseline RUN_DIR, a --model classical run)"
@@ -105,8 +104,3 @@ def markdown_table(rows: list[dict]) -> str:
         lines.append(f"| {r['model']} | {r['noise']} | {r['device']} | {r['level']} | {r['shots']} | "
                      f"{r['mitigation']} | {r['repeats']} | {pm(r, 'accuracy')} | {pm(r, 'mean_abs_z')} |")
     return "\n".join(lines) + "\n"
-
-
-def shot_axis(cfg) -> list[str]:
-    """The shot counts in increasing order, exact last (the x axis of accuracy_vs_shots)."""
-    return [shots_label(s) for s in sorted(cfg.shots, key=lambda s: float("inf") if s is None else s)]
