@@ -30,7 +30,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from .kernels import Batch, apply_op, at_precision
-from .layers import Program, generator
+from .layers import Program
+from .rotations import generator
 from .simulate import CompiledObservable
 
 _Z = np.diag([1.0, -1.0])

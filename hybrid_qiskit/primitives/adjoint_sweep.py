@@ -27,9 +27,10 @@ from .adjoint_ends import (
     product_layer_derivatives,
 )
 from .kernels import Batch, Buffers, apply_dense, apply_op, at_precision, blas_threads
-from .layers import Program, Rotation, generator
+from .layers import Program
 from .mps import chain_gradient, chain_readouts
 from .mps_sweeps import ChainState
+from .rotations import Rotation, generator
 from .rows import map_blocks, row_blocks
 from .simulate import CompiledObservable, as_values, evolve, expectations, state_dtype
 

@@ -21,7 +21,6 @@ from qiskit.circuit import Parameter
 
 from .angles import compile_angle, sum_angles
 from .layers import (
-    DIAGONAL_GENERATORS,
     ROTATIONS,
     SUPPORTED_GATES,
     DenseGate,
@@ -31,9 +30,9 @@ from .layers import (
     Op,
     Permutation,
     Program,
-    Rotation,
 )
 from .mps import compile_chain
+from .rotations import DIAGONAL_GENERATORS, Rotation
 
 
 def _local_index(qubits: Sequence[int], n: int) -> np.ndarray:

@@ -28,7 +28,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .layers import DenseGate, DiagonalLayer, LocalLayer, Program, Rotation, rotation_matrices
+from .layers import DenseGate, DiagonalLayer, LocalLayer, Program
+from .rotations import Rotation, rotation_matrices
 
 CHUNK = 4  # qubits per constant-matrix product: 16x16 blocks balance flops against passes
 # numpy's BLAS threads during a simulation. The products here are small and many; OpenBLAS's

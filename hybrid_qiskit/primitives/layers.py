@@ -15,8 +15,7 @@ gate matrix is indexed little-endian over its qargs, as ``Gate.to_matrix()`` ret
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from qiskit.circuit import Parameter
 
-from .angles import Angle, Const
+from .rotations import REAL_ROTATIONS, AngleTable, Rotation, angle_table, split_partials
 
 if TYPE_CHECKING:
     from .mps import Chain
@@ -33,82 +32,6 @@ if TYPE_CHECKING:
 ROTATIONS = {"rx", "ry", "rz", "p", "rzz", "rxx", "ryy", "crx", "cry", "crz", "cp"}
 _FIXED = {"id", "x", "y", "z", "h", "s", "sdg", "t", "tdg", "sx", "sxdg", "cx", "cy", "cz", "swap", "ecr"}
 SUPPORTED_GATES = sorted(ROTATIONS | _FIXED)
-
-_X = np.array([[0, 1], [1, 0]], dtype=complex)
-_Y = np.array([[0, -1j], [1j, 0]], dtype=complex)
-_Z = np.diag([1.0, -1.0]).astype(complex)
-_P1 = np.diag([0.0, 1.0]).astype(complex)
-
-
-def _kron_le(*mats: np.ndarray) -> np.ndarray:
-    """Kronecker product for little-endian qargs: mats[0] acts on qargs[0] (least significant)."""
-    out = np.array([[1.0 + 0j]])
-    for m in mats:
-        out = np.kron(m, out)
-    return out
-
-
-# d U(θ)/dθ = -i G U(θ) for each rotation: the generator G (little-endian over qargs).
-# Rotations exp(-iθ/2 P) have G = P/2; phase gates p/cp = exp(iθ P1) have G = -P1.
-_GENERATORS: dict[str, np.ndarray] = {
-    "rx": _X / 2,
-    "ry": _Y / 2,
-    "rz": _Z / 2,
-    "p": -_P1,
-    "rzz": _kron_le(_Z, _Z) / 2,
-    "rxx": _kron_le(_X, _X) / 2,
-    "ryy": _kron_le(_Y, _Y) / 2,
-    "crx": _kron_le(_P1, _X / 2),
-    "cry": _kron_le(_P1, _Y / 2),
-    "crz": _kron_le(_P1, _Z / 2),
-    "cp": -_kron_le(_P1, _P1),
-}
-_EIGEN = {name: np.linalg.eigh(g) for name, g in _GENERATORS.items()}
-DIAGONAL_GENERATORS = {
-    name: np.diag(g).real.copy() for name, g in _GENERATORS.items() if np.allclose(g, np.diag(np.diag(g)))
-}
-# Rotations that are real matrices for every angle, and whose -iG is real too.
-_REAL_ROTATIONS = {"ry", "cry"}
-
-
-def generator(name: str) -> np.ndarray:
-    """The generator G of rotation ``name`` (dU/dθ = -i G U)."""
-    return _GENERATORS[name]
-
-
-def rotation_matrices(name: str, theta: np.ndarray) -> np.ndarray:
-    """U(θ) = exp(-iθG) for each angle in ``theta``: shape theta.shape + (d, d).
-
-    Real (float64) for the real rotations (RY, CRY), complex otherwise.
-    """
-    if np.ndim(theta) == 0:  # one matrix for the whole batch: skip the array machinery
-        c, s = math.cos(theta / 2), math.sin(theta / 2)
-        if name == "ry":
-            return np.array([[c, -s], [s, c]])
-        if name == "rx":
-            return np.array([[c, -1j * s], [-1j * s, c]])
-    theta = np.asarray(theta, dtype=float)
-    if name in ("ry", "rx"):  # the workhorses: closed form
-        c, s = np.cos(theta / 2), np.sin(theta / 2)
-        if name == "ry":
-            return np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
-        s = -1j * s
-        return np.stack([np.stack([c + 0j, s], -1), np.stack([s, c + 0j], -1)], -2)
-    w, v = _EIGEN[name]
-    phases = np.exp(-1j * np.multiply.outer(theta, w))  # (..., d)
-    mats = np.einsum("ij,...j,kj->...ik", v, phases, v.conj())
-    return mats.real.copy() if name in _REAL_ROTATIONS else mats
-
-
-# --------------------------------------------------------------------------- layers
-
-
-@dataclass(frozen=True)
-class Rotation:
-    """exp(-iθG) for generator ``name``, θ = ``angle(values)``."""
-
-    name: str
-    angle: Angle
 
 
 @dataclass(frozen=True)
@@ -213,48 +136,12 @@ class Program:
     @cached_property
     def angle_table(self) -> AngleTable:
         """Every rotation angle at once: linear ones are one matrix product (see AngleTable)."""
-        return _angle_table(self.rotations, len(self.parameters))
+        return angle_table(self.rotations, len(self.parameters))
 
     @cached_property
     def chain_rules(self) -> tuple[ChainRule | None, ...]:
         """Per op, how its rotation angles depend on the parameters (None: they do not)."""
         return tuple(_chain_rule(op, len(self.parameters)) for op in self.ops)
-
-
-@dataclass(frozen=True)
-class AngleTable:
-    """The angles of all rotations (columns g, in ``Program.rotations`` order) for a parameter
-    array (B, P): ``values @ linear + offset``, then the ``nonlinear`` ones overwritten."""
-
-    index: dict[int, int]  # id(rotation) -> g
-    linear: np.ndarray  # (P, G)
-    offset: np.ndarray  # (G,)
-    nonlinear: tuple[tuple[int, Callable[[np.ndarray], np.ndarray]], ...]
-    depends: np.ndarray  # (G, P) bool: angle g depends on parameter j
-
-    def angles(self, values: np.ndarray) -> np.ndarray:
-        theta = values @ self.linear + self.offset
-        for g, fn in self.nonlinear:
-            theta[:, g] = fn(values)
-        return theta
-
-
-def _angle_table(rotations: Sequence[Rotation], num_parameters: int) -> AngleTable:
-    G, P = len(rotations), num_parameters
-    linear, offset = np.zeros((P, G)), np.zeros(G)
-    depends = np.zeros((G, P), dtype=bool)
-    nonlinear = []
-    for g, rot in enumerate(rotations):
-        angle = rot.angle
-        for j, _ in angle.partials:
-            depends[g, j] = True
-        if all(isinstance(f, Const) for _, f in angle.partials):
-            for j, f in angle.partials:
-                linear[j, g] += f.value
-            offset[g] = float(angle.value(np.zeros((1, P)))[0])
-        else:
-            nonlinear.append((g, angle.value))
-    return AngleTable({id(r): g for g, r in enumerate(rotations)}, linear, offset, tuple(nonlinear), depends)
 
 
 @dataclass(frozen=True)
@@ -271,20 +158,6 @@ class ChainRule:
     varying: tuple[tuple[int, int, Callable[[np.ndarray], np.ndarray]], ...]
 
 
-def split_partials(rotations: Sequence[Rotation], num_parameters: int) -> tuple[np.ndarray, tuple]:
-    """d angle_r / d parameter_j for ``rotations``: the constant entries (R, P), and the varying
-    ones (r, j, partial) evaluated per call."""
-    constant = np.zeros((len(rotations), num_parameters))
-    varying = []
-    for r, rot in enumerate(rotations):
-        for j, partial in rot.angle.partials:
-            if isinstance(partial, Const):
-                constant[r, j] += partial.value
-            else:
-                varying.append((r, j, partial))
-    return constant, tuple(varying)
-
-
 def _chain_rule(op, num_parameters: int) -> ChainRule | None:
     rotations = tuple(r for r in op.rotations if r.angle.partials)
     if not rotations:
@@ -299,11 +172,11 @@ def _is_real(op) -> bool:
         return not op.rotations and (op.phase is None or np.isrealobj(op.phase))
     if op.kind == "local":
         return all(
-            (g.rotation is not None and g.rotation.name in _REAL_ROTATIONS)
+            (g.rotation is not None and g.rotation.name in REAL_ROTATIONS)
             or (g.matrix is not None and np.isrealobj(g.matrix))
             for g in op.gates
         )
-    return (op.rotation is not None and op.rotation.name in _REAL_ROTATIONS) or (
+    return (op.rotation is not None and op.rotation.name in REAL_ROTATIONS) or (
         op.matrix is not None and np.isrealobj(op.matrix)
     )
 

@@ -37,8 +37,8 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter
 
 from .angles import compile_angle, sum_angles
-from .layers import AngleTable, Rotation, _angle_table, rotation_matrices, split_partials
 from .mps_sweeps import ChainState, gradient_overlaps, right_environments, rows_first, z_values
+from .rotations import AngleTable, Rotation, angle_table, rotation_matrices, split_partials
 
 # Rotations whose generator has two eigenvalues one apart: dU/dθ is U(θ + π) up to a factor.
 SHIFT_ROTATIONS = ("rx", "ry", "rz", "p", "rzz", "rxx", "ryy", "cp")
@@ -233,7 +233,7 @@ def build_chain(n: int, params: tuple[Parameter, ...], specs: Sequence[GateSpec]
         else:
             site_ops[gate.lo].append((i, "lo"))
             site_ops[gate.lo + 1].append((i, "hi"))
-    return Chain(n, params, tuple(gates), rotations, _angle_table(rotations, len(params)), max(bonds, default=1),
+    return Chain(n, params, tuple(gates), rotations, angle_table(rotations, len(params)), max(bonds, default=1),
                  is_real, constant, varying, tuple(tuple(ops) for ops in site_ops),
                  rotation_gate, {i: g for g, i in enumerate(rotation_gate)})
 
