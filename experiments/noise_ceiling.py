@@ -35,8 +35,8 @@ def ceiling(run_dir: Path, levels: list[float], device: str, shots: int, seed: i
 
     from backends import create_backend
     from hybrid_qiskit import runs
+    from hybrid_qiskit.adaptation import head_outputs
     from hybrid_qiskit.checkpoints import restore_model
-    from hybrid_qiskit.normalization import head_outputs
     from hybrid_qiskit.training import load_splits
 
     cfg, payload = runs.load_run(run_dir)

@@ -146,7 +146,7 @@ def _add_evaluate(sub) -> None:
 
 
 def add_normalize_flags(p: argparse.ArgumentParser) -> None:
-    """Where the per-qubit ⟨Z⟩ statistics come from on the evaluating backend (normalization.py)."""
+    """Where the per-qubit ⟨Z⟩ statistics come from on the evaluating backend (adaptation.py)."""
     p.add_argument("--normalize-stats", choices=("off", "calibration", "batch"),
                    help="re-standardize ⟨Z⟩ per qubit with this backend's statistics, from a calibration set of "
                         "training images (default for a model trained with --normalize when --backend or a backend "
@@ -245,8 +245,8 @@ def _evaluate(args) -> int:
 
 def _normalize(model, payload, splits, cfg, args, handle) -> dict | None:
     """Re-standardize the model's ⟨Z⟩ on this backend as ``--normalize-stats`` says (default:
-    :func:`~hybrid_qiskit.normalization.default_stats`); what was done, or None."""
-    from hybrid_qiskit.normalization import (
+    :func:`~hybrid_qiskit.adaptation.default_stats`); what was done, or None."""
+    from hybrid_qiskit.adaptation import (
         CALIBRATION_SAMPLES,
         default_stats,
         normalize_for_backend,

@@ -58,7 +58,7 @@ class TrainConfig:
     reps: NonNegativeInt = 2
     reuploads: PositiveInt = 1
     # Post-measurement normalization (QuantumNAT): per-qubit standardized ⟨Z⟩ feeds the readout,
-    # and evaluation on another backend re-estimates the statistics there (normalization.py).
+    # and evaluation on another backend re-estimates the statistics there (adaptation.py).
     # QuantumNAT's post-measurement quantization is not offered: measured here, it did not help (README).
     normalize: bool = False
     # --- backend (where the quantum head runs while training)

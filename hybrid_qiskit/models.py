@@ -118,7 +118,7 @@ class StagedClassifier(nn.Module):
     """encode -> quantum -> decode (see the module docstring).
 
     ``decode`` runs ``adapt`` (re-standardization to another backend's statistics, installed at
-    evaluation by :func:`hybrid_qiskit.normalization.adapt_to_backend`; never saved), then ``norm``
+    evaluation by :func:`hybrid_qiskit.adaptation.adapt_to_backend`; never saved), then ``norm``
     (the trained post-measurement normalization, when the config asks for it), then the readout.
     Both are ``nn.Identity`` otherwise: a model without them has the same state dict as before.
     """

@@ -919,8 +919,9 @@ def test_refit_readout_learns_from_every_jobs_calibration_rows_at_fetch(tiny_run
     import torch
 
     from backends import create_backend
+    from hybrid_qiskit.adaptation import refit_readout
     from hybrid_qiskit.checkpoints import load_checkpoint, restore_model
-    from hybrid_qiskit.normalization import Stats, refit_readout, restandardize
+    from hybrid_qiskit.normalization import Stats, restandardize
 
     run = copy_run(tiny_run, tmp_path / "run")
     runtime_double.set_script(service, None, ["DONE"])

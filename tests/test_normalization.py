@@ -1,5 +1,6 @@
 """Post-measurement normalization: the layer in training and evaluation, and the
-re-estimation of per-qubit statistics on another backend (hybrid_qiskit/normalization.py)."""
+re-estimation of per-qubit statistics on another backend (hybrid_qiskit/normalization.py,
+hybrid_qiskit/adaptation.py)."""
 
 import json
 import shutil
@@ -9,19 +10,11 @@ import pytest
 import torch
 
 from backends import create_backend
+from hybrid_qiskit.adaptation import adapt_to_backend, calibration_set, head_outputs, refit_readout
 from hybrid_qiskit.checkpoints import load_checkpoint, restore_model
 from hybrid_qiskit.cli import main
 from hybrid_qiskit.models import ModelConfig, build_model
-from hybrid_qiskit.normalization import (
-    EPS,
-    QubitNorm,
-    Stats,
-    adapt_to_backend,
-    calibration_set,
-    head_outputs,
-    refit_readout,
-    restandardize,
-)
+from hybrid_qiskit.normalization import EPS, QubitNorm, Stats, restandardize
 
 
 def test_layer_uses_batch_statistics_in_training_and_running_ones_in_evaluation():
@@ -204,7 +197,7 @@ def test_anchored_fit_gradient_matches_finite_differences_and_reaches_the_optimu
     weights it vanishes (the problem is convex: cross-entropy plus a quadratic)."""
     from scipy.optimize import approx_fprime
 
-    from hybrid_qiskit.normalization import _fit_anchored
+    from hybrid_qiskit.adaptation import _fit_anchored
 
     rng = np.random.default_rng(2)
     f, y = rng.normal(size=(40, 5)), rng.integers(0, 3, 40)

@@ -114,7 +114,7 @@ def decode(run_dir: str | Path, submission: dict, evs: np.ndarray, refit: tuple 
     # The exact backend only builds the (unused) quantum layer; decode is classical.
     model = restore_model(load_checkpoint(path), create_backend("statevector"))
     if refit is not None:
-        from hybrid_qiskit.normalization import refit_readout
+        from hybrid_qiskit.adaptation import refit_readout
 
         refit_readout(model, *refit, anchor=submission["normalization"]["refit"]["anchor"])
     dtype = next(model.parameters()).dtype

@@ -232,8 +232,7 @@ def _head(payload, handle, images, cfg, train, stats: str | None, samples: int |
     labels and the re-fit's anchor."""
     import torch
 
-    from hybrid_qiskit.checkpoints import restore_model
-    from hybrid_qiskit.normalization import (
+    from hybrid_qiskit.adaptation import (
         CALIBRATION_SAMPLES,
         REFIT_ANCHOR,
         STATS_SOURCES,
@@ -241,6 +240,7 @@ def _head(payload, handle, images, cfg, train, stats: str | None, samples: int |
         default_stats,
         reference_statistics,
     )
+    from hybrid_qiskit.checkpoints import restore_model
 
     model = restore_model(payload, handle)
     if refit and stats not in (None, "calibration"):

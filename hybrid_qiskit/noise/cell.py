@@ -107,7 +107,7 @@ def load_calibration(run_dir: str, samples: int):
 
 @functools.lru_cache(maxsize=4)
 def _load_calibration(run_dir: str, stamp: tuple, samples: int):
-    from hybrid_qiskit.normalization import calibration_set
+    from hybrid_qiskit.adaptation import calibration_set
     from hybrid_qiskit.training import load_splits
 
     cfg = _load_checkpoint(run_dir, stamp)[0]
@@ -206,7 +206,7 @@ def evaluate_cell(payload: dict, backend: str | None, settings: dict, mitigation
     """Rebuild the checkpoint ``payload`` on the backend, evaluate it on ``data``: the metrics of one cell.
 
     ``calibration``: for ``mitigation`` normalize or refit, (statistics source, calibration images,
-    their labels); see :func:`hybrid_qiskit.normalization.adapt_to_backend` and ``refit_readout``."""
+    their labels); see :func:`hybrid_qiskit.adaptation.adapt_to_backend` and ``refit_readout``."""
     import numpy as np
 
     from backends import create_backend
@@ -248,7 +248,7 @@ def _normalize(net, payload: dict, calibration: tuple | None, seed: int, batch_s
     """Re-standardize ``net``'s ⟨Z⟩ with its noisy backend's statistics (the reference: its trained
     statistics, or the exact simulation's of the calibration images); with ``refit``, then re-fit
     its readout to the calibration images."""
-    from hybrid_qiskit.normalization import calibrate
+    from hybrid_qiskit.adaptation import calibrate
 
     what = "refit" if refit else "normalize"
     if calibration is None:

@@ -44,7 +44,7 @@ NOISE_KINDS = {
     )
 }
 # normalize: re-standardize ⟨Z⟩ per qubit with the noisy backend's own statistics; refit: that, then
-# re-fit the readout to the calibration images' ⟨Z⟩ and labels (normalization.py)
+# re-fit the readout to the calibration images' ⟨Z⟩ and labels (adaptation.py)
 MITIGATIONS = ("none", "readout", "normalize", "refit", "trex", "zne")
 CALIBRATED = ("normalize", "refit")  # mitigations that run the calibration set
 RUNTIME_MITIGATION = {"trex": 1, "zne": 2}  # ibm_local resilience_level
