@@ -42,6 +42,22 @@ BACKEND_FLAGS = ("device", "shots", "optimization_level", "noise_scale", "resili
 # Strict: a value of the wrong type ("qubits": "four", epochs = 2.5) is refused, never coerced.
 @dataclass(frozen=True, config=ConfigDict(strict=True))
 class TrainConfig:
+    """Every setting of a training run: data, model, backend, training, output (frozen).
+
+    Each value is checked when the config is made (a wrong type is refused, never coerced). The
+    fields are the names a TOML file (``--config``) uses and, with dashes, ``hybrid-qiskit train``'s
+    flags; the comment beside each field in ``hybrid_qiskit/config.py`` says why its default is
+    what it is. Backend settings without a field go in ``backend_settings``.
+
+    Example:
+        >>> from hybrid_qiskit import TrainConfig
+        >>> config = TrainConfig(qubits=4, epochs=3, backend="aer_noisy", device="fake_fez", shots=1024)
+        >>> config.run_name(), config.batch_size
+        ('digits-hybrid-aer_noisy', 32)
+        >>> config.backend_kwargs()["device"]
+        'fake_fez'
+    """
+
     # --- data
     dataset: str = "digits"  # digits (offline default) | mnist | fashion-mnist | cifar10
     data_dir: str = "data"  # torchvision's layout lives below this folder

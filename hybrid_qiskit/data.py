@@ -10,7 +10,7 @@ Nothing touches the network unless `download=True`; a dataset missing from disk 
 
 Example::
 
-    >>> from hybrid_qiskit.data import load_dataset
+    >>> from hybrid_qiskit import load_dataset
     >>> splits = load_dataset("digits", classes=[0, 1], seed=0)
     >>> splits.train.tensors[0].shape[1:], splits.num_classes
     (torch.Size([1, 28, 28]), 2)
@@ -140,6 +140,12 @@ def load_dataset(
     Raises:
         DatasetNotFoundError: files missing and `download` is False, or the download failed.
         HybridQiskitError: unknown name, class ids or bad limits, as one line.
+
+    Example:
+        >>> from hybrid_qiskit import load_dataset
+        >>> splits = load_dataset("digits", limit_train=100, limit_test=50, seed=0)
+        >>> splits.train.tensors[0].shape, len(splits.val), len(splits.test), splits.num_classes
+        (torch.Size([100, 1, 28, 28]), 10, 50, 10)
     """
     if name not in _REGISTRY:
         raise HybridQiskitError(f"unknown dataset {name!r}; known: {', '.join(list_datasets())}")
