@@ -1,4 +1,4 @@
-"""Exact matrix-product-state simulation of circuits whose two-qubit gates act on neighbours.
+"""Exact matrix-product-state simulation of circuits of one- and two-qubit gates.
 
 Why: the statevector costs 2**n amplitudes per row, so at 16-20 qubits a training step is
 seconds, whatever the constant factors. But every head circuit we ship is a chain: angle or ZZ
@@ -8,7 +8,11 @@ two-qubit gate on (q, q+1) is split exactly into Σ_s L_s ⊗ R_s (its operator-
 blocks of its matrix: 2 for CX, CZ, CP, RZZ), which multiplies the bond between them by the
 number of terms. Nothing is truncated, so the result is the exact state: the bond dimension is
 the product of the terms of the gates across each cut, 4 for RealAmplitudes reps 2 after angle
-encoding. A row then costs O(n·χ³) instead of O(2**n): at 20 qubits a few thousand operations
+encoding. A gate between distant qubits (circular entanglement's CX(n-1, 0)) is split the same
+way, its term index carried through the sites between them: the bond grows by its number of
+terms on the cuts it crosses, exactly what a swap network would give without the swaps' own
+terms. Diagonal blocks such as the ZZ map's CX·P·CX are first fused into one gate of rank 2
+(:mod:`.fusion`). A row then costs O(n·χ³) instead of O(2**n): at 20 qubits a few thousand operations
 instead of a million amplitudes per gate.
 
 Readouts are c·Z_q (the QNN's): all of them come from one left and one right sweep of
@@ -17,13 +21,14 @@ environment matrices.
 Gradients are exact. Every rotation taken here has a generator with two eigenvalues one apart
 (RX, RY, RZ, P, RZZ, RXX, RYY, CP), so its derivative is the same gate at θ + π up to a factor,
 and d⟨Z⟩/dθ = Re⟨ψ|Z|ψ(θ + π)⟩ (Im for P and CP). Because every step above touches only its own
-sites, ψ(θ + π) differs from ψ only in the tensors of that gate's qubits, and each derivative is
-a few small contractions against ψ's environments (:func:`_angle_derivatives`). The chain rule
+sites, ψ(θ + π) differs from ψ only in the tensor of one of that gate's qubits (the other holds
+fixed factors), and each derivative is a few small products against ψ's environments
+(:func:`_angle_derivatives`, :mod:`.mps_sweeps`). The chain rule
 through each angle's expression then gives the derivative per circuit parameter.
 
-:func:`compile_chain` returns None where this does not apply (a gate on non-neighbouring qubits
-or on three, a controlled rotation, whose derivative needs more than one shifted gate) or would
-not pay (a bond above :data:`MAX_BOND`); the statevector simulator takes those circuits.
+:func:`compile_chain` returns None where this does not apply (a gate on three qubits, a
+controlled rotation, whose derivative needs more than one shifted gate) or would not pay (a bond
+above :data:`MAX_BOND`); the statevector simulator takes those circuits.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter
 
 from .angles import compile_angle, sum_angles
+from .fusion import fuse_diagonal_blocks
 from .mps_sweeps import ChainState, gradient_overlaps, right_environments, rows_first, z_values
 from .rotations import AngleTable, Rotation, angle_table, rotation_matrices, split_partials
 
@@ -65,12 +71,14 @@ _PROJECTOR = ("p", "cp")  # generators −P1, −P11: derivatives from the imagi
 
 @dataclass(frozen=True)
 class ChainGate:
-    """A gate on site ``lo`` (``width`` 1) or on sites ``lo, lo + 1`` (``width`` 2).
+    """A gate on site ``lo`` (``width`` 1) or on sites ``lo`` and ``hi = lo + width - 1``.
 
-    ``matrix`` (fixed) or ``rotation``; two-qubit matrices are little-endian over (lo, lo+1)
-    (``swapped``: the circuit gave them over (lo+1, lo), and computed ones are reordered).
-    A two-qubit gate is applied as its nonzero 2x2 ``blocks`` (a, a'): over the lo site's
-    indices when ``split_lo`` (L = |a⟩⟨a'| on lo, R = the block on lo+1), else over lo+1's.
+    ``matrix`` (fixed) or ``rotation`` (with ``matrix``, when given, a fixed factor after it);
+    two-qubit matrices are little-endian over (lo, hi) (``swapped``: the circuit gave them over
+    (hi, lo), and computed ones are reordered). A two-qubit gate is applied as its nonzero 2x2
+    ``blocks`` (a, a'): over the lo site's indices when ``split_lo`` (L = |a⟩⟨a'| on lo, R = the
+    block on hi), else over hi's. Sites between lo and hi (a gate between distant qubits) pass
+    the term index through on both bonds.
     """
 
     lo: int
@@ -92,7 +100,12 @@ class ChainGate:
         """The site whose factor of this gate depends on its angle: the other site's factors are
         the fixed |x⟩⟨y| of the split (see :func:`_site_tensor`), so a rotation's shift changes
         one site tensor."""
-        return self.lo if self.width == 1 or not self.split_lo else self.lo + 1
+        return self.lo if self.width == 1 or not self.split_lo else self.hi
+
+    @property
+    def hi(self) -> int:
+        """The last site it acts on (``lo`` for a one-qubit gate)."""
+        return self.lo + self.width - 1
 
 
 @dataclass(frozen=True)
@@ -146,13 +159,6 @@ class GateSpec:
     angle: object = None
     slot: int = -1
 
-    @property
-    def varied_site(self) -> int:
-        """The site whose factor of this gate depends on its angle: the other site's factors are
-        the fixed |x⟩⟨y| of the split (see :func:`_site_tensor`), so a rotation's shift changes
-        one site tensor."""
-        return self.lo if self.width == 1 or not self.split_lo else self.lo + 1
-
 
 def compile_chain(circuit: QuantumCircuit, parameters: Sequence[Parameter]) -> Chain | None:
     """``circuit`` (already in the simulator's native gates, see :mod:`.compiler`) as a chain,
@@ -176,13 +182,13 @@ def compile_chain(circuit: QuantumCircuit, parameters: Sequence[Parameter]) -> C
 
 
 def build_chain(n: int, params: tuple[Parameter, ...], specs: Sequence[GateSpec]) -> Chain | None:
-    """A :class:`Chain` of ``specs`` in order, or None where a gate is not on one site or two
-    neighbouring ones, or the bond would exceed :data:`MAX_BOND`."""
+    """A :class:`Chain` of ``specs`` in order, or None where a gate is on more than two sites or
+    the bond would exceed :data:`MAX_BOND`."""
     gates: list[ChainGate] = []
     last: dict[int, int] = {}  # qubit -> index of the last gate on it
     bonds = [1] * max(n - 1, 0)
     rng = np.random.default_rng(0)
-    for spec in specs:
+    for spec in fuse_diagonal_blocks(specs):  # CX·P·CX and the like: one rank-2 gate, not two CX
         name, qubits, is_rotation = spec.name, list(spec.qubits), spec.angle is not None
         if len(qubits) == 1:
             q = qubits[0]
@@ -197,23 +203,28 @@ def build_chain(n: int, params: tuple[Parameter, ...], specs: Sequence[GateSpec]
                 gate = ChainGate(q, 1, None, Rotation(name, spec.angle))
             else:
                 gate = ChainGate(q, 1, spec.matrix, None)
-        elif len(qubits) == 2 and abs(qubits[0] - qubits[1]) == 1:
-            lo, swapped = min(qubits), qubits[0] > qubits[1]
+        elif len(qubits) == 2 and qubits[0] != qubits[1]:
+            lo, hi, swapped = min(qubits), max(qubits), qubits[0] > qubits[1]
+            # A rotation's ``matrix``, when given, is a fixed factor applied after it (a fused
+            # block's constant part, :mod:`.fusion`).
+            rotation, matrix = (Rotation(name, spec.angle) if is_rotation else None), spec.matrix
             if is_rotation:
-                rotation = Rotation(name, spec.angle)
                 samples = [rotation_matrices(name, rng.uniform(-3, 3, 2)) for _ in range(2)]
-                matrix = None
+                samples = samples if matrix is None else [matrix @ m for m in samples]
             else:
-                rotation, matrix = None, spec.matrix
                 samples = [matrix]
             if swapped:
                 samples = [_swap_qubits(m) for m in samples]
                 matrix = None if matrix is None else _swap_qubits(matrix)
             split_lo, blocks = _blocks(samples)
-            bonds[lo] *= len(blocks)
-            if bonds[lo] > MAX_BOND:
-                return None
-            gate = ChainGate(lo, 2, matrix, rotation, swapped, split_lo, blocks, _kinds(matrix, split_lo, blocks))
+            # A gate between distant sites: its Schmidt terms cross every cut between them (the
+            # sites in between carry the term index through, as a swap network would, exactly).
+            for cut in range(lo, hi):
+                bonds[cut] *= len(blocks)
+                if bonds[cut] > MAX_BOND:
+                    return None
+            kinds = _kinds(None if is_rotation else matrix, split_lo, blocks)
+            gate = ChainGate(lo, hi - lo + 1, matrix, rotation, swapped, split_lo, blocks, kinds)
         else:
             return None
         for q in qubits:
@@ -223,8 +234,8 @@ def build_chain(n: int, params: tuple[Parameter, ...], specs: Sequence[GateSpec]
     rotations = tuple(g.rotation for g in gates if g.rotation is not None)
     constant, varying = split_partials(rotations, len(params))
     # Pauli slots count as real: Y is applied as i·Y = Z·X, its phase shared by bra and ket.
-    is_real = all((g.rotation is not None and g.rotation.name in _REAL) or g.slot >= 0 or
-                  (g.matrix is not None and np.isrealobj(g.matrix)) for g in gates)
+    is_real = all(g.slot >= 0 or ((g.rotation is None or g.rotation.name in _REAL) and
+                                  (g.matrix is None or np.isrealobj(g.matrix))) for g in gates)
     rotation_gate = tuple(i for i, g in enumerate(gates) if g.rotation is not None)
     site_ops: list[list[tuple[int, str]]] = [[] for _ in range(n)]
     for i, gate in enumerate(gates):
@@ -232,7 +243,9 @@ def build_chain(n: int, params: tuple[Parameter, ...], specs: Sequence[GateSpec]
             site_ops[gate.lo].append((i, "one"))
         else:
             site_ops[gate.lo].append((i, "lo"))
-            site_ops[gate.lo + 1].append((i, "hi"))
+            for q in range(gate.lo + 1, gate.hi):
+                site_ops[q].append((i, "pass"))
+            site_ops[gate.hi].append((i, "hi"))
     return Chain(n, params, tuple(gates), rotations, angle_table(rotations, len(params)), max(bonds, default=1),
                  is_real, constant, varying, tuple(tuple(ops) for ops in site_ops),
                  rotation_gate, {i: g for g, i in enumerate(rotation_gate)})
@@ -317,6 +330,8 @@ def _matrices(chain: Chain, angles: np.ndarray, dtype, only: set[int] | None = N
         m = _rotation(gate.rotation.name, angles[:, chain.gate_rotation[i]])
         if gate.swapped:
             m = np.moveaxis(_swap_qubits(np.moveaxis(m, -1, 0)), 0, -1)
+        if gate.matrix is not None:  # a fixed factor after the rotation
+            m = np.einsum("ij,jkr->ikr", gate.matrix, m)
         out[i] = np.ascontiguousarray(m, dtype=dtype)
     return out
 
@@ -363,10 +378,16 @@ def _site_tensor(chain: Chain, q: int, mats: Sequence[np.ndarray | None], R: int
         if role == "one":
             pending = m if pending is None else _product(m, pending)
             continue
+        S = len(gate.blocks)
+        if role == "pass":  # a site inside a distant gate's span: δ(s, s') on its two bonds
+            new = np.zeros((a.shape[0], S, 2, a.shape[2], S, a.shape[3]), dtype=a.dtype)
+            for s in range(S):
+                new[:, s, :, :, s] = a
+            a = new.reshape(a.shape[0] * S, 2, a.shape[2] * S, a.shape[3])
+            continue
         if pending is not None:
             a, pending = _apply(a, pending), None
         t = m.reshape(2, 2, 2, 2, m.shape[-1])  # (p_hi, p_lo, p'_hi, p'_lo, R)
-        S = len(gate.blocks)
         if role == "lo":  # the lower site: new bond index s on the right
             new = np.empty((a.shape[0], 2, a.shape[2], S, R), dtype=np.result_type(a, m))
             for s, (x, y) in enumerate(gate.blocks):
