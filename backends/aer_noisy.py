@@ -34,9 +34,9 @@ Example:
 
 from __future__ import annotations
 
-from backends import BackendHandle, register_backend
 from backends.aer_estimators import AerShotEstimator, ExactNoisyEstimator
 from backends.noise_source import NoiseSource, noisy_pass_manager, takes_noise_settings
+from backends.registry import BackendHandle, register_backend
 from backends.statevector import shots_precision
 from hybrid_qiskit.errors import HybridQiskitError
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from backends import BackendHandle, register_backend
+from backends.registry import BackendHandle, register_backend
 
 DEFAULT_DEVICE = "fake_fez"
 

@@ -23,7 +23,7 @@ anything is sent.
 
 from __future__ import annotations
 
-from backends import BackendHandle, register_backend
+from backends.registry import BackendHandle, register_backend
 from backends.statevector import shots_precision
 from hybrid_qiskit.errors import HybridQiskitError, MissingCredentialsError
 

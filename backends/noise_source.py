@@ -15,8 +15,8 @@ import inspect
 
 import numpy as np
 
-from backends import BackendHandle
 from backends.devices import ALL_TO_ALL, DEFAULT_DEVICE
+from backends.registry import BackendHandle
 from hybrid_qiskit.errors import HybridQiskitError
 
 GENERIC_BASIS = ("cx", "rz", "sx", "x")

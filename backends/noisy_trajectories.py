@@ -62,8 +62,8 @@ from qiskit.primitives.containers.estimator_pub import EstimatorPub, EstimatorPu
 from qiskit.providers import Options
 from qiskit_machine_learning.gradients import EstimatorGradientResult
 
-from backends import BackendHandle, register_backend
 from backends.noise_source import NoiseSource, noisy_pass_manager, takes_noise_settings
+from backends.registry import BackendHandle, register_backend
 from backends.statevector import shots_precision
 from hybrid_qiskit.errors import HybridQiskitError
 from hybrid_qiskit.primitives import trajectories as tj

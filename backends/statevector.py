@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from backends import BackendHandle, register_backend
+from backends.registry import BackendHandle, register_backend
 from hybrid_qiskit.errors import HybridQiskitError
 
 

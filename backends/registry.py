@@ -1,0 +1,128 @@
+"""The backend registry: names -> factories of :class:`BackendHandle`.
+
+Each kind of backend is a small module with a factory decorated by ``@register_backend`` (the
+timm pattern, with the registry in its own module as timm keeps ``_registry.py``). Backend
+modules import this module, never the ``backends`` package, and importing the package registers
+them all. ``create_backend(name, **settings)`` returns a :class:`BackendHandle`, the only thing
+model code sees: the same model runs on every backend, and only the handle differs.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hybrid_qiskit.errors import HybridQiskitError, UnknownBackendError
+
+
+@dataclass(frozen=True)
+class BackendHandle:
+    """What a QNN needs to run on one backend.
+
+    Attributes:
+        name: the registry name.
+        estimator: a Qiskit V2 estimator primitive (``BaseEstimatorV2``).
+        gradient: a qiskit-machine-learning ``BaseEstimatorGradient`` built on ``estimator``.
+        pass_manager: maps circuits to the target's ISA (None: the estimator takes any circuit).
+            The QNN transpiles once per model and maps observables with ``apply_layout``.
+        precision: the precision passed to ``estimator.run``; 0 on exact backends (a positive
+            precision makes exact estimators add Gaussian noise), ``1/sqrt(shots)`` on sampled ones.
+        exact: True when results carry no shot noise.
+        remote: True when jobs run on a remote service (IBM Quantum) and outlive this process.
+        device: the full device (a ``BackendV2``: fake device or QPU) the pass manager targets,
+            None for exact simulation and all-to-all noise. Its configuration gives timing
+            figures (repetition delay) for cost estimates; jobs are laid out on it.
+        description: JSON-able facts written into every run's metadata (name, target, shots,
+            noise, transpiler settings, seed).
+    """
+
+    name: str
+    estimator: Any
+    gradient: Any
+    pass_manager: Any = None
+    precision: float = 0.0
+    exact: bool = True
+    remote: bool = False
+    device: Any = None
+    description: dict = field(default_factory=dict)
+
+    def close(self) -> None:
+        """Close the Session / Batch the estimator runs in, if any: its queued jobs still run,
+        no new ones are accepted, and a session stops holding the QPU. Safe to call twice; a
+        no-op for simulators. Whoever builds a handle closes it, on error paths too."""
+        mode = getattr(self.estimator, "mode", None)
+        if mode is None or not callable(getattr(mode, "close", None)):
+            return
+        if getattr(mode, "_active", True) is False:  # already closed
+            return
+        mode.close()
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """A registry entry: the factory and what `hybrid-qiskit backends` shows of it."""
+
+    name: str
+    factory: Callable[..., BackendHandle]
+    summary: str
+    needs_credentials: bool = False
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """Setting name -> default, read from the factory's keyword-only parameters."""
+        sig = inspect.signature(self.factory)
+        return {
+            p.name: (None if p.default is inspect.Parameter.empty else p.default)
+            for p in sig.parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        }
+
+
+_REGISTRY: dict[str, BackendSpec] = {}
+
+
+def register_backend(name: str, *, summary: str, needs_credentials: bool = False):
+    """Decorator: register ``factory(*, setting=default, ...) -> BackendHandle`` under ``name``."""
+
+    def wrap(factory: Callable[..., BackendHandle]) -> Callable[..., BackendHandle]:
+        if name in _REGISTRY:
+            raise ValueError(f"backend {name!r} is registered twice")
+        _REGISTRY[name] = BackendSpec(name, factory, summary, needs_credentials)
+        return factory
+
+    return wrap
+
+
+def list_backends() -> list[str]:
+    """Names of every registered backend, sorted."""
+    return sorted(_REGISTRY)
+
+
+def backend_spec(name: str) -> BackendSpec:
+    """The registry entry for ``name``; an unknown name raises an error listing the known ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownBackendError(
+            f"unknown backend {name!r}; known backends: {', '.join(list_backends())}"
+        ) from None
+
+
+def create_backend(name: str, **settings: Any) -> BackendHandle:
+    """Build the handle for backend ``name``.
+
+    Settings whose value is None are dropped (the factory's default applies), so the CLI can pass
+    every flag it has. A setting the backend does not take is an error that lists the ones it does.
+    """
+    spec = backend_spec(name)
+    known = spec.settings
+    given = {k: v for k, v in settings.items() if v is not None}
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise HybridQiskitError(
+            f"backend {name!r} does not take setting(s) {', '.join(unknown)}; "
+            f"it takes: {', '.join(sorted(known)) or 'none'}"
+        )
+    return spec.factory(**given)
