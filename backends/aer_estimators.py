@@ -78,7 +78,7 @@ class AerShotEstimator(BaseEstimatorV2):
     def run(
         self, pubs: Iterable[EstimatorPubLike], *, precision: float | None = None
     ) -> PrimitiveJob:
-        from hybrid_qiskit.resources import check_shots
+        from hybrid_qiskit.memory import check_shots
 
         if precision is None:
             precision = self._default_precision

@@ -74,8 +74,8 @@ def ibm_local(
         aer_method,
     )
     from backends.reduced import ReducedDeviceEstimator
+    from hybrid_qiskit.memory import check_shots
     from hybrid_qiskit.primitives import BatchedParamShiftEstimatorGradient
-    from hybrid_qiskit.resources import check_shots
 
     backend = get_fake_backend(device)
     handle = runtime_handle(

@@ -65,6 +65,7 @@ from qiskit_machine_learning.gradients import EstimatorGradientResult
 from backends.noise_source import NoiseSource, noisy_pass_manager, takes_noise_settings
 from backends.registry import BackendHandle, register_backend
 from backends.statevector import shots_precision
+from hybrid_qiskit import memory
 from hybrid_qiskit.errors import HybridQiskitError
 from hybrid_qiskit.primitives import trajectories as tj
 from hybrid_qiskit.primitives.caches import CircuitCache
@@ -440,15 +441,13 @@ def check_statevector_memory(n: int, observables: int, trajectories: int = 1, av
     Raises:
         HybridQiskitError: one line with the estimate and what can run it.
     """
-    from hybrid_qiskit import resources
-
     need = statevector_image_bytes(n, observables, trajectories)
-    free = resources.available_memory() if available is None else available
-    if need > resources.HEADROOM * free:
+    free = memory.available_memory() if available is None else available
+    if need > memory.HEADROOM * free:
         raise HybridQiskitError(
             f"noisy_trajectories: a {n}-qubit circuit that is not a chain runs on the statevector, which needs "
-            f"about {resources._size(need)} per image (2**{n} amplitudes x {trajectories} trajectories x "
-            f"{2 + observables} copies), but only {resources._size(free)} is free; a chain head (linear "
+            f"about {memory.size_text(need)} per image (2**{n} amplitudes x {trajectories} trajectories x "
+            f"{2 + observables} copies), but only {memory.size_text(free)} is free; a chain head (linear "
             f"entanglement) runs as a matrix-product state at any width"
         )
 
@@ -460,17 +459,15 @@ def check_call_memory(plan: Plan, columns: int, shots: int, trajectories: int, a
     Raises:
         HybridQiskitError: one line with the estimate and what to lower.
     """
-    from hybrid_qiskit import resources
-
     per_column = 8 * len(plan.program.parameters) + 8 * (len(plan.chain.slots) if plan.chain else 0) + 64
     need = columns * per_column
     if plan.chain is not None and shots:
         need += branch_bytes(plan.chain, math.ceil(shots / trajectories))
-    free = resources.available_memory() if available is None else available
-    if need > resources.HEADROOM * free:
+    free = memory.available_memory() if available is None else available
+    if need > memory.HEADROOM * free:
         raise HybridQiskitError(
             f"noisy_trajectories: {columns:,} trajectories ({trajectories:,} per image) with {shots:,} shots need "
-            f"about {resources._size(need)}, but only {resources._size(free)} is free; lower --shots, trajectories "
+            f"about {memory.size_text(need)}, but only {memory.size_text(free)} is free; lower --shots, trajectories "
             f"or the number of images per call")
 
 

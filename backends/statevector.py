@@ -106,7 +106,7 @@ def aer_statevector(*, shots: int | None = None, seed: int | None = None) -> Bac
         precision = 0.0
         kind = "qiskit_aer.primitives.EstimatorV2 (exact)"
     else:
-        from hybrid_qiskit.resources import check_shots
+        from hybrid_qiskit.memory import check_shots
 
         check_shots("aer_statevector", shots)
         # Measures every Pauli basis with real shots, so shot noise is genuine sampling noise.

@@ -31,12 +31,11 @@ Example:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from hybrid_qiskit.errors import HybridQiskitError
+from hybrid_qiskit.memory import HEADROOM, available_memory, size_text
 
 # Backends that simulate here, by the method they use (a backend may override it with its
 # ``method`` setting). Anything else (a QPU) costs no local memory.
@@ -48,8 +47,6 @@ METHODS = {
     "aer_noisy_exact": "density_matrix",
     "ibm_local": "statevector",  # Aer's automatic method: statevector once a circuit is wide
 }
-# Memory left free for everything else in the process (torch, the data, Python itself).
-HEADROOM = 0.85
 # What a training step allocates whatever the width (autograd graph, the QNN's and the gradient's
 # bookkeeping, first BLAS buffers): 40-80 MB measured at 12 qubits, where the states are small.
 STEP_OVERHEAD = 96 << 20
@@ -62,14 +59,7 @@ class Estimate:
     detail: str  # how the figure was made, for the message
 
     def gib(self) -> str:
-        return _size(self.bytes)
-
-
-def _size(n: float) -> str:
-    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}" if n / scale < 10**6 else f"{n / scale:.2e} {unit}"
-    return f"{n / 2**10:.0f} KiB"
+        return size_text(self.bytes)
 
 
 def estimate(backend: str, *, qubits: int, batch: int, eval_batch: int | None = None,
@@ -140,31 +130,6 @@ def _trajectories_estimate(n: int, k: int, settings: dict, chain) -> Estimate:
                     f"at a time")
 
 
-def available_memory() -> int:
-    """Bytes this process may still allocate: the smaller of the kernel's MemAvailable and what
-    the cgroup (container) limit leaves."""
-    candidates = []
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                candidates.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
-        if limit != "max":
-            candidates.append(int(limit) - used)
-    except (OSError, ValueError):
-        pass
-    if not candidates:
-        try:
-            candidates.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
-        except (ValueError, OSError, AttributeError):
-            return 2**63
-    return max(0, min(candidates))
-
-
 def check_memory(backend: str, *, qubits: int, batch: int, what: str, eval_batch: int | None = None,
                  real: bool = False, settings: dict[str, Any] | None = None,
                  available: int | None = None, chain=None) -> Estimate | None:
@@ -186,30 +151,9 @@ def check_memory(backend: str, *, qubits: int, batch: int, what: str, eval_batch
                 if est.method in ("density_matrix", "statevector") else "lower --qubits")
         raise HybridQiskitError(
             f"{what}: a {qubits}-qubit head on {backend} ({est.method}) needs about {est.gib()} of memory "
-            f"({est.detail}), but only {_size(free)} is free; {hint}"
+            f"({est.detail}), but only {size_text(free)} is free; {hint}"
         )
     return est
-
-
-# Aer keeps every shot's outcome while it samples: 2**31 shots on aer_statevector grew to 23.7 GB.
-SHOT_BYTES = 12
-
-
-def check_shots(backend: str, shots: int | None, available: int | None = None) -> None:
-    """Refuse, before Aer allocates them, more shots than this machine can hold.
-
-    Raises:
-        HybridQiskitError: one line with the estimate.
-    """
-    if not shots:
-        return
-    free = available_memory() if available is None else available
-    need = shots * SHOT_BYTES
-    if need > HEADROOM * free:
-        raise HybridQiskitError(
-            f"{backend}: {shots:,} shots need about {_size(need)} while Aer samples them ({SHOT_BYTES} bytes per "
-            f"shot), but only {_size(free)} is free; lower --shots (a million shots already put the shot noise "
-            f"near 0.001)")
 
 
 def is_real_head(feature_map: str, ansatz: str) -> bool:

@@ -159,7 +159,7 @@ def test_more_shots_than_memory_holds_are_refused_before_aer_allocates(fixture_r
                                                                       shots):
     """2**31 shots on aer_statevector grew to 23.7 GB until the kernel killed it; 10**10 on aer_noisy
     was a std::bad_alloc traceback. (16 GiB free, whatever the machine has.)"""
-    monkeypatch.setattr("hybrid_qiskit.resources.available_memory", lambda: 16 << 30)
+    monkeypatch.setattr("hybrid_qiskit.memory.available_memory", lambda: 16 << 30)
     err = one_line_error(capsys, ["evaluate", str(fixture_run), "--backend", backend, "--shots", shots, "--limit", "2"])
     assert f"{backend}: {int(shots):,} shots need about" in err and "GiB" in err
 
