@@ -19,7 +19,7 @@ EXIT_INTERRUPTED = 130
 
 
 def register_cli(sub) -> None:
-    from hybrid_qiskit.cli import add_backend_flags
+    from hybrid_qiskit.cli_flags import add_backend_flags
 
     p = sub.add_parser(
         "submit", help="run a trained model's quantum head as hardware jobs (IBM Quantum, or offline)",
@@ -74,7 +74,7 @@ def register_cli(sub) -> None:
 
 # ------------------------------------------------------------------ handlers
 def _submit(args) -> int:
-    from hybrid_qiskit.cli import backend_settings_from
+    from hybrid_qiskit.cli_flags import backend_settings_from
     from hybrid_qiskit.jobs import submit
 
     settings = {k: v for k, v in backend_settings_from(args).items() if v is not None}
