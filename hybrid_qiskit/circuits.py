@@ -32,6 +32,11 @@ from hybrid_qiskit.errors import HybridQiskitError
 
 FEATURE_MAPS = ("angle", "zz")
 ANSATZE = ("real_amplitudes", "efficient_su2")
+# Which pairs the entangling gates join, as Qiskit's library names them. reverse_linear is the
+# default and what every head was before the choice existed (the same unitary as full for
+# RealAmplitudes' CX, with n - 1 gates instead of n(n - 1)/2). circular adds (n-1, 0): one gate
+# across every cut, so on the exact chain its bond is that of twice the reps (bond 16 at reps 2).
+ENTANGLEMENTS = ("reverse_linear", "linear", "circular", "full")
 
 
 @dataclass(frozen=True)
@@ -52,11 +57,12 @@ def angle_encoding(x: ParameterVector) -> QuantumCircuit:
     return qc
 
 
-def make_feature_map(name: str, x: ParameterVector) -> QuantumCircuit:
+def make_feature_map(name: str, x: ParameterVector, entanglement: str = "linear") -> QuantumCircuit:
     """Feature map ``name`` on ``len(x)`` qubits with inputs ``x``.
 
     ``zz`` is Qiskit's ZZ feature map (H, P(2x_i), and P(2(π-x_i)(π-x_j)) entanglers, one rep,
-    linear entanglement), with its parameters renamed to ``x``.
+    ``entanglement`` pairs: linear by default; reverse_linear is the same diagonal), with its
+    parameters renamed to ``x``.
     """
     n = len(x)
     if name == "angle":
@@ -64,7 +70,7 @@ def make_feature_map(name: str, x: ParameterVector) -> QuantumCircuit:
     if name == "zz":
         if n < 2:
             raise HybridQiskitError("the zz feature map needs at least 2 qubits")
-        fm = zz_feature_map(n, reps=1, entanglement="linear")
+        fm = zz_feature_map(n, reps=1, entanglement="linear" if entanglement == "reverse_linear" else entanglement)
         return fm.assign_parameters(dict(zip(fm.parameters, x)))
     raise HybridQiskitError(f"unknown feature map {name!r}; known: {', '.join(FEATURE_MAPS)}")
 
@@ -78,13 +84,14 @@ def ansatz_num_parameters(name: str, num_qubits: int, reps: int) -> int:
     raise HybridQiskitError(f"unknown ansatz {name!r}; known: {', '.join(ANSATZE)}")
 
 
-def make_ansatz(name: str, num_qubits: int, reps: int, theta: ParameterVector | list) -> QuantumCircuit:
-    """Ansatz ``name`` (reverse-linear entanglement, ``reps`` repetitions) with weights ``theta``."""
+def make_ansatz(name: str, num_qubits: int, reps: int, theta: ParameterVector | list,
+                entanglement: str = "reverse_linear") -> QuantumCircuit:
+    """Ansatz ``name`` (``entanglement`` pairs, ``reps`` repetitions) with weights ``theta``."""
     count = ansatz_num_parameters(name, num_qubits, reps)
     if len(theta) != count:
         raise ValueError(f"{name} with {num_qubits} qubits and reps={reps} takes {count} weights")
     build = real_amplitudes if name == "real_amplitudes" else efficient_su2
-    qc = build(num_qubits, reps=reps, entanglement="reverse_linear")
+    qc = build(num_qubits, reps=reps, entanglement=entanglement)
     # The library orders parameters as its vector does (θ[0], θ[1], …); keep that order.
     return qc.assign_parameters(dict(zip(qc.parameters, theta)))
 
@@ -104,6 +111,7 @@ def build_head_circuit(
     ansatz: str = "real_amplitudes",
     reps: int = 2,
     reuploads: int = 1,
+    entanglement: str = "reverse_linear",
 ) -> HeadCircuit:
     """The head circuit: ``reuploads`` layers of [feature map, ansatz], read out by Z per qubit.
 
@@ -113,20 +121,25 @@ def build_head_circuit(
         ansatz: one of :data:`ANSATZE`.
         reps: ansatz repetitions per layer.
         reuploads: data re-uploading layers (Pérez-Salinas et al. 2020); 1 = plain encoding.
+        entanglement: one of :data:`ENTANGLEMENTS`: the pairs of the ansatz's entangling gates,
+            and of the ZZ map's (linear for reverse_linear: its gates are diagonal, so the order
+            does not matter).
 
     Raises:
         HybridQiskitError: unknown names or non-positive sizes.
     """
     if num_qubits < 1 or reps < 0 or reuploads < 1:
         raise HybridQiskitError("need num_qubits >= 1, reps >= 0 and reuploads >= 1")
+    if entanglement not in ENTANGLEMENTS:
+        raise HybridQiskitError(f"unknown entanglement {entanglement!r}; known: {', '.join(ENTANGLEMENTS)}")
     per_layer = ansatz_num_parameters(ansatz, num_qubits, reps)
     x = ParameterVector("x", num_qubits)
     theta = ParameterVector("θ", per_layer * reuploads)
     qc = QuantumCircuit(num_qubits, name="head")
     for layer in range(reuploads):
-        qc.compose(make_feature_map(feature_map, x), inplace=True)
+        qc.compose(make_feature_map(feature_map, x, entanglement), inplace=True)
         qc.compose(
-            make_ansatz(ansatz, num_qubits, reps, theta[layer * per_layer : (layer + 1) * per_layer]),
+            make_ansatz(ansatz, num_qubits, reps, theta[layer * per_layer : (layer + 1) * per_layer], entanglement),
             inplace=True,
         )
     return HeadCircuit(qc, tuple(x), tuple(theta), z_observables(num_qubits))

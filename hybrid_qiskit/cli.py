@@ -48,6 +48,9 @@ def _add_train(sub) -> None:
     p.add_argument("--ansatz", choices=("real_amplitudes", "efficient_su2"))
     p.add_argument("--reps", type=int, help="ansatz repetitions")
     p.add_argument("--reuploads", type=int, help="data re-uploading layers")
+    p.add_argument("--entanglement", choices=("reverse_linear", "linear", "circular", "full"),
+                   help="the ansatz's entangling pairs (default reverse_linear; circular and linear run as "
+                        "exact chains at width too)")
     p.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
                    help="post-measurement normalization: per-qubit standardized ⟨Z⟩ feeds the readout")
     add_backend_flags(p)
@@ -85,7 +88,7 @@ def _train(args) -> int:
     from hybrid_qiskit.training import train
 
     keys = ("dataset", "data_dir", "download", "classes", "limit_train", "limit_test", "model", "qubits",
-            "feature_map", "ansatz", "reps", "reuploads", "normalize", "backend", "epochs",
+            "feature_map", "ansatz", "reps", "reuploads", "entanglement", "normalize", "backend", "epochs",
             "batch_size", "lr", "lr_schedule", "seed", "out", "name", *BACKEND_FLAGS, *RECIPE_KEYS)
     overrides = {k: getattr(args, k) for k in keys}
     # Settings without a flag of their own (--backend-setting K=V) go to the config's table.

@@ -36,7 +36,7 @@ from hybrid_qiskit.stats import summary as _stats
 BASELINE_OF = {"hybrid": "classical", "quantum": "pixel_classical"}
 # Fields in which a model and its baseline may differ; all others must agree (a matched budget).
 MAY_DIFFER = {"model", "name", "backend", "device", "shots", "optimization_level", "noise_scale",
-              "resilience_level", "backend_settings", "feature_map", "ansatz", "reuploads"}
+              "resilience_level", "backend_settings", "feature_map", "ansatz", "reuploads", "entanglement"}
 
 
 def baseline_config_path(config_path: str | Path) -> Path | None:

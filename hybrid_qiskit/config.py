@@ -73,6 +73,9 @@ class TrainConfig:
     ansatz: str = "real_amplitudes"  # real_amplitudes | efficient_su2
     reps: NonNegativeInt = 2
     reuploads: PositiveInt = 1
+    # reverse_linear | linear | circular | full: the pairs the ansatz (and the ZZ map) entangle.
+    # reverse_linear is what every head was before the choice existed: runs without it load so.
+    entanglement: str = "reverse_linear"
     # Post-measurement normalization (QuantumNAT): per-qubit standardized ⟨Z⟩ feeds the readout,
     # and evaluation on another backend re-estimates the statistics there (adaptation.py).
     # QuantumNAT's post-measurement quantization is not offered: measured here, it did not help (README).
@@ -118,6 +121,9 @@ class TrainConfig:
 
 
 FIELD_NAMES = {f.name for f in fields(TrainConfig)}
+# Settings added after runs were first written: a config.json without one was written before it
+# existed, and its default is what that run used (not a damaged file).
+LATER_SETTINGS = {"entanglement"}
 
 
 def load_toml(path: str | Path, known: set[str] | None = None) -> dict[str, Any]:

@@ -53,6 +53,9 @@ class ModelConfig:
     ansatz: str = "real_amplitudes"  # real_amplitudes | efficient_su2
     reps: int = 2  # ansatz repetitions per layer
     reuploads: int = 1  # data re-uploading layers
+    # The ansatz's (and ZZ map's) entangling pairs; checkpoints from before the field load as
+    # reverse_linear, the head they were trained with.
+    entanglement: str = "reverse_linear"
     in_channels: int = 1  # 1: digits/MNIST-like, 3: CIFAR-10
     image_size: int = 28  # 28 (digits upsampled, MNIST) or 32 (CIFAR-10)
     num_classes: int = 10
@@ -255,6 +258,7 @@ def build_model(config: ModelConfig, backend=None, *, seed: int = 0) -> StagedCl
         ansatz=config.ansatz,
         reps=config.reps,
         reuploads=config.reuploads,
+        entanglement=config.entanglement,
         backend=backend,
         seed=seed,
     )

@@ -120,6 +120,9 @@ class QuantumHead(TorchConnector):
         ansatz: ``real_amplitudes`` or ``efficient_su2``.
         reps: ansatz repetitions per layer.
         reuploads: data re-uploading layers (1: plain encoding).
+        entanglement: the ansatz's entangling pairs: ``reverse_linear`` (default), ``linear``,
+            ``circular`` or ``full`` (Qiskit's names). All but ``full`` run as an exact
+            matrix-product chain at width (``circular``'s closing gate is carried along it).
         backend: a registry name (``list_backends()``) or a handle from ``create_backend``.
         seed: seeds the initial weights (uniform in [-π/4, π/4]) and, with a backend name, the
             backend (simulator and transpiler), unless ``settings`` give it a ``seed`` of its own.
@@ -160,12 +163,13 @@ class QuantumHead(TorchConnector):
         ansatz: str = "real_amplitudes",
         reps: int = 2,
         reuploads: int = 1,
+        entanglement: str = "reverse_linear",
         backend: str | BackendHandle = "statevector",
         seed: int = 0,
         **settings: Any,
     ):
         circuit = build_head_circuit(num_qubits, feature_map=feature_map, ansatz=ansatz, reps=reps,
-                                     reuploads=reuploads)
+                                     reuploads=reuploads, entanglement=entanglement)
         handle, owned = _handle(backend, settings, seed)
         try:
             qnn = build_qnn(circuit, handle)
@@ -175,7 +179,7 @@ class QuantumHead(TorchConnector):
             raise
         super().__init__(qnn, initial_weights=initial_weights(qnn.num_weights, seed))
         self.num_qubits, self.feature_map, self.ansatz = num_qubits, feature_map, ansatz
-        self.reps, self.reuploads, self.seed = reps, reuploads, seed
+        self.reps, self.reuploads, self.entanglement, self.seed = reps, reuploads, entanglement, seed
         self.circuit = circuit
         self._backend, self._owns_backend = handle, owned
         # ⟨Z⟩ re-standardization to another backend's statistics (calibrate); no saved state.
@@ -257,4 +261,4 @@ class QuantumHead(TorchConnector):
 
     def extra_repr(self) -> str:
         return (f"{self.num_qubits}, feature_map={self.feature_map!r}, ansatz={self.ansatz!r}, reps={self.reps}, "
-                f"reuploads={self.reuploads}, backend={self._backend.name!r}")
+                f"reuploads={self.reuploads}, entanglement={self.entanglement!r}, backend={self._backend.name!r}")

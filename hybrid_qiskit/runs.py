@@ -222,10 +222,10 @@ def missing_settings(run_dir: Path) -> list[str]:
     """The settings that ``run_dir/config.json`` lacks. Every version writes all of its settings,
     so a missing one means a damaged or edited file: evaluation reads it as its default, but a
     run must not be continued (or reused by ``compare``) on a guess."""
-    from hybrid_qiskit.config import FIELD_NAMES
+    from hybrid_qiskit.config import FIELD_NAMES, LATER_SETTINGS
 
     data = read_json_file(run_dir / "config.json", fix=_retrain_hint(run_dir))
-    return sorted(FIELD_NAMES - set(data)) if isinstance(data, dict) else []
+    return sorted(FIELD_NAMES - set(data) - LATER_SETTINGS) if isinstance(data, dict) else []
 
 
 def settings_diff(run_dir: Path, cfg) -> tuple[list[str], str | None]:

@@ -110,6 +110,7 @@ def model_config_for(cfg: TrainConfig, splits) -> ModelConfig:
         ansatz=cfg.ansatz,
         reps=cfg.reps,
         reuploads=cfg.reuploads,
+        entanglement=cfg.entanglement,
         in_channels=splits.in_channels,
         image_size=splits.image_size,
         num_classes=splits.num_classes,

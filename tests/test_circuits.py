@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
+from qiskit import transpile
 from qiskit.quantum_info import Pauli, Statevector
 
 from hybrid_qiskit.circuits import (
     ANSATZE,
+    ENTANGLEMENTS,
     FEATURE_MAPS,
     ansatz_num_parameters,
     build_head_circuit,
@@ -44,7 +46,32 @@ def test_ansatz_weight_order_follows_layers():
     assert weight_gates == [("θ[0]", 0), ("θ[1]", 1), ("θ[2]", 0), ("θ[3]", 1)]
 
 
-@pytest.mark.parametrize("kwargs", [{"feature_map": "nope"}, {"ansatz": "nope"}, {"reuploads": 0}])
+@pytest.mark.parametrize("kwargs", [{"feature_map": "nope"}, {"ansatz": "nope"}, {"reuploads": 0},
+                                    {"entanglement": "nope"}])
 def test_bad_names_raise_clear_errors(kwargs):
     with pytest.raises(HybridQiskitError):
         build_head_circuit(2, **kwargs)
+
+
+def _gates(circuit):
+    circuit = transpile(circuit, basis_gates=["cx", "ry", "p", "h", "rz"], optimization_level=0)
+    return [(inst.operation.name, tuple(circuit.find_bit(q).index for q in inst.qubits),
+             tuple(map(str, inst.operation.params))) for inst in circuit.data]
+
+
+@pytest.mark.parametrize("entanglement", ENTANGLEMENTS)
+def test_entanglement_pairs(entanglement):
+    """The ansatz's CX join the pairs Qiskit's names say (and the ZZ map's entanglers the same
+    pairs, linear for reverse_linear); the default is reverse_linear, the head every run had
+    before the setting existed."""
+    head = build_head_circuit(4, reps=1, entanglement=entanglement)
+    pairs = [q for name, q, _ in _gates(head.circuit) if name == "cx"]
+    expected = {"reverse_linear": [(2, 3), (1, 2), (0, 1)], "linear": [(0, 1), (1, 2), (2, 3)],
+                "circular": [(3, 0), (0, 1), (1, 2), (2, 3)],
+                "full": [(0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3)]}[entanglement]
+    assert pairs == expected
+    default = build_head_circuit(4, reps=1)
+    assert (_gates(default.circuit) == _gates(head.circuit)) == (entanglement == "reverse_linear")
+    zz = build_head_circuit(4, feature_map="zz", reps=0, entanglement=entanglement)
+    zz_pairs = {frozenset(q) for name, q, _ in _gates(zz.circuit) if name == "cx"}
+    assert zz_pairs == {frozenset(p) for p in expected}

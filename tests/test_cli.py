@@ -192,3 +192,32 @@ def test_evaluate_closes_the_session_it_opened(tiny_run, monkeypatch, capsys):
     with pytest.raises(RuntimeError, match="boom"):
         main(args)
     assert closed == ["session", "session"]
+
+
+def test_entanglement_flag_reaches_the_run_and_its_checkpoint(tmp_path, capsys):
+    run = train_tiny(tmp_path, "circular", "--entanglement", "circular")
+    assert json.loads((run / "config.json").read_text())["entanglement"] == "circular"
+    assert torch.load(run / "model.pt", weights_only=True)["model_config"]["entanglement"] == "circular"
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == json.loads((run / "metrics.json").read_text())["test_accuracy"]
+
+
+def test_runs_from_before_the_entanglement_setting_load_as_reverse_linear(tmp_path, tiny_run, capsys):
+    """Runs written before the setting existed have no ``entanglement`` anywhere: they were
+    trained with reverse_linear heads, and load (and resume) as such."""
+    from hybrid_qiskit.runs import missing_settings
+
+    run = tmp_path / "old"
+    shutil.copytree(tiny_run, run)
+    config = json.loads((run / "config.json").read_text())
+    assert config.pop("entanglement") == "reverse_linear"
+    (run / "config.json").write_text(json.dumps(config))
+    for name in ("model.pt", "last.pt"):
+        payload = torch.load(run / name, weights_only=True)
+        del payload["model_config"]["entanglement"]
+        torch.save(payload, run / name)
+    assert missing_settings(run) == []
+    assert main(["evaluate", str(run), "--json"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert json.loads(capsys.readouterr().out)["accuracy"] == metrics["test_accuracy"]

@@ -54,6 +54,23 @@ def test_every_head_matches_the_statevector(fm, ansatz, reuploads):
     np.testing.assert_allclose(g_c, g_s, atol=1e-10)
 
 
+@pytest.mark.parametrize(("entanglement", "bond"), [("linear", 4), ("circular", 16), ("full", None)])
+def test_entanglements_on_the_chain(entanglement, bond):
+    """Circular entanglement's CX(n-1, 0) rides along the chain (bond 16 at reps 2, every cut
+    crossed twice per layer); full crosses the middle cut 4 times per layer at 5 qubits and is
+    left to the statevector (bond 4096 > MAX_BOND)."""
+    head = build_head_circuit(5, reps=2, entanglement=entanglement)
+    program = compile_circuit(head.circuit, list(head.input_params) + list(head.weight_params))
+    assert (program.chain and program.chain.bond) == bond
+    if bond is None:
+        return
+    values = np.random.default_rng(4).uniform(-np.pi, np.pi, (4, len(program.parameters)))
+    observables = [CompiledObservable(o) for o in head.observables]
+    (ev_c, g_c), (ev_s, g_s) = _both(program, values, observables)
+    np.testing.assert_allclose(ev_c, ev_s, atol=1e-12)
+    np.testing.assert_allclose(g_c, g_s, atol=1e-10)
+
+
 def _random_chain(n: int, depth: int, seed: int, reach: int = 1) -> QuantumCircuit:
     """Random gates on single qubits and on pairs up to ``reach`` apart (in either order), with
     angles that are parameters, linear combinations, products of two parameters, or constants."""
