@@ -169,7 +169,7 @@ def head_chain(cfg):
     from hybrid_qiskit.primitives.mps import compile_chain
 
     head = build_head_circuit(cfg.qubits, feature_map=cfg.feature_map, ansatz=cfg.ansatz, reps=cfg.reps,
-                              reuploads=cfg.reuploads)
+                              reuploads=cfg.reuploads, entanglement=getattr(cfg, "entanglement", "reverse_linear"))
     return compile_chain(native_circuit(head.circuit), head.input_params + head.weight_params)
 
 
