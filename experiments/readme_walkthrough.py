@@ -1,11 +1,12 @@
-"""Run the README's commands in order, as a newcomer would, in a fresh folder.
+"""Run the README's commands, then the guides', in order, as a newcomer would, in a fresh folder.
 
     python experiments/readme_walkthrough.py              # run them all (digits); stops nothing on failure
     python experiments/readme_walkthrough.py --list       # what would run, what is skipped and why
     python experiments/readme_walkthrough.py --workdir D  # keep the runs and the logs in D
 
-Commands are the lines of the README's fenced code blocks that start with ``make `` or
-``.venv/bin/``, in the README's order (a trailing ``\\`` joins lines). ``make X`` runs the
+Commands are the lines of fenced code blocks that start with ``make `` or ``.venv/bin/``, in the
+order of :data:`DOCUMENTS` (README.md, then the guides in docs/guides/) and each document's own
+order (a trailing ``\\`` joins lines). ``make X`` runs the
 Makefile's recipe for X; ``.venv/bin/hybrid-qiskit`` and ``.venv/bin/python`` run on this
 checkout with this interpreter. Each command runs in the work folder (``experiments/`` linked in,
 ``runs/`` starting empty; the job index in ``HYBRID_QISKIT_HOME`` there too), and its output goes
@@ -35,6 +36,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFLINE_DATA = ("digits",)
+# Whose commands run, in this order: the README, then the guides in the order docs/index.md lists
+# them. A guide's commands may use runs that the README's or an earlier guide's commands made
+# (runs/digits-hybrid from `make train`, runs/digits4 from the hardware quick start).
+DOCUMENTS = (
+    "README.md",
+    "docs/guides/command-line.md",
+    "docs/guides/backends.md",
+    "docs/guides/hardware.md",
+    "docs/guides/noise.md",
+    "docs/guides/performance.md",
+    "docs/guides/datasets.md",
+    "docs/guides/clusters.md",
+    "docs/guides/development.md",
+)
 
 
 @dataclass
@@ -45,7 +60,7 @@ class Step:
 
 
 def readme_commands(readme: Path = ROOT / "README.md") -> list[str]:
-    """The commands of the README's code blocks, in order."""
+    """The commands of one Markdown document's code blocks (the README by default), in order."""
     commands, fenced, pending = [], False, ""
     for line in readme.read_text().splitlines():
         if line.lstrip().startswith("```"):
@@ -61,6 +76,11 @@ def readme_commands(readme: Path = ROOT / "README.md") -> list[str]:
         if line.startswith(("make ", ".venv/bin/")):
             commands.append(re.sub(r"\s+#.*$", "", line).strip())  # a trailing comment
     return commands
+
+
+def walkthrough_commands(documents: tuple[str, ...] = DOCUMENTS) -> list[str]:
+    """The commands of every document in ``documents`` (paths from the repository root), in order."""
+    return [command for name in documents for command in readme_commands(ROOT / name)]
 
 
 def make_recipe(target: str, makefile: Path = ROOT / "Makefile") -> list[list[str]]:
@@ -104,9 +124,9 @@ def why_skip(text: str) -> str | None:
     return None
 
 
-def steps(readme: Path = ROOT / "README.md") -> list[Step]:
+def steps(documents: tuple[str, ...] = DOCUMENTS) -> list[Step]:
     out = []
-    for text in readme_commands(readme):
+    for text in walkthrough_commands(documents):
         skip = why_skip(text)
         if skip:
             out.append(Step(text, None, skip))
@@ -173,7 +193,7 @@ def main(argv=None) -> int:
                   + (f"  ({step.skip})" if step.skip else ""))
         return 0
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="readme-walkthrough-"))
-    print(f"walking through README.md in {workdir}", flush=True)
+    print(f"walking through {', '.join(DOCUMENTS)} in {workdir}", flush=True)
     results = run(workdir, timeout=args.timeout, echo=lambda s: print(s, flush=True))
     failed = [r for r in results if r["rc"] not in (0, None)]
     ran = sum(r["rc"] is not None for r in results)

@@ -1,5 +1,5 @@
-"""The README's commands, in order: they parse, their run folders do not collide, and (slow tier)
-every one runs (experiments/readme_walkthrough.py)."""
+"""The README's commands, then the guides', in order: they parse, their run folders do not collide,
+and (slow tier) every one runs (experiments/readme_walkthrough.py)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,19 @@ def test_the_readme_has_runnable_commands_and_says_why_others_are_skipped():
     assert len(ran) >= 8
     assert any("compare --config experiments/digits.toml --seeds 5" in s.text for s in ran)
     assert all(s.skip for s in steps if s.argv is None)
+
+
+def test_the_walk_covers_every_guide_in_the_order_the_docs_list_them():
+    documents = walkthrough.DOCUMENTS
+    assert documents[0] == "README.md"
+    guides = {p.relative_to(ROOT).as_posix() for p in (ROOT / "docs" / "guides").glob("*.md")}
+    assert set(documents[1:]) == guides and len(documents) == len(guides) + 1
+    index = (ROOT / "docs" / "index.md").read_text()
+    listed = [line.strip() for line in index.splitlines() if line.strip().startswith("guides/")]
+    assert [f"docs/{name}.md" for name in listed] == list(documents[1:])
+    texts = [s.text for s in walkthrough.steps()]
+    assert "make bench" in texts  # from docs/guides/performance.md
+    assert texts.index("make train") < texts.index("make bench")  # the README first
 
 
 def test_every_readme_command_parses():
