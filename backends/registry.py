@@ -96,7 +96,13 @@ def register_backend(name: str, *, summary: str, needs_credentials: bool = False
 
 
 def list_backends() -> list[str]:
-    """Names of every registered backend, sorted."""
+    """Names of every registered backend, sorted.
+
+    Example:
+        >>> from hybrid_qiskit import list_backends
+        >>> {"statevector", "aer_noisy", "ibm_local", "ibm_runtime"} <= set(list_backends())
+        True
+    """
     return sorted(_REGISTRY)
 
 
@@ -115,6 +121,17 @@ def create_backend(name: str, **settings: Any) -> BackendHandle:
 
     Settings whose value is None are dropped (the factory's default applies), so the CLI can pass
     every flag it has. A setting the backend does not take is an error that lists the ones it does.
+    ``hybrid-qiskit backends`` lists every backend's settings and defaults.
+
+    Example:
+        >>> from hybrid_qiskit import create_backend
+        >>> handle = create_backend("aer_noisy", device="fake_fez", shots=1024, seed=7)
+        >>> handle.exact, handle.description["device"], handle.description["shots"]
+        (False, 'fake_fez', 1024)
+        >>> create_backend("statevector", shots=1024)
+        Traceback (most recent call last):
+        ...
+        hybrid_qiskit.errors.HybridQiskitError: backend 'statevector' does not take setting(s) shots; it takes: method, seed, single_precision
     """
     spec = backend_spec(name)
     known = spec.settings
