@@ -35,6 +35,7 @@ Example:
 from __future__ import annotations
 
 from backends.aer_estimators import AerShotEstimator, ExactNoisyEstimator
+from backends.layout import layout_text, parse_layout
 from backends.noise_source import NoiseSource, noisy_pass_manager, takes_noise_settings
 from backends.registry import BackendHandle, register_backend
 from backends.statevector import shots_precision
@@ -51,7 +52,8 @@ def _handle(name: str, source: NoiseSource, primitive, precision: float, setting
         name=name,
         estimator=primitive,
         gradient=BatchedParamShiftEstimatorGradient(primitive, precision=precision),
-        pass_manager=noisy_pass_manager(source.backend, settings["optimization_level"], settings["seed"]),
+        pass_manager=noisy_pass_manager(source.backend, settings["optimization_level"], settings["seed"],
+                                         settings["layout"]),
         precision=precision,
         exact=precision == 0,
         device=source.backend,
@@ -61,6 +63,7 @@ def _handle(name: str, source: NoiseSource, primitive, precision: float, setting
             "target": source.target,
             **facts,
             "optimization_level": settings["optimization_level"],
+            "layout": layout_text(parse_layout(settings["layout"])) if source.backend is not None else None,
             "seed": settings["seed"],
             "simulated": "only the physical qubits the circuit touches (reduced device)"
             if source.backend is not None

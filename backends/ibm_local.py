@@ -54,6 +54,8 @@ def ibm_local(
     mode: str = "job",
     twirling: bool | None = None,
     dynamical_decoupling: bool | str | None = None,
+    layout: str | None = "noise_aware",
+    max_execution_time: int | None = None,
     seed: int | None = None,
 ) -> BackendHandle:
     """The runtime Estimator in local mode on fake device ``device`` (settings as ``ibm_runtime``).
@@ -89,6 +91,8 @@ def ibm_local(
         dynamical_decoupling=dynamical_decoupling,
         seed=seed,
         local=True,
+        layout=layout,
+        max_execution_time=max_execution_time,
         extra={
             "target": describe_device(backend),
             "noise": {"kind": "device", "device": backend.name},

@@ -13,7 +13,9 @@ Without them the factory raises :class:`MissingCredentialsError` saying how to s
 
 For the jobs module: ``handle.device`` is the ``IBMBackend`` (its configuration gives the
 repetition delay for cost estimates), ``handle.estimator.mode`` the open Session / Batch (None in
-job mode; ``handle.close()`` closes it, on error paths too), and :func:`runtime_service` rebuilds
+job mode, and on IBM Quantum until the first job is sent: a Batch exists at IBM from the moment
+it is created, so building a handle, a cost plan or a dry run sends nothing; ``handle.close()``
+closes it, on error paths too), and :func:`runtime_service` rebuilds
 a service from the ``instance`` / ``channel`` recorded in the description.
 
 Open Plan accounts cannot open sessions (and a batch lives at most 10 minutes there):
@@ -29,11 +31,10 @@ from hybrid_qiskit.errors import HybridQiskitError, MissingCredentialsError
 
 MODES = ("job", "session", "batch")
 DD_SEQUENCES = ("XX", "XpXm", "XY4")
-NO_ACCOUNT = (
-    'no IBM Quantum account found; save one with: python -c "from qiskit_ibm_runtime import '
-    "QiskitRuntimeService; QiskitRuntimeService.save_account(token='...', instance='...', "
-    'set_as_default=True)" or set QISKIT_IBM_TOKEN (and QISKIT_IBM_INSTANCE)'
-)
+SAVE_HOW = ("save one with: hybrid-qiskit account save --instance CRN (asks for the API key; or "
+            "QiskitRuntimeService.save_account(token=..., instance=..., set_as_default=True) in Python), or set "
+            "QISKIT_IBM_TOKEN (and QISKIT_IBM_INSTANCE)")
+NO_ACCOUNT = f"no IBM Quantum account found; {SAVE_HOW}"
 ESTIMATOR_KIND = "qiskit_ibm_runtime.executor_estimator.Estimator"
 
 
@@ -56,16 +57,29 @@ def runtime_service(
     """
     from qiskit_ibm_runtime import QiskitRuntimeService
     from qiskit_ibm_runtime.accounts import AccountManager, AccountNotFoundError
+    from qiskit_ibm_runtime.accounts.exceptions import AccountsError
 
     try:  # the same lookup the service does (env vars, then the saved file), without the network
         AccountManager.get(name=account, channel=channel)
     except AccountNotFoundError:
         raise MissingCredentialsError(NO_ACCOUNT) from None
+    except AccountsError as exc:  # a saved account the runtime refuses (a retired channel, a bad field)
+        raise MissingCredentialsError(_invalid_account(exc)) from None
     try:
         return QiskitRuntimeService(channel=channel, instance=instance, name=account)
     except Exception as exc:  # network, token or instance errors: one line for the CLI
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise HybridQiskitError(f"could not connect to IBM Quantum: {first}") from None
+
+
+def _invalid_account(exc: Exception) -> str:
+    """One line for a saved account the runtime refuses, with what to do."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    retired = ("; the ibm_quantum channel (IBM Quantum Platform Classic) is retired: accounts now use "
+               "ibm_quantum_platform, an IBM Cloud API key and an instance CRN") if "'ibm_quantum'" in text else ""
+    return (f"the saved IBM Quantum account cannot be used ({text}){retired}; save a new default account with: "
+            "hybrid-qiskit account save --instance CRN --overwrite (asks for the API key), or set "
+            "QISKIT_IBM_TOKEN and QISKIT_IBM_INSTANCE")
 
 
 def _dd_sequence(dynamical_decoupling) -> str | None:
@@ -94,17 +108,17 @@ def runtime_handle(
     seed: int | None,
     local: bool,
     extra: dict | None = None,
+    layout="noise_aware",
+    max_execution_time: int | None = None,
 ) -> BackendHandle:
     """The handle for the runtime's executor-based Estimator on ``backend`` (QPU or fake device).
 
     Raises:
         HybridQiskitError: a bad shots, optimization level, resilience level, mode or DD value.
     """
-    from qiskit.transpiler import generate_preset_pass_manager
-    from qiskit_ibm_runtime import Batch, Session
     from qiskit_ibm_runtime.executor_estimator import Estimator
 
-    from backends.devices import guard_width
+    from backends.layout import LayoutPassManager, layout_text
     from hybrid_qiskit.primitives import BatchedParamShiftEstimatorGradient
 
     if not isinstance(shots, int) or shots < 1:
@@ -118,20 +132,19 @@ def runtime_handle(
     if mode not in MODES:
         raise HybridQiskitError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     dd = _dd_sequence(dynamical_decoupling)
+    # Checked (one line) before a Session / Batch is opened.
+    pass_manager = LayoutPassManager(backend, optimization_level=optimization_level, seed=seed, layout=layout)
 
-    try:
-        execution = {
-            "job": lambda: backend,
-            "session": lambda: Session(backend=backend),
-            "batch": lambda: Batch(backend=backend),
-        }[mode]()
-    except Exception as exc:  # the service refused to open it: one line, with the way out
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = ("; Open Plan accounts cannot open sessions: use --mode batch (or job)" if mode == "session"
-                else "; try --mode job")
-        raise HybridQiskitError(f"could not open a {mode} on {backend.name}: {first}{hint}") from None
+    if max_execution_time is not None and (isinstance(max_execution_time, bool)
+                                           or not isinstance(max_execution_time, int) or max_execution_time < 1):
+        raise HybridQiskitError(f"max_execution_time must be a positive number of seconds, got {max_execution_time!r}")
     precision = shots_precision(shots)
-    estimator = Estimator(mode=execution)
+    if mode == "job":
+        estimator = Estimator(mode=backend)
+    elif local:  # local mode sends nothing: open it now
+        estimator = Estimator(mode=_open_mode(mode, backend))
+    else:  # nothing reaches IBM Quantum before the first job does (a dry run sends nothing)
+        estimator = DeferredModeEstimator(backend, mode)
     options = estimator.options
     options.default_precision = precision
     options.default_shots = shots  # the QNN passes the precision for these same shots
@@ -143,16 +156,13 @@ def runtime_handle(
         options.dynamical_decoupling.sequence_type = dd
     if local and seed is not None:  # simulator options only mean something in local mode
         options.simulator.seed_simulator = seed
+    if max_execution_time is not None:  # the service cancels a job past this much QPU time
+        options.max_execution_time = max_execution_time
     return BackendHandle(
         name=name,
         estimator=estimator,
         gradient=BatchedParamShiftEstimatorGradient(estimator, precision=precision),
-        pass_manager=guard_width(
-            generate_preset_pass_manager(
-                optimization_level=optimization_level, backend=backend, seed_transpiler=seed
-            ),
-            backend,
-        ),
+        pass_manager=pass_manager,
         precision=precision,
         exact=False,
         remote=not local,  # hardware jobs outlive this process; local-mode jobs do not
@@ -162,10 +172,12 @@ def runtime_handle(
             "device": backend.name,
             "num_qubits": backend.num_qubits,
             "mode": mode,
-            "session_id": getattr(execution, "session_id", None),
+            "session_id": getattr(estimator.mode, "session_id", None),
             "shots": shots,
             "optimization_level": optimization_level,
+            "layout": layout_text(pass_manager.layout),
             "resilience_level": resilience_level,
+            "max_execution_time": max_execution_time,
             "twirling": twirling
             if twirling is not None
             else f"resilience-level default ({resilience_level})",
@@ -176,6 +188,46 @@ def runtime_handle(
             **(extra or {}),
         },
     )
+
+
+def _open_mode(mode: str, backend):
+    """A Session or Batch on ``backend``; a refusal is one line with the way out."""
+    from qiskit_ibm_runtime import Batch, Session
+
+    try:
+        return (Session if mode == "session" else Batch)(backend=backend)
+    except Exception as exc:  # the service refused to open it: one line, with the way out
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = ("; Open Plan accounts cannot open sessions: use --mode batch (or job)" if mode == "session"
+                else "; try --mode job")
+        raise HybridQiskitError(f"could not open a {mode} on {backend.name}: {first}{hint}") from None
+
+
+class DeferredModeEstimator:
+    """The runtime ``Estimator`` in a Session or Batch that opens with the first job it sends.
+
+    Building the handle, planning a submission and a dry run send nothing to IBM Quantum (a
+    ``Batch`` is created at IBM the moment it is constructed). ``options`` are the estimator's
+    own, shared with it once it exists; ``mode`` is the open Session / Batch, None before."""
+
+    def __init__(self, backend, mode: str):
+        from qiskit_ibm_runtime.options_models.estimator import EstimatorOptions
+
+        self._backend, self._kind = backend, mode
+        self.options = EstimatorOptions()
+        self.mode = None
+        self._estimator = None
+
+    def backend(self):
+        return self._backend
+
+    def run(self, pubs, *, precision: float | None = None):
+        from qiskit_ibm_runtime.executor_estimator import Estimator
+
+        if self._estimator is None:
+            self.mode = _open_mode(self._kind, self._backend)
+            self._estimator = Estimator(mode=self.mode, options=self.options)
+        return self._estimator.run(pubs, precision=precision)
 
 
 def _plan_of(service, backend) -> str | None:
@@ -207,13 +259,18 @@ def ibm_runtime(
     dynamical_decoupling: bool | str | None = None,
     instance: str | None = None,
     channel: str | None = None,
+    layout: str | None = "noise_aware",
+    max_execution_time: int | None = None,
     seed: int | None = None,
 ) -> BackendHandle:
     """A QPU: ``device`` by name (e.g. ``ibm_brisbane``), or the least busy operational one.
 
     ``twirling`` turns gate twirling on/off (None: the resilience level's default);
     ``dynamical_decoupling`` is true/false or a sequence (XX, XpXm, XY4); ``seed`` seeds the
-    transpiler (hardware has no simulator seed).
+    transpiler (hardware has no simulator seed). ``layout`` places the head
+    (:mod:`backends.layout`): ``noise_aware`` (the best qubits of the device's current
+    calibration), ``transpiler``, ``trivial``, or physical qubits (a rehearsal's, pinned).
+    ``max_execution_time`` (seconds of QPU time) caps each job: the service cancels it past that.
 
     Raises:
         MissingCredentialsError: no account (the message says how to save one).
@@ -249,5 +306,7 @@ def ibm_runtime(
         dynamical_decoupling=dynamical_decoupling,
         seed=seed,
         local=False,
+        layout=layout,
+        max_execution_time=max_execution_time,
         extra={"instance": account.get("instance"), "channel": account.get("channel")},
     )

@@ -33,6 +33,7 @@ NOISE_SETTINGS = {
     "gate_time_1q": 50.0,
     "gate_time_2q": 300.0,
     "optimization_level": 1,
+    "layout": "noise_aware",  # backends.layout: the device's best qubits for the head
     "seed": None,
 }
 
@@ -101,10 +102,12 @@ class NoiseSource:
         return ReducedDeviceEstimator(self.backend, lambda reduced: make(self.on(reduced)))
 
 
-def noisy_pass_manager(backend, optimization_level: int, seed):
+def noisy_pass_manager(backend, optimization_level: int, seed, layout="noise_aware"):
+    """The pass manager to the full device's ISA, the head placed by ``layout``
+    (:mod:`backends.layout`); all-to-all (no device): the preset one on the generic basis."""
     from qiskit.transpiler import generate_preset_pass_manager
 
-    from backends.devices import guard_width
+    from backends.layout import LayoutPassManager
 
     if optimization_level not in (0, 1, 2, 3):
         raise HybridQiskitError(
@@ -116,12 +119,7 @@ def noisy_pass_manager(backend, optimization_level: int, seed):
             basis_gates=list(GENERIC_BASIS),
             seed_transpiler=seed,
         )
-    return guard_width(
-        generate_preset_pass_manager(
-            optimization_level=optimization_level, backend=backend, seed_transpiler=seed
-        ),
-        backend,
-    )
+    return LayoutPassManager(backend, optimization_level=optimization_level, seed=seed, layout=layout)
 
 
 # Aer's noisy methods by width (measured: experiments/bench_backends.py --noisy-widths; one

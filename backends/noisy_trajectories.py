@@ -62,6 +62,7 @@ from qiskit.primitives.containers.estimator_pub import EstimatorPub, EstimatorPu
 from qiskit.providers import Options
 from qiskit_machine_learning.gradients import EstimatorGradientResult
 
+from backends.layout import layout_text, parse_layout
 from backends.noise_source import NoiseSource, noisy_pass_manager, takes_noise_settings
 from backends.registry import BackendHandle, register_backend
 from backends.statevector import shots_precision
@@ -598,7 +599,8 @@ def noisy_trajectories(**settings) -> BackendHandle:
         name="noisy_trajectories",
         estimator=estimator,
         gradient=TrajectoryGradient(estimator),
-        pass_manager=noisy_pass_manager(source.backend, settings["optimization_level"], settings["seed"]),
+        pass_manager=noisy_pass_manager(source.backend, settings["optimization_level"], settings["seed"],
+                                         settings["layout"]),
         precision=precision,
         exact=False,
         device=source.backend,
@@ -612,6 +614,7 @@ def noisy_trajectories(**settings) -> BackendHandle:
             "noise": {**source.summary, "model": "Pauli trajectories: Aer's device depolarizing + "
                       "twirled thermal relaxation per gate, readout flips", "readout_error_in_results": "sampled"},
             "optimization_level": settings["optimization_level"],
+            "layout": layout_text(parse_layout(settings["layout"])) if source.backend is not None else None,
             "seed": settings["seed"],
             "simulated": "only the physical qubits the circuit touches (reduced device)"
             if source.backend is not None else "the circuit's qubits (all-to-all)",

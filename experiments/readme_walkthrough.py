@@ -14,7 +14,7 @@ to ``logs/NN.log``.
 
 Skipped, with the reason printed: commands that need the internet or dataset files that are not
 here (``--download``, MNIST/Fashion-MNIST/CIFAR-10), an IBM Quantum account (``ibm_runtime``,
-``save_account``), a placeholder (``JOB_ID``), and ``make test`` (the suite this runs in).
+``save_account``, ``account save``), a placeholder (``JOB_ID``), and ``make test`` (the suite this runs in).
 ``make bench`` runs in its ``--quick`` form (the full benchmark times the stock stack for minutes).
 
 Exit status 0 when every command that ran succeeded. ``tests/test_walkthrough.py`` runs this
@@ -110,7 +110,7 @@ def _local(argv: list[str]) -> list[str]:
 
 
 def why_skip(text: str) -> str | None:
-    if "save_account" in text or "ibm_runtime" in text:
+    if "save_account" in text or "account save" in text or "ibm_runtime" in text:
         return "needs an IBM Quantum account"
     if "--download" in text:
         return "needs the internet (--download)"

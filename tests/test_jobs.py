@@ -598,15 +598,15 @@ def test_sessions_and_batches_are_closed_on_error_paths(tiny_run, tmp_path, serv
     def broken(*args):
         raise HybridQiskitError("the head could not be built")
 
-    with monkeypatch.context() as m:  # preparation fails after the handle (and its Batch) exist
+    with monkeypatch.context() as m:  # preparation fails after the handle exists: no Batch was opened
         m.setattr(submit_module, "_head", broken)
         assert main(ibm_args(run, "--samples", "4", "--mode", "batch")) == 2
-    assert closed == ["Batch"]
+    assert closed == []
     runtime_double.set_behaviour(service, refuse_after=0)  # the service refuses the first job
     assert main(ibm_args(run, "--samples", "4", "--mode", "batch")) == 2
-    assert closed == ["Batch", "Batch"]
-    assert main(ibm_args(run, "--samples", "4", "--mode", "session", "--dry-run")) == 0  # dry run: closed too
-    assert closed == ["Batch", "Batch", "Session"]
+    assert closed == ["Batch"]  # opened for the first job, closed after the refusal
+    assert main(ibm_args(run, "--samples", "4", "--mode", "session", "--dry-run")) == 0  # dry run: none opened
+    assert closed == ["Batch"]
     capsys.readouterr()
 
     runtime_double.set_behaviour(service, plan="open")
@@ -653,7 +653,8 @@ def test_a_schema_1_ledger_is_read_as_it_is_and_upgraded_on_write(tmp_path):
     conn = sqlite3.connect(path)
     for table, column in (("submissions", "runtime_version"), ("submissions", "backend_name"),
                           ("submissions", "calibrated_at"), ("submissions", "normalization"),
-                          ("submissions", "calibration_values"), ("jobs", "claimed_by")):
+                          ("submissions", "calibration_values"), ("submissions", "estimate"),
+                          ("jobs", "claimed_by"), ("jobs", "usage_seconds"), ("jobs", "job_metrics")):
         conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
@@ -664,12 +665,18 @@ def test_a_schema_1_ledger_is_read_as_it_is_and_upgraded_on_write(tmp_path):
         assert sub["normalization"] is None and sub["calibration_values"] is None
     with Ledger(path) as ledger:
         assert ledger.claim("j1") is None and ledger.calibration_rows("s1") == 0
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
+    from hybrid_qiskit.jobs.ledger import SCHEMA_VERSION
+
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    with Ledger(path) as ledger:  # schema 4's columns arrived with the upgrade
+        ledger.record_usage("j1", 2.5, {"usage": {"status": "final"}})
+        assert ledger.job("j1")["usage_seconds"] == 2.5 and ledger.submission("s1")["estimate"] is None
 
 
 @pytest.mark.slow
 def test_submit_on_fake_fez_then_fetch_in_a_fresh_process(tiny_run, tmp_path, capsys):
-    """The done-when of issue 9 on a 156-qubit device (needs the reduced-device simulation)."""
+    """A submission on a 156-qubit fake device, fetched by its job id alone in a fresh process with an
+    empty home: the whole round trip a hardware job takes, offline (needs the reduced-device simulation)."""
     run = copy_run(tiny_run, tmp_path / "run")
     assert main(["submit", str(run), "--backend", "ibm_local", "--device", "fake_fez", "--shots", "1024",
                  "--resilience-level", "0", "--samples", "40"]) == 0

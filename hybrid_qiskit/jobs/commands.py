@@ -29,6 +29,12 @@ def register_cli(sub) -> None:
     p.add_argument("run_dir", help="a trained run directory (model.pt, config.json)")
     add_backend_flags(p)
     p.add_argument("--mode", choices=("job", "batch", "session"), help="IBM execution mode (default: job)")
+    p.add_argument("--max-execution-time", type=int, metavar="SECONDS",
+                   help="cap each job's QPU time: IBM Quantum cancels a job that runs past it")
+    p.add_argument("--layout", metavar="LAYOUT",
+                   help="where the head runs: noise_aware (default: the device's best qubits by its calibration), "
+                        "transpiler, trivial, physical qubits like 126,125,124,123 (a rehearsal's, pinned), or the "
+                        "id of a submission of this run (its qubits)")
     p.add_argument("--samples", type=int, help="submit the first N images of the split (required, except with --resume)")
     p.add_argument("--split", choices=("test", "val"), default="test")
     p.add_argument("--seed", type=int, help="transpiler/simulator seed (default: the run's)")
@@ -52,9 +58,17 @@ def register_cli(sub) -> None:
                         "(implies --normalize-stats calibration)")
     p.set_defaults(func=_submit)
 
-    p = sub.add_parser("jobs", help="list submitted jobs and their status",
-                       description="List the jobs recorded in RUN_DIR's ledger, or in every run the job index knows.")
-    p.add_argument("run_dir", nargs="?", help="a run directory (default: every run with jobs)")
+    p = sub.add_parser("jobs", help="list submitted jobs and their status; `jobs cancel` cancels them",
+                       usage="hybrid-qiskit jobs [RUN_DIR] [--json]\n"
+                             "       hybrid-qiskit jobs cancel (JOB_ID ... | --submission ID) [--run-dir RUN_DIR]",
+                       description="List the jobs recorded in RUN_DIR's ledger, or in every run the job index knows. "
+                                   "`jobs cancel` cancels IBM Quantum jobs that have not finished and records it "
+                                   "in the ledger (their rows can be sent again with fetch --rerun).")
+    p.add_argument("run_dir", nargs="?", help="a run directory (default: every run with jobs), or `cancel`")
+    p.add_argument("job_ids", nargs="*", metavar="JOB_ID", help="(cancel) the jobs to cancel")
+    p.add_argument("--submission", metavar="ID", help="(cancel) every unfinished job of this submission")
+    p.add_argument("--run-dir", dest="cancel_run_dir", metavar="RUN_DIR",
+                   help="(cancel) the run whose ledger holds them (default: looked up in the job index)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_jobs)
 
@@ -71,6 +85,18 @@ def register_cli(sub) -> None:
     p.add_argument("--poll", type=float, help="seconds between status checks while waiting")
     p.set_defaults(func=_fetch)
 
+    p = sub.add_parser("account", help="save an IBM Quantum account (the API key never on a command line)",
+                       description="Save an IBM Quantum Platform account as the default one. The API key is "
+                                   "read from a prompt that does not echo, or from --token-file, so it never "
+                                   "reaches the shell history.")
+    acct = p.add_subparsers(dest="account_command", required=True, metavar="save")
+    q = acct.add_parser("save", help="save the default account (asks for the API key)")
+    q.add_argument("--instance", help="the instance CRN (or name) to use by default")
+    q.add_argument("--token-file", metavar="PATH", help="read the API key from PATH ('-': standard input)")
+    q.add_argument("--name", help="a name for the account (default: the channel's default name)")
+    q.add_argument("--overwrite", action="store_true", help="replace a saved account of the same name")
+    q.set_defaults(func=_account_save)
+
 
 # ------------------------------------------------------------------ handlers
 def _submit(args) -> int:
@@ -80,6 +106,10 @@ def _submit(args) -> int:
     settings = {k: v for k, v in backend_settings_from(args).items() if v is not None}
     if args.mode:
         settings["mode"] = args.mode
+    if args.layout:
+        settings["layout"] = args.layout
+    if args.max_execution_time is not None:
+        settings["max_execution_time"] = args.max_execution_time
     if args.seed is not None:
         settings["seed"] = args.seed
     confirm = _ask if sys.stdin.isatty() else None
@@ -91,6 +121,14 @@ def _submit(args) -> int:
         yes=args.yes, confirm_above=above, confirm=confirm, say=_say, live=live,
         normalize_stats=args.normalize_stats, calibration_samples=args.calibration_samples,
         refit_readout=args.refit_readout), pending_ok=not args.wait)
+
+
+def _account_save(args) -> int:
+    from hybrid_qiskit.jobs import account
+
+    token = account.read_token(args.token_file)
+    print(account.save(token, instance=args.instance, name=args.name, overwrite=args.overwrite))
+    return 0
 
 
 def _ask(plan) -> bool:
@@ -197,6 +235,14 @@ def _jobs(args) -> int:
     from hybrid_qiskit.errors import HybridQiskitError
     from hybrid_qiskit.jobs.ledger import LEDGER_NAME, index_path, index_run_dirs
 
+    if args.run_dir == "cancel" and not (Path("cancel") / LEDGER_NAME).exists():
+        from hybrid_qiskit.jobs.cancel import cancel
+
+        outcome = cancel(args.job_ids, submission=args.submission, run_dir=args.cancel_run_dir, say=_say)
+        return EXIT_FAILED if outcome.failed else 0
+    if args.job_ids or args.submission or args.cancel_run_dir:
+        raise HybridQiskitError("job ids, --submission and --run-dir go with `jobs cancel`; "
+                                "to list one run: hybrid-qiskit jobs RUN_DIR")
     if args.run_dir:
         if not (Path(args.run_dir) / LEDGER_NAME).exists():
             raise HybridQiskitError(f"{args.run_dir} has no job ledger ({LEDGER_NAME}); nothing was submitted from it")
@@ -253,6 +299,8 @@ def _run_rows(rdir: str, services: dict) -> list[dict]:
             print(f"note: {exc}; `hybrid-qiskit fetch` from a writable copy records them", file=sys.stderr)
             unrecorded = [(sid, o) for sid, found in orphans.items() for o in found]
     rows = []
+    from hybrid_qiskit.jobs.cost import job_estimate
+
     with Ledger.for_run(rdir, readonly=True) as ledger:
         for j in ledger.jobs():
             sub = subs.get(j["submission_id"]) or ledger.submission(j["submission_id"])
@@ -261,6 +309,8 @@ def _run_rows(rdir: str, services: dict) -> list[dict]:
                 "backend": sub["backend"], "device": sub["device"], "remote": j["remote"],
                 "rows": [j["row_start"], j["row_stop"]], "status": j["status"], "reason": j["reason"],
                 "replaces": j["replaces"], "created_at": j["created_at"], "updated_at": j["updated_at"],
+                "estimated_usage_seconds": job_estimate(sub.get("estimate"), j["row_stop"] - j["row_start"]),
+                "usage_seconds": j.get("usage_seconds"),
             })
         for sid in ledger.submission_ids():
             sub = subs.get(sid) or ledger.submission(sid)
@@ -279,7 +329,26 @@ def _run_rows(rdir: str, services: dict) -> list[dict]:
             "reason": "at IBM Quantum (found by its tag), not in the ledger", "replaces": o["replaces"],
             "created_at": "", "updated_at": None,
         })
+    _note_waiting(rows, subs, services)
     return rows
+
+
+def _note_waiting(rows: list[dict], subs: dict, services: dict) -> None:
+    """Queued IBM Quantum jobs of an instance with no usage left: say that is what they wait for."""
+    from hybrid_qiskit.errors import HybridQiskitError
+    from hybrid_qiskit.jobs.limits import usage_note
+    from hybrid_qiskit.jobs.recorded import service_for
+
+    notes: dict = {}
+    for r in rows:
+        if not (r.get("remote") and r["status"] in ("SUBMITTED", "QUEUED") and r.get("submission_id") in subs):
+            continue
+        try:
+            note = usage_note(service_for(subs[r["submission_id"]], services), notes)
+        except HybridQiskitError:  # no account here: list without the note
+            return
+        if note:
+            r["reason"] = note
 
 
 def _print_table(rows: list[dict]) -> None:
@@ -299,3 +368,21 @@ def _print_table(rows: list[dict]) -> None:
               f"{r['submission_id']}")
         if r["reason"]:
             print(f"      {r['reason']}")
+        usage = _usage_text(r)
+        if usage:
+            print(f"      {usage}")
+
+
+def _usage_text(r: dict) -> str | None:
+    """``usage: estimated 12.3 s, actual 10.1 s (-18%)`` for a job; None when neither is known."""
+    est, act = r.get("estimated_usage_seconds"), r.get("usage_seconds")
+    if est is None and act is None:
+        return None
+    parts = [f"estimated {est:.1f} s" if est is not None else "no estimate"]
+    if act is not None and not r.get("remote"):
+        parts.append("actual: none, a local simulation uses no QPU time")
+    elif act is not None:
+        parts.append(f"actual {act:.1f} s" + (f" ({100 * (act - est) / est:+.0f}%)" if est else ""))
+    elif r.get("remote") and r.get("status") in ("DONE", "ERROR", "CANCELLED"):
+        parts.append("actual not reported yet")
+    return "usage: " + ", ".join(parts)

@@ -15,8 +15,15 @@ QPU time (the formula in the README's hardware section)::
 ``rep_delay`` is the estimator's ``execution.rep_delay`` or the device configuration's
 ``default_rep_delay`` (250 us on Heron); the circuit duration comes from the device target's
 gate durations (``QuantumCircuit.estimate_duration``), the readout from its ``measure``
-durations. It leaves out the service's fixed per-job overhead and queueing, so treat it as a
-floor. Example: 2,000 images at 1,024 shots on Heron: about 8.6 QPU-minutes.
+durations. Example: 2,000 images at 1,024 shots on Heron: about 8.6 QPU-minutes. The estimated
+*usage* (what the instance is charged, and what ``--confirm-above`` and the budget check use)
+adds the service's time beyond the shots::
+
+    usage = QPU time + jobs x PER_JOB_SECONDS + circuits x PER_CIRCUIT_SECONDS
+
+an estimate with its basis printed (:data:`OVERHEAD_BASIS`); ``jobs`` shows each job's actual
+usage beside it once the job has run. For IBM Quantum the plan also shows the instance's
+remaining usage (``QiskitRuntimeService.usage()``) where the service reports it.
 
 Chunk sizing uses the same counts: two-qubit gates per row are multiplied by the sum of the
 noise factors under gate-folding ZNE (the service's job limit counts them so).
@@ -24,7 +31,6 @@ noise factors under gate-folding ZNE (the service's job limit counts them so).
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -71,6 +77,26 @@ class CostPlan:
     shot_us: float | None
     qpu_seconds: float | None
     calibration_rows: int = 0  # per job, counted in rows (post-measurement normalization)
+    layout: dict | None = None  # backends.layout.placement_facts, plus "how" (the layout setting)
+    overhead_seconds: float | None = None  # per-job overhead + per-circuit loading (an estimate)
+    usage: dict | None = None  # the instance's usage as the service reports it (remote only)
+
+    @property
+    def usage_seconds(self) -> float | None:
+        """The estimated usage: shots plus overheads (what the budget and --confirm-above check)."""
+        if self.qpu_seconds is None:
+            return None
+        return self.qpu_seconds + (self.overhead_seconds or 0.0)
+
+    @property
+    def remaining_seconds(self) -> float | None:
+        return None if not self.usage else self.usage.get("remaining_seconds")
+
+    @property
+    def over_budget(self) -> bool:
+        """The estimate exceeds the instance's remaining usage (as reported)."""
+        left = self.remaining_seconds
+        return left is not None and self.usage_seconds is not None and self.usage_seconds > left
 
     def lines(self) -> list[str]:
         where = self.backend + (f" on {self.device}" if self.device else "")
@@ -86,10 +112,101 @@ class CostPlan:
         else:
             out.append(f"  estimated QPU time: {fmt_seconds(self.qpu_seconds)} (rep delay {self.rep_delay_us:g} us "
                        f"+ circuit and readout = {self.shot_us:.1f} us per execution; queueing not included)")
-        return out
+            out.append(f"  estimated usage: {fmt_seconds(self.usage_seconds)} = that + {self.jobs} job(s) x "
+                       f"{PER_JOB_SECONDS:g} s + {self.circuits:,} circuits x {PER_CIRCUIT_SECONDS * 1e3:g} ms "
+                       f"(an estimate: {OVERHEAD_BASIS}; `hybrid-qiskit jobs` shows each job's actual usage)")
+        return out + usage_lines(self.usage, self.usage_seconds) + layout_lines(self.layout)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# The service's time beyond the shots, per job and per circuit (an estimate, printed with its basis).
+PER_JOB_SECONDS = 6.0
+PER_CIRCUIT_SECONDS = 0.002
+OVERHEAD_BASIS = ("per-job overhead from IBM's execution-modes FAQ, where two 40-circuit jobs took about 6 s more "
+                  "than one 80-circuit job; per-circuit loading assumed 2 ms")
+
+
+def usage_lines(usage: dict | None, estimate: float | None) -> list[str]:
+    """The instance's remaining usage, as the service reports it, against the estimate."""
+    if not usage or usage.get("remaining_seconds") is None:
+        return []
+    left, limit = usage["remaining_seconds"], usage.get("limit_seconds")
+    period = f", period ends {usage['period_end'][:10]}" if usage.get("period_end") else ""
+    line = (f"  instance usage: {left:,.0f} s left" + (f" of {limit:,.0f} s" if limit else "") + period)
+    if estimate is not None and estimate > left:
+        line += f"; this plan's estimate ({estimate:,.0f} s) is more than what is left"
+    return [line]
+
+
+def instance_usage(handle) -> dict | None:
+    """``QiskitRuntimeService.usage()`` of the instance the handle's QPU belongs to, in a small
+    dict (``remaining_seconds``, ``limit_seconds``, ``consumed_seconds``, ``limit_reached``,
+    ``period_end``); None for local backends or where the service does not report it."""
+    if not getattr(handle, "remote", False):
+        return None
+    service = getattr(handle.device, "service", None)
+    usage = getattr(service, "usage", None)
+    if not callable(usage):
+        return None
+    try:
+        raw = usage()
+    except Exception:  # noqa: BLE001 - not reported: the plan says nothing about it
+        return None
+    return summarize_usage(raw)
+
+
+def summarize_usage(raw: dict | None) -> dict | None:
+    if not isinstance(raw, dict):
+        return None
+    limit = raw.get("usage_limit_seconds") or raw.get("usage_allocation_seconds")
+    left = raw.get("usage_remaining_seconds")
+    if left is None and limit is not None:
+        left = max(0.0, float(limit) - float(raw.get("usage_consumed_seconds") or 0))
+    period = raw.get("usage_period") or {}
+    return {"remaining_seconds": None if left is None else float(left),
+            "limit_seconds": None if limit is None else float(limit),
+            "consumed_seconds": raw.get("usage_consumed_seconds"),
+            "limit_reached": bool(raw.get("usage_limit_reached")) or (left is not None and float(left) <= 0),
+            "period_end": period.get("end_time") if isinstance(period, dict) else None}
+
+
+def _pct(x: float | None) -> str:
+    return "?" if x is None else f"{100 * x:.2f}%"
+
+
+def layout_lines(facts: dict | None) -> list[str]:
+    """The physical qubits a plan runs on, with their readout and two-qubit errors."""
+    if not facts:
+        return []
+    qubits = ",".join(map(str, facts["qubits"]))
+    out = [f"  layout ({facts.get('how') or 'as recorded'}): physical qubits {qubits}"]
+    out.append("    readout error: " + " ".join(_pct(e) for e in facts["readout"])
+               + f" (device median {_pct(facts['median_readout'])}, worst decile from {_pct(facts['p90_readout'])})")
+    if facts["couplings"]:
+        gate = facts.get("gate") or "two-qubit"
+        shown = ", ".join(f"{a}-{b} {_pct(e)}" for a, b, e, _ in facts["couplings"])
+        out.append(f"    {gate} error: {shown} (device median {_pct(facts['median_2q'])}, "
+                   f"worst decile from {_pct(facts['p90_2q'])})")
+    return out
+
+
+def placement(handle, pub: HeadPub) -> dict | None:
+    """The plan's layout facts: the ISA circuit's physical qubits on the handle's device."""
+    device = handle.device
+    target = getattr(device, "target", None)
+    if target is None:
+        return None
+    from backends.layout import placement_facts
+
+    try:
+        facts = placement_facts(pub.circuit, target)
+    except Exception:  # noqa: BLE001 - a device without calibration: no layout lines
+        return None
+    how = getattr(handle.pass_manager, "note", None) or handle.description.get("layout")
+    facts["how"] = how
+    return facts
 
 
 def fmt_seconds(seconds: float) -> str:
@@ -240,7 +357,31 @@ def plan_for(handle, pub: HeadPub, rows: list[tuple[int, int]], ov: Overheads | 
         executions=executions, mitigation=ov.mitigation, overhead=(executions / max(1, n_rows * ov.bases * ov.shots)),
         rep_delay_us=None if rep is None else rep * 1e6, shot_us=None if per_shot is None else per_shot * 1e6,
         qpu_seconds=None if per_shot is None else executions * per_shot, calibration_rows=pub.calibration_rows,
+        layout=placement(handle, pub),
+        overhead_seconds=len(rows) * PER_JOB_SECONDS
+        + (n_rows * ov.circuits_per_row + len(rows) * ov.circuits_per_job) * PER_CIRCUIT_SECONDS,
+        usage=instance_usage(handle),
     )
+
+
+def estimate_basis(plan: CostPlan, ov: Overheads) -> dict:
+    """What one job's usage estimate is made of (recorded with the submission): the counts per
+    row and per job, the seconds per execution, and the overheads."""
+    return {"shot_seconds": None if plan.shot_us is None else plan.shot_us * 1e-6,
+            "executions_per_row": ov.executions_per_row, "executions_per_job": ov.executions_per_job,
+            "circuits_per_row": ov.circuits_per_row, "circuits_per_job": ov.circuits_per_job,
+            "calibration_rows": plan.calibration_rows, "per_job_seconds": PER_JOB_SECONDS,
+            "per_circuit_seconds": PER_CIRCUIT_SECONDS}
+
+
+def job_estimate(basis: dict | None, rows: int) -> float | None:
+    """The estimated usage of one job of ``rows`` samples (its calibration rows added)."""
+    if not basis or basis.get("shot_seconds") is None:
+        return None
+    n = rows + basis["calibration_rows"]
+    shots = (n * basis["executions_per_row"] + basis["executions_per_job"]) * basis["shot_seconds"]
+    circuits = n * basis["circuits_per_row"] + basis["circuits_per_job"]
+    return shots + basis["per_job_seconds"] + circuits * basis["per_circuit_seconds"]
 
 
 def max_rows_per_job(ov: Overheads) -> int:
@@ -250,7 +391,3 @@ def max_rows_per_job(ov: Overheads) -> int:
     by_executions = room // max(1, ov.executions_per_row)
     by_gates = SAFE_TWO_QUBIT_GATES // ov.two_qubit_per_row if ov.two_qubit_per_row else DEFAULT_MAX_ROWS
     return max(1, min(DEFAULT_MAX_ROWS, by_executions, by_gates))
-
-
-def threshold_seconds(minutes: float) -> float:
-    return math.inf if minutes is None else float(minutes) * 60.0

@@ -28,6 +28,7 @@ from hybrid_qiskit.jobs.ledger import (
     index_run_dirs,
     process_alive,
 )
+from hybrid_qiskit.jobs.limits import expiry_note, send_with_backoff, usage_note
 from hybrid_qiskit.jobs.pubs import pub_from_ledger
 from hybrid_qiskit.jobs.recorded import (
     adopt_orphans,
@@ -69,6 +70,7 @@ class _Fetch:
     failed: list[str] = field(default_factory=list)
     local_reruns: list[tuple] = field(default_factory=list)  # (rdir, ledger, row, status), run in a pool
     problems: list[str] = field(default_factory=list)
+    usage: dict = field(default_factory=dict)  # service id -> its "no usage left" note (asked once)
 
 
 def fetch(job_ids: list[str] | tuple = (), *, run_dir: str | None = None, all_pending: bool = False,
@@ -253,13 +255,17 @@ def _visit(rdir: str, ledger: Ledger, row: dict, state: _Fetch) -> None:
             return
         status = status_name(job.status())
         if status not in FINAL:
-            ledger.set_status(jid, status)
-            state.say(f"job {jid} {status}")
+            service = service_for(ledger.submission(row["submission_id"]), state.services)
+            note = usage_note(service, state.usage) if status == "QUEUED" else None
+            ledger.set_status(jid, status, note)
+            state.say(f"job {jid} {status}" + (f": {note}" if note else ""))
             state.watched[jid] = Watched(job, ledger, True)
             return
         status = collect(ledger, jid, job, status)
         if status == "DONE":
             return
+        row = ledger.job(jid)
+        _explain_expiry(ledger, row, state)
         row = ledger.job(jid)
     elif not row["remote"] and status in PENDING:
         alive = process_alive(row["host"], row["pid"], row["pid_started"])
@@ -280,6 +286,17 @@ def _visit(rdir: str, ledger: Ledger, row: dict, state: _Fetch) -> None:
     else:
         state.say(f"job {jid} {status}: {row['reason']} (pass --rerun to submit its rows again)")
         state.failed.append(jid)
+
+
+def _explain_expiry(ledger: Ledger, row: dict, state: _Fetch) -> None:
+    """A job cancelled because its batch or session outlived its time-to-live: that reason."""
+    if row["status"] not in ("CANCELLED", "ERROR") or not row.get("session_id"):
+        return
+    sub = ledger.submission(row["submission_id"])
+    note = expiry_note(service_for(sub, state.services), row["session_id"], row["reason"],
+                       mode=(sub.get("settings") or {}).get("mode") or "batch")
+    if note:
+        ledger.set_status(row["job_id"], row["status"], note)
 
 
 def _remote_job(ledger: Ledger, row: dict, state: _Fetch):
@@ -314,7 +331,8 @@ def _rerun(rdir: str, ledger: Ledger, row: dict, status: str, state: _Fetch) -> 
         a, b = row["row_start"], row["row_stop"]
         set_tags(handle, job_tags(sid, (a, b), replaces=old))
         try:
-            job = handle.estimator.run([pub.rows(a, b)])
+            job = send_with_backoff(lambda: handle.estimator.run([pub.rows(a, b)]), f"rows {a}-{b - 1}",
+                                    state.say) if row["remote"] else handle.estimator.run([pub.rows(a, b)])
             new = job.job_id()
         except Exception as exc:  # noqa: BLE001 - the service's refusal, the network
             raise HybridQiskitError(f"re-running rows {a}-{b - 1} of job {old} failed: {one_line(exc)}") from None

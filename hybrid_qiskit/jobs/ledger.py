@@ -51,7 +51,8 @@ from hybrid_qiskit.jobs.sqlitefile import (
     sqlite_problem,
 )
 
-SCHEMA_VERSION = 3  # 2: runtime version, backend name, calibration time; re-run claims. 3: normalization
+SCHEMA_VERSION = 4  # 2: runtime version, backend name, calibration time; re-run claims. 3: normalization.
+# 4: the usage estimate per submission, each job's actual usage and metrics
 
 # Job states. The service's own (QUEUED, RUNNING, DONE, ERROR, CANCELLED) plus LOST: a local
 # job whose process ended before its result arrived (local jobs live only in that process).
@@ -83,7 +84,8 @@ CREATE TABLE IF NOT EXISTS submissions (
     backend_name      TEXT,              -- the device the ISA circuit was laid out on (re-runs stay there)
     calibrated_at     TEXT,              -- that device's calibration timestamp, ISO 8601
     normalization     TEXT,              -- JSON: post-measurement normalization (NULL: none)
-    calibration_values BLOB              -- npy (K, P): calibration rows every job runs after its samples
+    calibration_values BLOB,             -- npy (K, P): calibration rows every job runs after its samples
+    estimate          TEXT               -- JSON: what the usage estimate of a job is made of (cost.job_estimate)
 );
 CREATE TABLE IF NOT EXISTS jobs (
     job_id        TEXT PRIMARY KEY,
@@ -104,7 +106,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     expvals       BLOB,                  -- npy (rows, n), raw, when DONE
     stds          BLOB,
     metadata      TEXT,                  -- JSON: the PUB result's metadata
-    claimed_by    TEXT                   -- host:pid:start of the process re-running this job
+    claimed_by    TEXT,                  -- host:pid:start of the process re-running this job
+    usage_seconds REAL,                  -- the job's actual usage (job.usage()), once final; NULL: not known
+    job_metrics   TEXT                   -- JSON: job.metrics() (timestamps, usage) when it ended
 );
 CREATE INDEX IF NOT EXISTS jobs_by_submission ON jobs(submission_id);
 """
@@ -112,8 +116,8 @@ CREATE INDEX IF NOT EXISTS jobs_by_submission ON jobs(submission_id);
 # Columns added after schema 1, added to older ledgers when they are opened for writing.
 MIGRATIONS = {
     "submissions": {"runtime_version": "TEXT", "backend_name": "TEXT", "calibrated_at": "TEXT",
-                    "normalization": "TEXT", "calibration_values": "BLOB"},
-    "jobs": {"claimed_by": "TEXT"},
+                    "normalization": "TEXT", "calibration_values": "BLOB", "estimate": "TEXT"},
+    "jobs": {"claimed_by": "TEXT", "usage_seconds": "REAL", "job_metrics": "TEXT"},
 }
 
 INDEX_SCHEMA = """
@@ -220,6 +224,8 @@ class Ledger:
             row["normalization"] = json.dumps(row["normalization"], default=str)
         if row.get("calibration_values") is not None:
             row["calibration_values"] = to_npy(row["calibration_values"])
+        if row.get("estimate") is not None:
+            row["estimate"] = json.dumps(row["estimate"], default=str)
         cols = ", ".join(row)
         marks = ", ".join(f":{k}" for k in row)
         with immediate(self._conn) as c:
@@ -276,6 +282,17 @@ class Ledger:
                  json.dumps(metadata, default=str), stamp, stamp, job_id),
             )
 
+    @guarded
+    def record_usage(self, job_id: str, seconds: float | None, metrics: dict | None) -> None:
+        """A final job's actual usage (seconds; None: not reported yet) and its metrics. A usage
+        already recorded is kept unless a known one replaces an unknown one."""
+        with immediate(self._conn) as c:
+            c.execute(
+                "UPDATE jobs SET usage_seconds = COALESCE(?, usage_seconds),"
+                " job_metrics = COALESCE(?, job_metrics) WHERE job_id = ?",
+                (seconds, None if metrics is None else json.dumps(metrics, default=str), job_id),
+            )
+
     # ------------------------------------------------------------- reads
     @guarded
     def submission(self, submission_id: str) -> dict[str, Any]:
@@ -290,6 +307,7 @@ class Ledger:
             # .get: a schema-2 ledger opened read-only lacks the new columns
             out[key] = from_npy(out.get(key), self.path, f"submission {submission_id}'s {key}")
         out["normalization"] = json.loads(out["normalization"]) if out.get("normalization") else None
+        out["estimate"] = json.loads(out["estimate"]) if out.get("estimate") else None
         return out
 
     @guarded
@@ -379,6 +397,8 @@ def _job_dict(row: sqlite3.Row, path: Path) -> dict[str, Any]:
     out["expvals"] = from_npy(out["expvals"], path, f"job {out['job_id']}'s expvals")
     out["stds"] = from_npy(out["stds"], path, f"job {out['job_id']}'s stds")
     out["metadata"] = json.loads(out["metadata"]) if out["metadata"] else None
+    out["job_metrics"] = json.loads(out["job_metrics"]) if out.get("job_metrics") else None  # .get: older ledgers
+    out.setdefault("usage_seconds", None)
     return out
 
 

@@ -33,12 +33,14 @@ from pathlib import Path
 from hybrid_qiskit.errors import HybridQiskitError
 from hybrid_qiskit.jobs.cost import (
     CostPlan,
+    estimate_basis,
     fmt_seconds,
     max_rows_per_job,
     overheads,
     plan_for,
 )
 from hybrid_qiskit.jobs.ledger import LEDGER_NAME, Ledger, index_add, now
+from hybrid_qiskit.jobs.limits import send_with_backoff
 from hybrid_qiskit.jobs.pubs import (
     chunks,
     circuit_to_qpy,
@@ -114,12 +116,12 @@ def submit(run_dir: str | Path, *, backend: str | None = None, settings: dict | 
     if not math.isfinite(confirm_above) or confirm_above < 0:
         raise HybridQiskitError(f"--confirm-above must be a non-negative number of QPU-minutes, got {confirm_above}")
     run_dir = Path(run_dir).resolve()
-    gate = _Gate(dry_run, yes, confirm_above, confirm, say)
+    confirmation = _Confirmation(dry_run, yes, confirm_above, confirm, say)
     if resume:
         if backend or settings or samples is not None or normalize_stats or calibration_samples or refit_readout:
             raise HybridQiskitError("--resume sends the rows on the submission's recorded backend, device and "
                                     "settings; drop --backend, --samples, the backend and normalization flags")
-        return _resume(run_dir, resume, max_rows, wait, poll, gate, say, live)
+        return _resume(run_dir, resume, max_rows, wait, poll, confirmation, say, live)
     if not backend:
         raise HybridQiskitError("submit needs --backend: ibm_runtime (an IBM QPU) or ibm_local (a fake device, offline)")
     if samples is None:
@@ -129,6 +131,8 @@ def submit(run_dir: str | Path, *, backend: str | None = None, settings: dict | 
     settings = dict(settings or {})
     cfg, payload, images, labels, sources, train = _load(run_dir, samples, split)
     settings.setdefault("seed", cfg.seed)
+    if settings.get("layout") is not None:
+        settings["layout"] = _resolve_layout(run_dir, settings["layout"])
     handle = create_backend(backend, **settings)
     try:  # from here on the handle may hold an open Session / Batch: closed on every path
         pub, normalization = _head(payload, handle, images, cfg, train, normalize_stats, calibration_samples,
@@ -138,45 +142,82 @@ def submit(run_dir: str | Path, *, backend: str | None = None, settings: dict | 
         rows = chunks(samples, max_rows if max_rows is not None
                       else max(1, max_rows_per_job(ov) - pub.calibration_rows))
         plan = plan_for(handle, pub, rows, ov)
-        if not gate.passes(plan, handle.remote):
+        if not confirmation.allows(plan, handle.remote):
             return Outcome(sent=False)
         exact_evs, exact_pred = _exact(payload, images, settings["seed"])
         record = {
             "submission_id": f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}",
             "created_at": now(), "run_dir": str(run_dir), "model_sha256": model_sha256(run_dir / "model.pt"),
             "backend": backend, "device": handle.description.get("device"), "settings": settings,
-            "description": handle.description, "split": split, "positions": list(range(samples)),
+            "description": {**handle.description, "physical_qubits": plan.layout and plan.layout["qubits"]},
+            "split": split, "positions": list(range(samples)),
             "source_indices": sources, "labels": labels.tolist(), "circuit_qpy": circuit_to_qpy(pub.circuit),
             "parameter_names": pub.parameter_names, "observables": observables_to_json(pub.observables),
             "parameter_values": pub.values, "exact_expvals": exact_evs, "exact_predictions": exact_pred.tolist(),
             "max_rows": max(b - a for a, b in rows), **device_facts(handle),
             "normalization": normalization, "calibration_values": pub.calibration,
+            "estimate": estimate_basis(plan, ov),
         }
         sid = record["submission_id"]
         with sender_lock(run_dir, sid), Ledger.for_run(run_dir) as ledger:
             ledger.add_submission(record)
             what = backend + (f" ({record['device']}, {handle.description.get('shots')} shots)" if record["device"] else "")
             say(f"submission {sid}: {samples} {split} samples in {len(rows)} job(s) on {what}; ledger {ledger.path}")
+            if plan.layout:
+                say(f"  on physical qubits {_qubits(plan.layout)}: the same layout elsewhere with --layout "
+                    f"{_qubits(plan.layout)} (or --layout {sid} from this run)")
             return _send_and_wait(handle, pub, rows, ledger, sid, run_dir, wait, poll, say, live)
     finally:
         close_handle(handle)
 
 
-class _Gate:
-    """Print the plan; decide whether it may be sent."""
+def _qubits(facts: dict) -> str:
+    return ",".join(map(str, facts["qubits"]))
+
+
+def _resolve_layout(run_dir: Path, layout):
+    """``--layout SUBMISSION``: the physical qubits that submission of this run was laid out on
+    (a rehearsal's, pinned for the real job); any other value goes to the backend as it is."""
+    from backends.layout import LAYOUTS
+
+    text = str(layout).strip()
+    if not isinstance(layout, str) or text in LAYOUTS or text.replace(",", "").replace(" ", "").isdigit():
+        return layout
+    if not (run_dir / LEDGER_NAME).exists():
+        raise HybridQiskitError(f"--layout {text}: not a layout ({', '.join(LAYOUTS)} or physical qubits like 3,4,5) "
+                                f"and {run_dir} has no submissions to take one from")
+    with Ledger.for_run(run_dir, readonly=True) as ledger:
+        if text not in ledger.submission_ids():
+            raise HybridQiskitError(f"--layout {text}: not a layout ({', '.join(LAYOUTS)} or physical qubits like "
+                                    f"3,4,5) nor a submission of {run_dir}")
+        sub = ledger.submission(text)
+    qubits = sub["description"].get("physical_qubits")
+    if not qubits:
+        raise HybridQiskitError(f"submission {text} recorded no physical qubits (made before layouts were recorded)")
+    return ",".join(map(str, qubits))
+
+
+class _Confirmation:
+    """Print the plan; decide whether it may be sent (a dry run, --yes, --confirm-above, the prompt)."""
 
     def __init__(self, dry_run: bool, yes: bool, confirm_above: float, confirm: Confirm | None, say: Say):
         self.dry_run, self.yes, self.confirm_above, self.confirm, self.say = dry_run, yes, confirm_above, confirm, say
 
-    def passes(self, plan: CostPlan, remote: bool) -> bool:
+    def allows(self, plan: CostPlan, remote: bool) -> bool:
         for line in plan.lines():
             self.say(line)
         if self.dry_run:
             self.say("dry run: nothing sent")
             return False
-        if not remote or self.yes or plan.qpu_seconds is None or plan.qpu_seconds <= self.confirm_above * 60:
+        if remote and plan.over_budget and not self.yes:  # the Open Plan's minutes: refused, not asked
+            raise HybridQiskitError(
+                f"the estimated usage, {fmt_seconds(plan.usage_seconds)}, is more than the instance has left "
+                f"({fmt_seconds(plan.remaining_seconds)}); jobs past it wait queued until the usage resets: send "
+                "fewer --samples, or pass --yes to send it anyway")
+        estimate = plan.usage_seconds
+        if not remote or self.yes or estimate is None or estimate <= self.confirm_above * 60:
             return True
-        above = (f"the estimated QPU time, {fmt_seconds(plan.qpu_seconds)}, is above --confirm-above "
+        above = (f"the estimated usage, {fmt_seconds(estimate)}, is above --confirm-above "
                  f"{self.confirm_above:g} min")
         if self.confirm is None:
             raise HybridQiskitError(f"{above}; pass --yes to send it anyway, or --dry-run to see the plan only")
@@ -280,7 +321,7 @@ def _exact(payload, images, seed):
         return evs.numpy().astype("float64"), model.decode(evs).argmax(1).numpy()
 
 
-def _resume(run_dir: Path, sid: str, max_rows, wait, poll, gate: _Gate, say: Say, live) -> Outcome:
+def _resume(run_dir: Path, sid: str, max_rows, wait, poll, confirmation: _Confirmation, say: Say, live) -> Outcome:
     """Send the rows of submission ``sid`` that have no job, on its recorded backend."""
     from hybrid_qiskit.jobs.recorded import may_hide_orphans
 
@@ -300,7 +341,7 @@ def _resume(run_dir: Path, sid: str, max_rows, wait, poll, gate: _Gate, say: Say
         handle = pinned_handle(sub)
         try:
             pub = pub_from_ledger(sub)
-            if not gate.passes(plan_for(handle, pub, rows), handle.remote):
+            if not confirmation.allows(plan_for(handle, pub, rows), handle.remote):
                 return Outcome(sent=False)
             say(f"submission {sid}: resuming {sum(b - a for a, b in rows)} unsubmitted row(s) in {len(rows)} "
                 f"job(s) on {sub['backend']}" + (f" ({sub['device']})" if sub["device"] else ""))
@@ -376,7 +417,9 @@ class _Sender:
             return None
         set_tags(self.handle, job_tags(self.sid, (a, b)))
         try:
-            job = self.handle.estimator.run([self.pub.rows(a, b)])
+            # A rate or pending-job limit clears with time: wait, send again, go on with the rest.
+            job = send_with_backoff(lambda: self.handle.estimator.run([self.pub.rows(a, b)]), f"rows {a}-{b - 1}",
+                                    self.say) if self.remote else self.handle.estimator.run([self.pub.rows(a, b)])
             jid = job.job_id()
         except Exception as exc:  # noqa: BLE001 - the service's refusal, the network, anything
             done = f"; the {len(self.ids)} job(s) already accepted are in the ledger" if self.ids else ""

@@ -83,8 +83,33 @@ class Outcome:
 
 
 # ------------------------------------------------------------------ waiting and collecting
+def record_usage(ledger: Ledger, job_id: str, job) -> None:
+    """A final job's actual usage (``job.usage()``, seconds; None while the service still
+    counts it) and its metrics, into the ledger; jobs without them (simulators) record nothing."""
+    metrics_of = getattr(job, "metrics", None)
+    if not callable(metrics_of):
+        return
+    try:
+        metrics = metrics_of()
+    except Exception:  # noqa: BLE001 - not reported: nothing recorded, the job itself is fine
+        return
+    usage = (metrics or {}).get("usage") or {}
+    seconds = None
+    if usage.get("status", "pending") != "pending":
+        for key in ("qpu_charge_time_seconds", "quantum_seconds", "seconds"):
+            if usage.get(key) is not None:
+                seconds = float(usage[key])
+                break
+    ledger.record_usage(job_id, seconds, metrics)
+
+
 def collect(ledger: Ledger, job_id: str, job, status: str) -> str:
-    """Record a job that reached a final state: its results, or why it has none."""
+    """Record a job that reached a final state: its results, or why it has none; and its
+    actual usage and metrics."""
+    try:
+        record_usage(ledger, job_id, job)
+    except HybridQiskitError:  # the ledger could not take it: the results still go in
+        pass
     if status == "DONE":
         try:
             pub_result = job.result()[0]  # once: for an IBM job, each call downloads the result

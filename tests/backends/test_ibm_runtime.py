@@ -51,7 +51,7 @@ def test_missing_account_is_one_clear_line(no_ibm_account):
         create_backend("ibm_runtime")
     message = str(info.value)
     assert "\n" not in message
-    assert "save_account(" in message and "QISKIT_IBM_TOKEN" in message
+    assert "save_account(" in message and "hybrid-qiskit account save" in message and "QISKIT_IBM_TOKEN" in message
 
 
 class StandInService:
@@ -119,7 +119,7 @@ def test_factory_plumbing_with_stand_in_service(stand_in_service, mode):
     )
     assert options.simulator.seed_simulator is None  # simulator seed is for local mode only
     assert handle.estimator.backend().name == "fake_manila" and handle.remote
-    assert (handle.estimator.mode is None) == (mode == "job")
+    assert handle.estimator.mode is None  # a Session / Batch opens with the first job, not before
     d = json.loads(json.dumps(handle.description))
     assert d["mode"] == mode and d["device"] == "fake_manila" and d["shots"] == 300
     assert d["instance"] == "crn:test" and "token" not in json.dumps(d)
@@ -144,9 +144,10 @@ def test_a_session_the_service_refuses_is_one_line(stand_in_service, monkeypatch
         raise RuntimeError("403 Client Error: Forbidden\nYou are not authorized to run a session")
 
     monkeypatch.setattr(qiskit_ibm_runtime, "Session", refuse)
+    handle = create_backend("ibm_runtime", device="fake_manila", mode="session")  # nothing sent yet
     with pytest.raises(HybridQiskitError, match="^could not open a session on fake_manila: 403 Client Error: "
                                                 "Forbidden; Open Plan accounts cannot open sessions: use --mode batch"):
-        create_backend("ibm_runtime", device="fake_manila", mode="session")
+        handle.estimator.run([])  # the first job opens it
 
 
 def test_least_busy_when_no_device(stand_in_service):
