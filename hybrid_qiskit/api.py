@@ -137,7 +137,8 @@ def load_run(run_dir: str | Path, backend: str | None = None, **settings: Any) -
         100
     """
     from hybrid_qiskit import runs
-    from hybrid_qiskit.checkpoints import read_json, restore_model
+    from hybrid_qiskit.checkpoints import restore_model
+    from hybrid_qiskit.fileio import read_json
     from hybrid_qiskit.models import is_quantum
 
     path = Path(run_dir)
