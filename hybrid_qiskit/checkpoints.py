@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from hybrid_qiskit.errors import CheckpointError
-from hybrid_qiskit.fileio import atomic_write_bytes, read_json, write_json  # noqa: F401 - re-exported
+from hybrid_qiskit.fileio import atomic_write_bytes
 from hybrid_qiskit.models import ModelConfig, StagedClassifier, build_model
 
 FORMAT = "hybrid_qiskit.checkpoint/1"

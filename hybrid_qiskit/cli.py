@@ -172,7 +172,8 @@ def _evaluate(args) -> int:
     from torch.utils.data import TensorDataset
 
     from hybrid_qiskit import runs
-    from hybrid_qiskit.checkpoints import restore_model, write_json
+    from hybrid_qiskit.checkpoints import restore_model
+    from hybrid_qiskit.fileio import write_json
     from hybrid_qiskit.training import evaluate, load_splits
 
     cfg, payload = runs.load_run(args.run_dir)

@@ -79,7 +79,7 @@ def pair_configs(config_path: str | Path, overrides: dict | None = None) -> tupl
 
 def run_one(cfg: TrainConfig, *, verbose: bool = False) -> dict:
     """Train (or reuse, or continue) one run; its test metrics and times."""
-    from hybrid_qiskit.checkpoints import read_json, write_json
+    from hybrid_qiskit.fileio import read_json, write_json
     from hybrid_qiskit.runs import settings_diff
     from hybrid_qiskit.training import train
 
@@ -149,7 +149,7 @@ def compare(config_path: str | Path, *, seeds: int = 5, out: str | Path | None =
     """Train both models over ``seeds`` seeds and write compare.json, compare.md and compare.png.
 
     Returns the content of compare.json."""
-    from hybrid_qiskit.checkpoints import write_json
+    from hybrid_qiskit.fileio import write_json
 
     if seeds < 1:
         raise HybridQiskitError(f"--seeds must be at least 1, got {seeds}")

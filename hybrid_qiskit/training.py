@@ -19,15 +19,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from hybrid_qiskit.checkpoints import (
-    load_checkpoint,
-    package_versions,
-    read_json,
-    save_checkpoint,
-    write_json,
-)
+from hybrid_qiskit.checkpoints import load_checkpoint, package_versions, save_checkpoint
 from hybrid_qiskit.config import TrainConfig
 from hybrid_qiskit.errors import HybridQiskitError
+from hybrid_qiskit.fileio import read_json, write_json
 from hybrid_qiskit.models import ModelConfig, StagedClassifier, build_model, count_parameters
 
 
