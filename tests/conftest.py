@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-# Tests must never reach for an IBM account by accident; the hardware tests opt in explicitly.
+# Figures render without a display (matplotlib's Agg backend), unless the environment picks one.
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
