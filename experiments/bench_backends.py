@@ -8,7 +8,8 @@
    device (fake_fez: Heron r2, 156 qubits; fake_miami: Nighthawk, 120; fake_torino: Heron r1,
    133) it evaluates the run's first ``--limit`` test images with ``--shots`` on ``aer_noisy``,
    on ``ibm_local`` unmitigated (resilience level 0) and with TREX (level 1), each in a fresh
-   process, and reports wall time, peak RSS of that process, and accuracy. Targets (issue 9):
+   process, and reports wall time, peak RSS of that process, and accuracy. Targets (a rehearsal
+   must be quick enough to run before every QPU job):
    level 0 under 60 s and 3 GB, level 1 under 3 minutes, accuracy within shot noise of aer_noisy.
 
 Usage:

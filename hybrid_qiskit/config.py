@@ -89,7 +89,7 @@ class TrainConfig:
     resilience_level: ResilienceLevel | None = None
     backend_settings: dict[str, Any] = field(default_factory=dict)
     # --- training
-    epochs: PositiveInt = 15  # digits: 10 left the 4-qubit model at 0.755, 15 reached 0.969 (issue 16)
+    epochs: PositiveInt = 15  # digits: 10 left the 4-qubit model at 0.755, 15 reached 0.969
     batch_size: PositiveInt = 32
     lr: PositiveFinite = 0.005  # Adam
     lr_schedule: str = "cosine"  # cosine (decay to 0 over the run) | constant

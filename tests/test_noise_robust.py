@@ -19,7 +19,7 @@ spec.loader.exec_module(noise_robust)
 
 def test_every_model_and_variant_of_the_config_is_a_valid_run(tmp_path):
     plan = noise_robust.load_plan(ROOT / "experiments" / "noise_robust_digits.toml")
-    assert plan["levels"] == [0, 1, 4, 16, 32, 48] and plan["shots"] == 1024  # issue 10's grid
+    assert plan["levels"] == [0, 1, 4, 16, 32, 48] and plan["shots"] == 1024  # the study's grid: device noise x0 to x48
     for mname, model in plan["models"].items():
         baseline = noise_robust.train_config(plan, model, model["baseline"], tmp_path, f"{mname}-classical")
         assert baseline.model in ("classical", "pixel_classical")

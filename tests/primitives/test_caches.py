@@ -1,4 +1,6 @@
-"""Caches that can neither be reused by another object nor go stale (issue 11, items 1 and 2)."""
+"""Caches that can neither be reused by another object nor go stale: a cache keyed by id() could
+hand a collected circuit's compiled form to a new one at the same address, and one keyed by an
+object that changes after compiling would keep its old form."""
 
 from __future__ import annotations
 
