@@ -88,11 +88,11 @@ def last_layer_stack(
 
     Returns:
         ``(stack, dtheta)``: stack (N, B, 1+K) with ψ_L and the co-states h_k ψ_L;
-        dtheta (B, K, R) for the layer's chain-rule rotations (zeros when it has none).
+        dtheta (B, K, R) for the layer's rotations that depend on parameters (zeros when it has none).
     """
     N, B = psi.shape
     K = len(observables)
-    op, chain = program.ops[index], program.chain_rules[index]
+    op, jacobian = program.ops[index], program.angle_jacobians[index]
     # A block's final states are a column slice of the batch's, strided by the batch width:
     # one contiguous copy first, or every later pass touches a cache line per amplitude.
     psi = np.ascontiguousarray(psi, dtype=dtype)
@@ -108,7 +108,7 @@ def last_layer_stack(
 
     # Its derivatives, at the point after the layer: 2 Re⟨ψ|c Z_q (-iG_q)|ψ⟩ = c Tr(ρ_q Z(-2iG_q)),
     # nonzero only for a rotation on the readout's own qubit (others commute with Z_q).
-    rotations = chain.rotations if chain is not None else ()
+    rotations = jacobian.rotations if jacobian is not None else ()
     dtheta = np.zeros((B, K, len(rotations)))
     if rotations:
         column = {id(r): j for j, r in enumerate(rotations)}

@@ -160,7 +160,7 @@ def _adjoint_gradient(program, values, observables, state, single):
     if complex_obs:
         dtype = np.result_type(dtype, np.complex64)
     evs, grads = np.empty((K, B)), np.zeros((K, B, P))
-    differentiable = K > 0 and any(c is not None for c in program.chain_rules)
+    differentiable = K > 0 and any(c is not None for c in program.angle_jacobians)
     # Slot 0 of the stack is ψ, slots 1..K are λ_k = O_k ψ: for the QNN's Z readouts, one product
     # with this table, built once for all blocks.
     table = None
@@ -187,7 +187,7 @@ def _sweep(program, values, psi, observables, dtype, table) -> np.ndarray:
     B, P, K = values.shape[0], values.shape[1], len(observables)
     batch = Batch(program, values)
     ops = program.ops
-    first = next(i for i, c in enumerate(program.chain_rules) if c is not None)
+    first = next(i for i, c in enumerate(program.angle_jacobians) if c is not None)
     grads_t = np.zeros((B, K, P))  # (B, K, P) while accumulating: rows of the matmul below
     top = len(ops) - 1
     # One layer application serves ψ and every co-state.
@@ -195,8 +195,8 @@ def _sweep(program, values, psi, observables, dtype, table) -> np.ndarray:
     last = last_layer(program, observables) if table is not None and wide else None
     if last is not None:  # Z readouts after one-qubit gates: the stack starts before that layer
         stack, dtheta = last_layer_stack(program, last, batch, psi, observables, dtype)
-        if program.chain_rules[last] is not None:
-            _chain(grads_t, dtheta, program.chain_rules[last], values)
+        if program.angle_jacobians[last] is not None:
+            _through_angles(grads_t, dtheta, program.angle_jacobians[last], values)
         top = last - 1
     elif table is not None:
         stack = np.multiply(psi[:, :, None], table[:, None, :], dtype=dtype)
@@ -207,20 +207,21 @@ def _sweep(program, values, psi, observables, dtype, table) -> np.ndarray:
             stack[:, :, 1 + k] = o.apply(psi)
     bufs = Buffers(stack.shape, dtype)
     for i in range(top, first - 1, -1):
-        op, chain = ops[i], program.chain_rules[i]
-        if chain is not None:
+        op, jacobian = ops[i], program.angle_jacobians[i]
+        if jacobian is not None:
             if i == first and wide and product_layer_applies(program, first):
-                dtheta = product_layer_derivatives(stack, op, chain.rotations, batch, program.num_qubits)
+                dtheta = product_layer_derivatives(stack, op, jacobian.rotations, batch, program.num_qubits)
             else:
-                dtheta = _layer_derivatives(stack, op, chain.rotations)  # (B, K, R)
-            _chain(grads_t, dtheta, chain, values)
+                dtheta = _layer_derivatives(stack, op, jacobian.rotations)  # (B, K, R)
+            _through_angles(grads_t, dtheta, jacobian, values)
         if i > first:  # nothing before the first parametrized layer needs its inverse
             stack = apply_op(stack, op, batch, True, bufs)
     return grads_t.transpose(1, 0, 2)
 
 
-def _chain(grads_t: np.ndarray, dtheta: np.ndarray, chain, values: np.ndarray) -> None:
-    """Add one layer's angle derivatives dtheta (B, K, R) to grads_t (B, K, P), chain rule."""
-    grads_t += dtheta @ chain.constant
-    for r, j, partial in chain.varying:
+def _through_angles(grads_t: np.ndarray, dtheta: np.ndarray, jacobian, values: np.ndarray) -> None:
+    """Add one layer's angle derivatives dtheta (B, K, R) to grads_t (B, K, P) through the angles'
+    :class:`~.layers.AngleJacobian` (the chain rule)."""
+    grads_t += dtheta @ jacobian.constant
+    for r, j, partial in jacobian.varying:
         grads_t[:, :, j] += partial(values)[:, None] * dtheta[:, :, r]

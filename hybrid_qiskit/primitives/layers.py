@@ -139,14 +139,15 @@ class Program:
         return angle_table(self.rotations, len(self.parameters))
 
     @cached_property
-    def chain_rules(self) -> tuple[ChainRule | None, ...]:
+    def angle_jacobians(self) -> tuple[AngleJacobian | None, ...]:
         """Per op, how its rotation angles depend on the parameters (None: they do not)."""
-        return tuple(_chain_rule(op, len(self.parameters)) for op in self.ops)
+        return tuple(_angle_jacobian(op, len(self.parameters)) for op in self.ops)
 
 
 @dataclass(frozen=True)
-class ChainRule:
-    """d(angle_r)/d(parameter_j) for one layer's rotations that depend on parameters.
+class AngleJacobian:
+    """d(angle_r)/d(parameter_j) for one layer's rotations that depend on parameters: what the
+    gradients multiply a layer's angle derivatives by (the chain rule) to get parameter derivatives.
 
     Constant partials (every angle the head circuits use is linear in the parameters) form the
     matrix ``constant`` (R, P), so the chain rule is one matrix product; others are ``varying``
@@ -158,11 +159,11 @@ class ChainRule:
     varying: tuple[tuple[int, int, Callable[[np.ndarray], np.ndarray]], ...]
 
 
-def _chain_rule(op, num_parameters: int) -> ChainRule | None:
+def _angle_jacobian(op, num_parameters: int) -> AngleJacobian | None:
     rotations = tuple(r for r in op.rotations if r.angle.partials)
     if not rotations:
         return None
-    return ChainRule(rotations, *split_partials(rotations, num_parameters))
+    return AngleJacobian(rotations, *split_partials(rotations, num_parameters))
 
 
 def _is_real(op) -> bool:
