@@ -1,6 +1,6 @@
-"""Caches that can neither be reused by another object nor go stale: a cache keyed by id() could
-hand a collected circuit's compiled form to a new one at the same address, and one keyed by an
-object that changes after compiling would keep its old form."""
+"""Caches that can neither be reused by another object nor go stale: what is kept by id() must never
+reach a new object at a freed one's address (silently wrong gradients), and a circuit or observable
+edited in place is compiled again."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
-"""Our gradients keep qiskit-machine-learning's ``BaseEstimatorGradient`` contract, so that they drop in
-wherever its gradients do:
-its constructor (``options=``, ``derivative_type=``, ``pass_manager=``), validation in ``run()``
-rather than ``result()``, options merged run > gradient > estimator."""
+"""Our gradients keep qiskit-machine-learning's ``BaseEstimatorGradient`` contract, so that they drop
+in wherever its own do: its constructor (``options=``, ``derivative_type=``, ``pass_manager=``),
+validation in ``run()`` rather than ``result()``, options merged run > gradient > estimator."""
 
 from __future__ import annotations
 
