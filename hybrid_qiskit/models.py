@@ -67,11 +67,6 @@ class ModelConfig:
     def __post_init__(self):
         is_quantum(self.kind)  # refuses an unknown kind
 
-    @property
-    def is_quantum(self) -> bool:
-        """Whether this model has a quantum stage (see :func:`is_quantum`)."""
-        return is_quantum(self.kind)
-
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -136,11 +131,6 @@ class StagedClassifier(nn.Module):
         c = self.config
         self.norm = QubitNorm(width) if c.normalize else nn.Identity()
         self.adapt = nn.Identity()
-
-    @property
-    def is_quantum(self) -> bool:
-        """Whether the quantum stage is a QNN (else it is the baseline's ``tanh(Linear)``)."""
-        return self.config.is_quantum
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -244,7 +234,7 @@ def build_model(config: ModelConfig, backend=None, *, seed: int = 0) -> StagedCl
     torch.manual_seed(seed)
     if config.kind == "classical":
         return ClassicalLeNet(config, matched_width(config))
-    if not config.is_quantum:  # pixel_classical: the quantum-only model's baseline
+    if not is_quantum(config.kind):  # pixel_classical: the quantum-only model's baseline
         return QuantumOnly(config, None)
     if backend is None:
         raise ValueError(f"model {config.kind!r} needs a backend handle")

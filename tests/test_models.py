@@ -51,14 +51,15 @@ def test_unknown_model_kind():
 
 
 def test_each_model_kind_knows_whether_it_is_quantum():
+    from qiskit_machine_learning.connectors import TorchConnector
+
     from hybrid_qiskit.models import MODEL_KINDS, is_quantum
 
     assert {k for k in MODEL_KINDS if is_quantum(k)} == {"hybrid", "quantum"}
     for kind in MODEL_KINDS:
         cfg = ModelConfig(kind=kind, num_qubits=4, reps=1)
-        assert cfg.is_quantum == is_quantum(kind)
-        model = build_model(cfg, create_backend("statevector") if cfg.is_quantum else None)
-        assert model.is_quantum == cfg.is_quantum
+        model = build_model(cfg, create_backend("statevector") if is_quantum(kind) else None)
+        assert isinstance(model.head, TorchConnector) == is_quantum(kind)  # a QNN, or tanh(Linear)
     with pytest.raises(HybridQiskitError):
         is_quantum("transformer")
 

@@ -249,12 +249,13 @@ def _normalize(net, payload: dict, calibration: tuple | None, seed: int, batch_s
     statistics, or the exact simulation's of the calibration images); with ``refit``, then re-fit
     its readout to the calibration images."""
     from hybrid_qiskit.adaptation import calibrate
+    from hybrid_qiskit.models import is_quantum
 
     what = "refit" if refit else "normalize"
     if calibration is None:
         raise HybridQiskitError(f"mitigation {what} needs the calibration images")
     stats, images, labels = calibration
-    if not net.is_quantum:
+    if not is_quantum(net.config.kind):
         raise HybridQiskitError(f"mitigation {what} needs a model with a quantum head")
     info = calibrate(net, payload, stats, images, labels if refit else None, seed=seed, batch_size=batch_size)
     return {k: v for k, v in info.items() if k in ("stats", "reference", "calibration_samples", "refit")}
