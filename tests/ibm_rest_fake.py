@@ -23,12 +23,12 @@ What tests steer (:func:`configure`, :func:`set_script`):
 * each job's states, one per status request (``Queued``, ``Running``, ``Completed``,
   ``Failed``, ``Cancelled``), with a reason and reason code;
 * refusals of ``program_run`` (HTTP status and message: rate limits, pending-job limits),
-  consumed one per attempt;
+  consumed one per attempt; ``refuse_after``: every job after N accepted ones is refused;
 * the instance's plan and usage (``usage_limit_seconds``, ``usage_consumed_seconds``): a job
   accepted while no usage is left stays ``Queued``, as on IBM Quantum; each completed job adds
   its usage;
 * a batch's or session's time-to-live: its ``max_ttl`` and whether it has expired (its queued
-  jobs are then cancelled, as the service does);
+  jobs are then cancelled, as the service does; ``expire_after``: once N jobs were accepted);
 * ``die_after``: the submitting process is killed right after the server accepted job N.
 
 Every request is logged (``requests.log``: one ``method args`` line), so tests can assert that
@@ -84,7 +84,8 @@ def server(store: Path | None = None) -> dict:
     """The server's settings (plan, usage, refusals, die_after, default script)."""
     default = {"plan": "open", "usage_limit_seconds": 600.0, "usage_consumed_seconds": 0.0, "refusals": [],
                "die_after": None, "script": DEFAULT_SCRIPT, "reason": None, "reason_code": None,
-               "least_busy": "fake_manila"}
+               "least_busy": "fake_manila", "expire_after": None, "refuse_after": None,
+               "refusal": "Error code 1217; job refused"}
     return {**default, **_read((store or _store()) / "server.json", {})}
 
 
@@ -95,10 +96,24 @@ def configure(store: Path, **changes) -> None:
     _write(store / "server.json", {**server(store), **changes})
 
 
+# The client's names for the API's states (either may be given to set_script).
+API_STATES = {"QUEUED": "Queued", "RUNNING": "Running", "DONE": "Completed", "ERROR": "Failed",
+              "CANCELLED": "Cancelled"}
+
+
 def set_script(store: Path, job_id: str | None, script: list[str], reason: str | None = None,
-               reason_code: int | None = None) -> None:
-    """One job's remaining API states (``job_id=None``: the default for jobs accepted later)."""
+               reason_code: int | None = None, error: str | None = None) -> None:
+    """One job's remaining API states (``job_id=None``: the default for jobs accepted later), in
+    the API's spelling or the client's (``DONE`` for ``Completed``, ...). ``error``: a reason as
+    the client shows it, ``Error code 1517; ...`` (split into code and reason)."""
     store = Path(store)
+    script = [API_STATES.get(state, state) for state in script]
+    if error is not None:
+        code, _, text = error.partition("; ")
+        if code.startswith("Error code ") and code[11:].isdigit():
+            reason, reason_code = text, int(code[11:])
+        else:
+            reason = error
     if job_id is None:
         configure(store, script=script, reason=reason, reason_code=reason_code)
         return
@@ -154,6 +169,12 @@ def _api_error(message: str, status: int):
     return RequestsApiError(message, status_code=status)
 
 
+def _n_qubits(name: str) -> int:
+    from backends.devices import device_facts
+
+    return device_facts(name)["num_qubits"]
+
+
 def _fake_device(name: str):
     from backends.devices import get_fake_backend
 
@@ -176,7 +197,9 @@ class FakeRuntimeClient:
     # backends
     def list_backends(self, include_mocks: bool = False) -> list[dict]:
         self._log("list_backends")
-        return [{"name": name, "class": "real"} for name in DEVICES]
+        least = server(self.store)["least_busy"]
+        return [{"name": name, "class": "real", "status": {"name": "online", "reason": "available"},
+                 "queue_length": 0 if name == least else 5, "qubits": _n_qubits(name)} for name in DEVICES]
 
     def backend_configuration(self, backend_name: str, refresh: bool = False, calibration_id=None) -> dict:
         self._log("backend_configuration", backend_name)
@@ -252,6 +275,10 @@ class FakeRuntimeClient:
             refusal, rest = s["refusals"][0], s["refusals"][1:]
             configure(self.store, refusals=rest)
             raise _api_error(refusal["message"], refusal.get("status", 400))
+        if s["refuse_after"] is not None and len(accepted(self.store)) >= s["refuse_after"]:
+            raise _api_error(s["refusal"], 400)  # every job from now on (not a limit that clears)
+        if session_id and s.get("expire_after") is not None and len(accepted(self.store)) >= s["expire_after"]:
+            expire_session(self.store, session_id)  # its time-to-live runs out while jobs are still being sent
         if session_id:
             sess = _read(self.store / "sessions" / f"{session_id}.json")
             if sess is None or not sess["accepting_jobs"]:

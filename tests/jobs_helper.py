@@ -1,8 +1,7 @@
 """Runs the ``hybrid-qiskit`` CLI in a subprocess with test hooks (crash and concurrency tests).
 
-    python -m tests.jobs_helper [--fake-runtime STORE | --fake-ibm STORE] [--stall-local] [--observe FILE] -- ARGS...
+    python -m tests.jobs_helper [--fake-ibm STORE] [--stall-local] [--observe FILE] -- ARGS...
 
-* ``--fake-runtime STORE``: IBM Quantum is the test double of ``tests.runtime_double``.
 * ``--fake-ibm STORE``: IBM Quantum's REST API is ``tests.ibm_rest_fake`` (the runtime's own client
   code runs above it).
 * ``--stall-local``: local jobs report RUNNING forever, like a long simulation, so the test can
@@ -64,17 +63,12 @@ def fake_submission(sid: str) -> dict:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--fake-runtime", type=Path)
     parser.add_argument("--fake-ibm", type=Path)
     parser.add_argument("--stall-local", action="store_true")
     parser.add_argument("--observe", type=Path)
     parser.add_argument("cli", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     cli = args.cli[1:] if args.cli[:1] == ["--"] else args.cli
-    if args.fake_runtime:
-        from tests.runtime_double import install
-
-        install(args.fake_runtime)
     if args.fake_ibm:
         from tests.ibm_rest_fake import install as install_rest
 

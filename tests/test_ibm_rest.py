@@ -1,7 +1,7 @@
 """The hardware path against IBM Quantum's REST API faked under qiskit-ibm-runtime's own client.
 
-Unlike ``tests/runtime_double.py`` (which replaces the service object), ``tests/ibm_rest_fake.py``
-replaces only the client's HTTP layer, so the real ``QiskitRuntimeService``, ``IBMBackend``,
+``tests/ibm_rest_fake.py`` replaces only the client's HTTP layer (``tests/test_jobs.py`` uses it
+too), so the real ``QiskitRuntimeService``, ``IBMBackend``,
 ``Batch``/``Session``, ``RuntimeJobV2`` and result decoders run here: submission in job and
 batch mode with tags, retrieval by id in a fresh process, ERROR and CANCELLED jobs, usage read
 back and exhausted, the budget refusal, rate-limit backoff, cancellation, a batch that expired,
@@ -210,3 +210,20 @@ def test_usage_exhausted_budget_refusal_and_an_expired_batch(tiny_run, tmp_path,
     assert main(["fetch", "--all-pending"]) == 1
     out = capsys.readouterr().out
     assert out.count("ran past its time-to-live (600 s)") == 2 and "fetch --rerun" in out
+
+
+def test_a_batch_that_expires_while_sending_is_one_line_and_resume_opens_a_new_one(tiny_run, tmp_path, ibm, capsys):
+    run = copy_run(tiny_run, tmp_path / "run")
+    fake.configure(ibm, script=["Completed"], expire_after=1)
+    assert main(ibm_args(run, "--samples", "4", "--max-rows", "2", "--mode", "batch")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "its batch or session has ended" in err[0] and "--resume" in err[0]
+    with Ledger.for_run(run) as ledger:
+        (sid,) = ledger.submission_ids()
+        assert ledger.unsubmitted(sid) == [(2, 4)]
+    fake.configure(ibm, expire_after=None)
+    assert main(["submit", str(run), "--resume", sid, "--wait", "--poll", "0.01"]) == 3  # job 1 not fetched yet
+    assert len(fake.sessions(ibm)) == 2 and len(fake.accepted(ibm)) == 2  # a new batch for the rest
+    capsys.readouterr()
+    assert main(["fetch", "--all-pending"]) == 1  # the expiry cancelled the first batch's queued job
+    assert "ran past its time-to-live (600 s)" in capsys.readouterr().out

@@ -1,5 +1,6 @@
-"""Hardware inference jobs: submit, ledger, fetch; local jobs, IBM Quantum jobs (through a test
-double of the service), crashes, concurrent submitters.
+"""Hardware inference jobs: submit, ledger, fetch; local jobs, IBM Quantum jobs (through IBM
+Quantum's REST API faked under qiskit-ibm-runtime's own client: tests/ibm_rest_fake.py), crashes,
+concurrent submitters.
 
 Fresh processes are expensive (each imports torch and qiskit), so one module fixture starts
 three submitters at once into one run: one finishes, two are killed while they wait. Its tests
@@ -26,7 +27,7 @@ import torch
 
 from hybrid_qiskit.cli import main
 from hybrid_qiskit.jobs.ledger import Ledger, index_lookup, process_alive
-from tests import runtime_double
+from tests import ibm_rest_fake as fake
 from tests.jobs_helper import fake_submission
 
 REPO = Path(__file__).resolve().parents[1]
@@ -185,15 +186,15 @@ def fleet(tiny_run, home, tmp_path_factory):
     * ``done``: ibm_local, 12 samples in 2 jobs; it waits and finishes normally, noting what the
       ledger held when it first asked for each result;
     * ``local``: ibm_local in batch mode, its simulation stalled, SIGKILLed while waiting;
-    * ``ibm``: ibm_runtime through the service double, queued, SIGKILLed while waiting.
+    * ``ibm``: ibm_runtime through the fake REST API, queued, SIGKILLed while waiting.
     """
     base = tmp_path_factory.mktemp("fleet")
     run, store, note = copy_run(tiny_run, base / "run"), base / "service", base / "observed.jsonl"
-    runtime_double.set_script(store, None, ["QUEUED"])  # queued until a test releases it
+    fake.set_script(store, None, ["QUEUED"])  # queued until a test releases it
     procs = {
         "done": spawn(home, "--observe", str(note), "--", *submit_args(run, "--samples", "12", "--max-rows", "6")),
         "local": spawn(home, "--stall-local", "--", *submit_args(run, "--samples", "6", "--mode", "batch")),
-        "ibm": spawn(home, "--fake-runtime", str(store), "--", "submit", str(run), "--backend", "ibm_runtime", *DEVICE,
+        "ibm": spawn(home, "--fake-ibm", str(store), "--", "submit", str(run), "--backend", "ibm_runtime", *DEVICE,
                      "--shots", "1000", "--samples", "6", "--wait", "--poll", "0.1"),
     }
     output = procs["done"].communicate(timeout=300)[0]
@@ -295,13 +296,14 @@ def test_local_job_killed_while_waiting_is_run_again_by_a_new_process(fleet, cap
 def test_ibm_job_killed_while_waiting_is_fetched_by_id_from_a_new_process(fleet, monkeypatch, capsys):
     (killed,) = fleet.jobs["ibm"]
     job_id = killed["job_id"]
-    runtime_double.install(fleet.store, monkeypatch)
+    fake.install(fleet.store, monkeypatch)
+    sent = len(fake.accepted(fleet.store))
     assert main(["fetch", job_id]) == 3  # still queued at "IBM Quantum"
     assert "not finished yet" in capsys.readouterr().out
-    runtime_double.set_script(fleet.store, job_id, ["RUNNING", "DONE"])
+    fake.set_script(fleet.store, job_id, ["RUNNING", "DONE"])
     assert main(["fetch", job_id, "--wait", "--poll", "0.01"]) == 0
     assert "accuracy" in capsys.readouterr().out
-    assert runtime_double.calls(fleet.store).count(job_id) == 2  # service.job(id), once per fetch
+    assert len(fake.accepted(fleet.store)) == sent  # fetched by id: nothing sent again
     with Ledger.for_run(fleet.run) as ledger:
         jobs = ledger.jobs(killed["submission_id"])
     assert [(j["job_id"], j["status"]) for j in jobs] == [(job_id, "DONE")]  # nothing re-submitted
@@ -320,13 +322,13 @@ def test_fetch_refuses_to_decode_with_a_changed_checkpoint(fleet, tmp_path, caps
 
 # ------------------------------------------------------------------ IBM Quantum statuses and errors
 def test_ibm_jobs_statuses_failures_ctrl_c_and_rerun(tiny_run, tmp_path, monkeypatch, capsys):
-    """Through the service double: Ctrl-C while waiting leaves the jobs to fetch later; DONE,
+    """Through the fake REST API: Ctrl-C while waiting leaves the jobs to fetch later; DONE,
     ERROR and CANCELLED are recorded with their reasons; --rerun submits failed rows again."""
     import hybrid_qiskit.jobs.tracking as tracking
 
     run, store = copy_run(tiny_run, tmp_path / "run"), tmp_path / "service"
-    runtime_double.install(store, monkeypatch)
-    runtime_double.set_script(store, None, ["QUEUED"])
+    fake.install(store, monkeypatch)
+    fake.set_script(store, None, ["QUEUED"])
 
     def ctrl_c(_):
         raise KeyboardInterrupt
@@ -341,9 +343,9 @@ def test_ibm_jobs_statuses_failures_ctrl_c_and_rerun(tiny_run, tmp_path, monkeyp
     assert len(ids) == 3 and all(f"job {i} still queued; fetch it later with: hybrid-qiskit fetch {i}" in err for i in ids)
     monkeypatch.setattr(tracking, "time", time)
 
-    runtime_double.set_script(store, ids[0], ["DONE"])
-    runtime_double.set_script(store, ids[1], ["ERROR"], error="Error code 1517; the QPU needs calibration")
-    runtime_double.set_script(store, ids[2], ["CANCELLED"])
+    fake.set_script(store, ids[0], ["DONE"])
+    fake.set_script(store, ids[1], ["ERROR"], error="Error code 1517; the QPU needs calibration")
+    fake.set_script(store, ids[2], ["CANCELLED"])
     assert main(["fetch", "--all-pending"]) == 1
     assert [r[1] for r in ledger_rows(run)] == ["DONE", "ERROR", "CANCELLED"]
     assert main(["jobs", str(run)]) == 0
@@ -351,7 +353,7 @@ def test_ibm_jobs_statuses_failures_ctrl_c_and_rerun(tiny_run, tmp_path, monkeyp
     assert "the QPU needs calibration" in listing and "cancelled" in listing
     assert not list(run.glob("jobs/*/predictions.csv"))  # two thirds missing: nothing decoded yet
 
-    runtime_double.set_script(store, None, ["RUNNING", "DONE"])
+    fake.set_script(store, None, ["RUNNING", "DONE"])
     assert main(["fetch", "--rerun", ids[1], ids[2], "--wait", "--poll", "0.01"]) == 0
     with Ledger.for_run(run) as ledger:
         jobs = ledger.jobs()
@@ -457,9 +459,9 @@ def test_cost_plan_on_heron_matches_the_rule_of_thumb(tiny_run):
 
 @pytest.fixture
 def service(tmp_path, monkeypatch):
-    """The IBM Quantum test double, its store, and this test's own job index."""
+    """The fake IBM Quantum REST API, its store, and this test's own job index."""
     store = tmp_path / "service"
-    runtime_double.install(store, monkeypatch)
+    fake.install(store, monkeypatch)
     monkeypatch.setenv("HYBRID_QISKIT_HOME", str(tmp_path / "home"))
     return store
 
@@ -473,7 +475,7 @@ def test_dry_run_prints_the_plan_and_sends_nothing(tiny_run, tmp_path, service, 
     assert main(ibm_args(run, "--samples", "6", "--max-rows", "2", "--dry-run")) == 0
     out = capsys.readouterr().out
     assert "plan: 3 job(s), 6 PUB row(s)" in out and "estimated QPU time" in out and "dry run: nothing sent" in out
-    assert runtime_double.accepted(service) == [] and not (run / "jobs.sqlite").exists()
+    assert fake.accepted(service) == [] and not (run / "jobs.sqlite").exists()
 
 
 def test_a_plan_above_the_threshold_asks_first(tiny_run, tmp_path, service, capsys):
@@ -487,15 +489,15 @@ def test_a_plan_above_the_threshold_asks_first(tiny_run, tmp_path, service, caps
     outcome = submit.submit(run, backend="ibm_runtime", settings={"device": "fake_manila", "shots": 500}, samples=2,
                             confirm_above=0, confirm=lambda plan: asked.append(plan) or False)
     assert not outcome.sent and len(asked) == 1 and asked[0].jobs == 1
-    assert runtime_double.accepted(service) == []
+    assert fake.accepted(service) == []
     assert main(ibm_args(run, "--samples", "2", "--confirm-above", "0", "--yes")) == 0
-    assert len(runtime_double.accepted(service)) == 1
+    assert len(fake.accepted(service)) == 1
 
 
 # ------------------------------------------------------------------ no job orphaned
 def test_a_chunk_refused_mid_submission_then_the_rest_resumed(tiny_run, tmp_path, service, capsys):
     run = copy_run(tiny_run, tmp_path / "run")
-    runtime_double.set_behaviour(service, refuse_after=1)
+    fake.configure(service, refuse_after=1)
     assert main(ibm_args(run, "--samples", "6", "--max-rows", "2")) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "submitting rows 2-3 failed" in err[0] and "1 job(s) already accepted" in err[0]
@@ -507,20 +509,20 @@ def test_a_chunk_refused_mid_submission_then_the_rest_resumed(tiny_run, tmp_path
     assert main(["jobs", str(run)]) == 0
     listing = capsys.readouterr().out
     assert listing.count("NOT SUBMITTED") == 2 and f"--resume {sid}" in listing
-    runtime_double.set_script(service, runtime_double.accepted(service)[0], ["DONE"])
+    fake.set_script(service, fake.accepted(service)[0], ["DONE"])
     assert main(["fetch", "--all-pending"]) == 1  # not "nothing to fetch": rows have no job
     out = capsys.readouterr().out
     assert "never submitted" in out and f"submit {run.resolve()} --resume {sid}" in out
     assert "nothing to fetch" not in out
 
-    runtime_double.set_behaviour(service)  # the service takes jobs again
-    runtime_double.set_script(service, None, ["DONE"])
+    fake.configure(service, refuse_after=None)  # the service takes jobs again
+    fake.set_script(service, None, ["DONE"])
     assert main(["submit", str(run), "--resume", sid, "--wait", "--poll", "0.01"]) == 0
     out = capsys.readouterr().out
     assert "resuming 4 unsubmitted row(s) in 2 job(s)" in out and "accuracy" in out
     with Ledger.for_run(run) as ledger:
         assert ledger.unsubmitted(sid) == [] and [j["status"] for j in ledger.jobs()] == ["DONE"] * 3
-    assert len(runtime_double.accepted(service)) == 3
+    assert len(fake.accepted(service)) == 3
     assert (run / "jobs" / sid / "predictions.csv").exists()
     assert main(["submit", str(run), "--resume", sid]) == 0
     assert "nothing to resume" in capsys.readouterr().out
@@ -531,15 +533,15 @@ def test_a_job_accepted_just_before_a_crash_is_adopted_by_its_tag(tiny_run, tmp_
     ledger write. `fetch` (and `jobs`) find that job by the submission's tag and record it;
     `submit --resume` then sends only the rows that truly have no job."""
     run = copy_run(tiny_run, tmp_path / "run")
-    runtime_double.set_behaviour(service, die_after=2)
-    runtime_double.set_script(service, None, ["DONE"])
-    proc = spawn(tmp_path / "home", "--fake-runtime", str(service), "--",
+    fake.configure(service, die_after=2)
+    fake.set_script(service, None, ["DONE"])
+    proc = spawn(tmp_path / "home", "--fake-ibm", str(service), "--",
                  *ibm_args(run, "--samples", "6", "--max-rows", "2"))
     output = proc.communicate(timeout=300)[0]
     assert proc.returncode == 137, output
-    accepted = runtime_double.accepted(service)
+    accepted = fake.accepted(service)
     assert len(accepted) == 2 and [r[0] for r in ledger_rows(run)] == accepted[:1]
-    runtime_double.set_behaviour(service)
+    fake.configure(service, die_after=None)
 
     listed = copy_run(run, tmp_path / "listed")  # `jobs` adopts too (in a copy of the run)
     assert main(["jobs", str(listed)]) == 0
@@ -554,7 +556,7 @@ def test_a_job_accepted_just_before_a_crash_is_adopted_by_its_tag(tiny_run, tmp_
         (sid,) = ledger.submission_ids()
         assert [j["job_id"] for j in ledger.jobs()] == accepted and ledger.unsubmitted(sid) == [(4, 6)]
     assert main(["submit", str(run), "--resume", sid, "--wait", "--poll", "0.01"]) == 0
-    assert len(runtime_double.accepted(service)) == 3  # rows 2-3 were not sent twice
+    assert len(fake.accepted(service)) == 3  # rows 2-3 were not sent twice
     assert (run / "jobs" / sid / "predictions.csv").exists()
 
 
@@ -562,26 +564,26 @@ def test_rerun_stays_on_the_recorded_device(tiny_run, tmp_path, service, capsys)
     """Submitted without --device (least busy: fake_manila); when the least busy QPU is another
     one later, --rerun still sends the ISA circuit to fake_manila."""
     run = copy_run(tiny_run, tmp_path / "run")
-    runtime_double.set_script(service, None, ["ERROR"], error="Error code 1517; calibration")
+    fake.set_script(service, None, ["ERROR"], error="Error code 1517; calibration")
     assert main(["submit", str(run), "--backend", "ibm_runtime", "--shots", "500", "--samples", "4",
                  "--wait", "--poll", "0.01"]) == 1
-    (failed,) = runtime_double.accepted(service)
+    (failed,) = fake.accepted(service)
     with Ledger.for_run(run) as ledger:
         sub = ledger.submission(ledger.submission_ids()[0])
     assert sub["device"] == sub["backend_name"] == "fake_manila" and "device" not in sub["settings"]
     assert sub["runtime_version"] == __import__("qiskit_ibm_runtime").__version__ and sub["calibrated_at"]
     capsys.readouterr()
 
-    runtime_double.set_behaviour(service, least_busy="fake_quito")
-    runtime_double.set_script(service, None, ["DONE"])
+    fake.configure(service, least_busy="fake_quito")
+    fake.set_script(service, None, ["DONE"])
     assert main(["fetch", "--rerun", failed, "--wait", "--poll", "0.01"]) == 0
     assert "as recorded" in capsys.readouterr().out
-    (_, new) = runtime_double.accepted(service)
-    state = json.loads((service / f"{new}.json").read_text())
+    (_, new) = fake.accepted(service)
+    state = fake.job_state(service, new)
     assert state["backend"] == "fake_manila" and f"hybrid-qiskit-replaces-{failed}" in state["tags"]
     assert main(["fetch", "--rerun", new]) == 0
     assert f"job {new} is already DONE; --rerun sends nothing" in capsys.readouterr().out
-    assert len(runtime_double.accepted(service)) == 2
+    assert len(fake.accepted(service)) == 2
 
 
 def test_sessions_and_batches_are_closed_on_error_paths(tiny_run, tmp_path, service, monkeypatch, capsys):
@@ -602,18 +604,18 @@ def test_sessions_and_batches_are_closed_on_error_paths(tiny_run, tmp_path, serv
         m.setattr(submit_module, "_head", broken)
         assert main(ibm_args(run, "--samples", "4", "--mode", "batch")) == 2
     assert closed == []
-    runtime_double.set_behaviour(service, refuse_after=0)  # the service refuses the first job
+    fake.configure(service, refuse_after=0, plan="premium")  # refuses the first job; sessions allowed
     assert main(ibm_args(run, "--samples", "4", "--mode", "batch")) == 2
     assert closed == ["Batch"]  # opened for the first job, closed after the refusal
     assert main(ibm_args(run, "--samples", "4", "--mode", "session", "--dry-run")) == 0  # dry run: none opened
     assert closed == ["Batch"]
     capsys.readouterr()
 
-    runtime_double.set_behaviour(service, plan="open")
+    fake.configure(service, plan="open")
     assert main(ibm_args(run, "--samples", "4", "--mode", "session")) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Open Plan" in err[0] and "--mode batch" in err[0]
-    assert runtime_double.accepted(service) == []
+    assert fake.accepted(service) == []
 
 
 def test_a_local_chunk_failing_mid_submission_then_resumed(tiny_run, tmp_path, monkeypatch, capsys):
@@ -891,7 +893,7 @@ def test_calibration_rows_travel_in_every_job_and_fetch_normalizes_with_them(tin
     from hybrid_qiskit.normalization import Stats, restandardize
 
     run = copy_run(tiny_norm_run, tmp_path / "run")
-    runtime_double.set_script(service, None, ["DONE"])
+    fake.set_script(service, None, ["DONE"])
     assert main(ibm_args(run, "--samples", "4", "--max-rows", "2", "--calibration-samples", "8", "--dry-run")) == 0
     assert "20 PUB row(s) (images, 8 per job for normalization statistics)" in capsys.readouterr().out
     assert main(ibm_args(run, "--samples", "4", "--max-rows", "2", "--calibration-samples", "8",
@@ -931,7 +933,7 @@ def test_refit_readout_learns_from_every_jobs_calibration_rows_at_fetch(tiny_run
     from hybrid_qiskit.normalization import Stats, restandardize
 
     run = copy_run(tiny_run, tmp_path / "run")
-    runtime_double.set_script(service, None, ["DONE"])
+    fake.set_script(service, None, ["DONE"])
     assert main(ibm_args(run, "--samples", "4", "--max-rows", "2", "--refit-readout", "--normalize-stats", "batch",
                          "--yes")) != 0
     assert "--refit-readout learns from the calibration rows" in capsys.readouterr().err

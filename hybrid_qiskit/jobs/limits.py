@@ -33,6 +33,12 @@ def is_retryable(exc: BaseException) -> bool:
     return status == 429 or bool(_RETRYABLE.search(str(exc)))
 
 
+def batch_ended(exc: BaseException) -> bool:
+    """A refusal because the job's batch or session no longer takes jobs (closed, expired)."""
+    text = str(exc).lower()
+    return "session" in text and any(w in text for w in ("closed", "expired", "not accepting", "inactive"))
+
+
 def send_with_backoff(send: Callable[[], object], what: str, say: Say, *, pauses=None, sleep=None):
     """``send()``, again after each pause while IBM Quantum refuses it for a limit that clears
     with time. The last refusal (or any other error) is raised."""

@@ -40,7 +40,7 @@ from hybrid_qiskit.jobs.cost import (
     plan_for,
 )
 from hybrid_qiskit.jobs.ledger import LEDGER_NAME, Ledger, index_add, now
-from hybrid_qiskit.jobs.limits import send_with_backoff
+from hybrid_qiskit.jobs.limits import batch_ended, send_with_backoff
 from hybrid_qiskit.jobs.pubs import (
     chunks,
     circuit_to_qpy,
@@ -423,9 +423,11 @@ class _Sender:
             jid = job.job_id()
         except Exception as exc:  # noqa: BLE001 - the service's refusal, the network, anything
             done = f"; the {len(self.ids)} job(s) already accepted are in the ledger" if self.ids else ""
+            ended = ("; its batch or session has ended (closed, or past its time-to-live), and --resume opens a "
+                     "new one" if self.remote and batch_ended(exc) else "")
             self.error = HybridQiskitError(
-                f"submitting rows {a}-{b - 1} failed: {one_line(exc)}{done}; send the rows without a job with: "
-                f"hybrid-qiskit submit {self.run_dir} --resume {self.sid}")
+                f"submitting rows {a}-{b - 1} failed: {one_line(exc)}{done}{ended}; send the rows without a job "
+                f"with: hybrid-qiskit submit {self.run_dir} --resume {self.sid}")
             return None
         session = getattr(job, "session_id", None) if self.remote else None
         self.ledger.add_job(jid, self.sid, (a, b), remote=self.remote, session_id=session)
