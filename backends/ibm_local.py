@@ -61,6 +61,9 @@ def ibm_local(
     """The runtime Estimator in local mode on fake device ``device`` (settings as ``ibm_runtime``).
 
     ``seed`` seeds the transpiler and the local simulator (sampling and twirling draws).
+    ``device`` may also name a QPU (``ibm_fez``): with an account, its configuration and current
+    calibration are read (nothing is sent) and the rehearsal runs on them, so the layout, the
+    errors and the cost are those a job sent now would get.
 
     Raises:
         HybridQiskitError: an unknown device or a bad setting.
@@ -79,7 +82,12 @@ def ibm_local(
     from hybrid_qiskit.memory import check_shots
     from hybrid_qiskit.primitives import BatchedParamShiftEstimatorGradient
 
-    backend = get_fake_backend(device)
+    if str(device).startswith("ibm_"):  # a QPU: rehearse on its live calibration (needs an account)
+        from backends.ibm_runtime import live_snapshot
+
+        backend = live_snapshot(device)
+    else:
+        backend = get_fake_backend(device)
     handle = runtime_handle(
         "ibm_local",
         backend,
@@ -95,7 +103,8 @@ def ibm_local(
         max_execution_time=max_execution_time,
         extra={
             "target": describe_device(backend),
-            "noise": {"kind": "device", "device": backend.name},
+            "noise": {"kind": "device", "device": backend.name,
+                      **({"calibration": f"live, {backend.calibrated_at}"} if hasattr(backend, "calibrated_at") else {})},
         },
     )
     full = handle.estimator

@@ -72,6 +72,60 @@ def runtime_service(
         raise HybridQiskitError(f"could not connect to IBM Quantum: {first}") from None
 
 
+def _iso(value):
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def live_snapshot(name: str, *, instance: str | None = None, channel: str | None = None):
+    """QPU ``name``'s configuration and current calibration as a fake device (a ``FakeBackendV2``),
+    so the local testing mode (``ibm_local --device ibm_fez``) rehearses on the qubits, errors and
+    layout a job sent now would get. Needs an account; reads, sends nothing.
+
+    Raises:
+        MissingCredentialsError: no (usable) account.
+        HybridQiskitError: no connection, or no such QPU for this account.
+    """
+    import json
+
+    from qiskit_ibm_runtime.fake_provider.fake_backend import FakeBackendV2
+    from qiskit_ibm_runtime.utils.backend_decoder import (
+        decode_backend_configuration,
+        properties_from_server_data,
+    )
+
+    service = runtime_service(instance=instance, channel=channel)
+    try:
+        qpu = service.backend(name)
+        conf = json.loads(json.dumps(qpu.configuration().to_dict(), default=_iso))
+        props = qpu.properties()
+    except Exception as exc:  # noqa: BLE001 - the service's answer, as one line
+        raise HybridQiskitError(f"no IBM Quantum backend {name}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+    if props is None:
+        raise HybridQiskitError(f"{name} reports no calibration: nothing to rehearse on")
+    props = json.loads(json.dumps(props.to_dict(), default=_iso))
+    stamp = str(props.get("last_update_date") or "")
+    decode_backend_configuration(conf)
+    conf["backend_name"] = name
+    # The calibration time is part of the version: reductions are cached by name and version.
+    conf["backend_version"] = f"{conf.get('backend_version') or '?'}, calibration {stamp}"
+    properties_from_server_data(props)
+
+    class LiveSnapshot(FakeBackendV2):
+        """A QPU's configuration and calibration at one moment, as a fake device."""
+
+        conf_filename = props_filename = dirname = None
+        backend_name = name
+        calibrated_at = stamp
+
+        def _get_conf_dict_from_json(self):
+            return dict(conf)
+
+        def _set_props_dict_from_json(self):
+            self._props_dict = dict(props)
+
+    return LiveSnapshot()
+
+
 def _invalid_account(exc: Exception) -> str:
     """One line for a saved account the runtime refuses, with what to do."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -49,7 +49,9 @@ import numpy as np
 STORE_ENV = "HYBRID_QISKIT_FAKE_IBM"
 CRN = "crn:v1:bluemix:public:quantum-computing:us-east:a/fakeaccount:fake-instance-0001::"
 TOKEN = "fake-api-key-0000"
-DEVICES = ("fake_manila", "fake_quito", "fake_fez")
+# Served name -> the fake device whose snapshot answers for it (ibm_* names: QPUs as users name them).
+DEVICES = {"fake_manila": "fake_manila", "fake_quito": "fake_quito", "fake_fez": "fake_fez",
+           "ibm_torino": "fake_torino"}
 SEED = 11
 DEFAULT_SCRIPT = ["Queued", "Running", "Completed"]
 SECONDS_PER_JOB = 2.0  # the fake's usage of a job: this, plus its shots x 250 us
@@ -172,13 +174,13 @@ def _api_error(message: str, status: int):
 def _n_qubits(name: str) -> int:
     from backends.devices import device_facts
 
-    return device_facts(name)["num_qubits"]
+    return device_facts(DEVICES.get(name, name))["num_qubits"]
 
 
 def _fake_device(name: str):
     from backends.devices import get_fake_backend
 
-    return get_fake_backend(name)
+    return get_fake_backend(DEVICES.get(name, name))
 
 
 # ------------------------------------------------------------------ the client

@@ -227,3 +227,27 @@ def test_a_batch_that_expires_while_sending_is_one_line_and_resume_opens_a_new_o
     capsys.readouterr()
     assert main(["fetch", "--all-pending"]) == 1  # the expiry cancelled the first batch's queued job
     assert "ran past its time-to-live (600 s)" in capsys.readouterr().out
+
+
+def test_ibm_local_rehearses_on_the_qpus_live_calibration_and_layout(ibm):
+    """``ibm_local --device ibm_torino``: the QPU's configuration and current calibration are read
+    through the runtime's client (nothing sent); the rehearsal picks the qubits a submission made
+    now picks, and runs the runtime's local mode on them."""
+    import numpy as np
+
+    from backends import create_backend
+    from backends.layout import physical_qubits
+    from hybrid_qiskit.circuits import build_head_circuit
+
+    head = build_head_circuit(4, reps=1)
+    local = create_backend("ibm_local", device="ibm_torino", shots=200, resilience_level=0, seed=1)
+    remote = create_backend("ibm_runtime", device="ibm_torino", shots=200, resilience_level=0, seed=1)
+    isa = local.pass_manager.run(head.circuit)
+    assert physical_qubits(isa) == physical_qubits(remote.pass_manager.run(head.circuit))
+    assert 0 not in physical_qubits(isa)  # torino's qubit 0 reads out wrong 16.7% of the time
+    assert local.description["noise"]["calibration"].startswith("live, ") and local.device.name == "ibm_torino"
+    obs = [[o.apply_layout(isa.layout)] for o in head.observables]
+    values = np.full((2, isa.num_parameters), 0.3)
+    evs = np.asarray(local.estimator.run([(isa, obs, values)]).result()[0].data.evs)
+    assert evs.shape == (4, 2) and np.all(np.abs(evs) <= 1)
+    assert sent(ibm) == []  # read, never sent
