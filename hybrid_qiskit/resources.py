@@ -14,8 +14,8 @@ multiplies them, per method (measured at 12-16 qubits, see tests/test_attacks.py
   Measured (peak RSS above the process's baseline, one training step of 32 and two evaluation
   batches of 128) against the estimate, real / complex head: 12 qubits 57 / 121 MB vs 123 / 153;
   14 qubits 114 / 258 MB vs 192 / 313; 16 qubits 300 / 726 MB vs 471 / 958.
-* ``statevector`` on a chain head (every head we ship but the ZZ map re-uploaded; from 10
-  qubits at bond 4, see ``hybrid_qiskit.primitives.mps.takes_chain``): no statevector at all.
+* ``statevector`` on a chain head (every head we ship up to a bond of 256, where ``auto``'s
+  cost model takes it: ``hybrid_qiskit.primitives.mps.takes_chain``): no statevector at all.
   The rows' tensors come in blocks of ~32 MB, and neither the statevector program's 2**n index
   maps nor the readouts' 2**n diagonals are built.
 * ``statevector_reference`` and Aer's ``statevector``: one circuit at a time, a few copies of

@@ -155,4 +155,4 @@ def test_chain_heads_need_no_statevector():
     with pytest.raises(HybridQiskitError, match="batched_statevector"):
         check_memory("statevector", qubits=20, batch=32, eval_batch=256, what="train", available=GiB, chain=chain,
                      settings={"method": "statevector"})
-    assert head_chain(resolve(None, qubits=20, feature_map="zz", reuploads=2)) is None  # bond 256
+    assert head_chain(resolve(None, qubits=20, feature_map="zz", reuploads=3)) is None  # bond 512

@@ -5,8 +5,8 @@ the stock path (``StatevectorEstimator`` + ``ParamShiftEstimatorGradient``) stay
 the ``statevector_reference`` backend for comparison.
 
 Two exact simulators sit underneath: a batched statevector (:mod:`.simulate`, :mod:`.kernels`,
-with the adjoint sweep of :mod:`.adjoint_sweep`), and for wide circuits whose two-qubit gates
-all act on neighbouring qubits, an uncompressed matrix-product state (:mod:`.mps`).
+with the adjoint sweep of :mod:`.adjoint_sweep`), and an uncompressed matrix-product state
+(:mod:`.mps`, :mod:`.mps_sweeps`) wherever that costs less (:mod:`.chain_cost`).
 """
 
 from .adjoint_gradient import AdjointEstimatorGradient

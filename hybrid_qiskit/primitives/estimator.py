@@ -19,8 +19,9 @@ Gotchas:
     * The last few final states are kept (keyed by program and parameter values) so that
       :class:`~.adjoint_gradient.AdjointEstimatorGradient` on the same estimator can skip the
       forward evolution of the backward pass.
-    * Wide chain circuits (every two-qubit gate on neighbouring qubits, Z readouts; from 10
-      qubits under ``method="auto"``, see :func:`~.mps.takes_chain`) never build a statevector:
+    * Chain circuits (one- and two-qubit gates, Z readouts) where the chain costs less than the
+      statevector under ``method="auto"`` (:func:`~.mps.takes_chain`: the default head from 6
+      qubits) never build a statevector:
       they run as an exact matrix-product state (:mod:`.mps`), always in float64; what they
       keep for the gradient is the chain's site tensors and right environments.
 
@@ -87,10 +88,10 @@ class BatchedStatevectorEstimator(BaseEstimatorV2):
         single_precision: simulate in float32/complex64 (sums still in float64): about twice as
             fast at 12 qubits and more, but values then differ from the exact ones by up to
             ~2e-7 and gradients by up to ~1.5e-6 (measured), so it is off by default.
-        method: "auto" (default), "statevector" or "mps". Circuits whose two-qubit gates act on
-            neighbouring qubits, read out by Z on single qubits (every head we ship), run as an
-            exact matrix-product state (:mod:`.mps`) under "mps", and under "auto" where that pays
-            (:func:`~.mps.takes_chain`: from 10 qubits at bond 4); the rest as a statevector.
+        method: "auto" (default), "statevector" or "mps". Circuits of one- and two-qubit gates
+            read out by Z on single qubits (every head we ship) run as an exact matrix-product
+            state (:mod:`.mps`) under "mps", and under "auto" where its estimated cost is lower
+            (:func:`~.mps.takes_chain`, :mod:`.chain_cost`); the rest as a statevector.
     """
 
     _OBSERVABLES_KEPT = 512  # compiled observables and observable arrays (each cache)

@@ -42,6 +42,7 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter
 
 from .angles import compile_angle, sum_angles
+from .chain_cost import chain_seconds, statevector_seconds
 from .fusion import fuse_diagonal_blocks
 from .mps_sweeps import ChainState, gradient_overlaps, right_environments, rows_first, z_values
 from .rotations import AngleTable, Rotation, angle_table, rotation_matrices, split_partials
@@ -49,9 +50,10 @@ from .rotations import AngleTable, Rotation, angle_table, rotation_matrices, spl
 # Rotations whose generator has two eigenvalues one apart: dU/dθ is U(θ + π) up to a factor.
 SHIFT_ROTATIONS = ("rx", "ry", "rz", "p", "rzz", "rxx", "ryy", "cp")
 _REAL = ("ry",)
-# The largest bond taken: at 16 qubits a bond-64 chain (RealAmplitudes re-uploaded 3 times) took
-# 25 s for a gradient the statevector gave in 2.9 s.
-MAX_BOND = 16
+# The largest bond built: a guard on memory, not on cost (``auto`` compares costs, see
+# :mod:`.chain_cost`). A bond-256 site is 1 MB per row (2 MB complex); such chains are slower
+# than the statevector below ~18 qubits anyway.
+MAX_BOND = 256
 # Row evaluations per block: about 32 MB of site tensors at χ = 4, 20 qubits. Blocks run on
 # the calling thread: each numpy call here is tens of microseconds, and two threads measured
 # no faster than one (they wait on the interpreter lock between calls).
@@ -59,12 +61,6 @@ BLOCK_BYTES = 32 << 20
 # The gradient's blocks: its right stacks hold ~n/2 environments per site, so at 32 MB a bond-16,
 # 20-qubit batch of 32 would run in two blocks (each numpy call then covers half the rows).
 GRADIENT_BLOCK_BYTES = 128 << 20
-# Chains from this width up (bond 4; two qubits more per doubling of the bond) take the chain
-# under ``method="auto"``. Measured on the QNN heads, batch 32 (experiments/bench_chain.py and
-# bench_training.py): at bond 4 a training step was level at 10 qubits and faster on the
-# statevector at 8; at bond 16 (ZZ map + EfficientSU2) the gradients were level at 14 qubits and
-# 3x faster on the chain at 16.
-CHAIN_QUBITS = 10
 METHODS = ("auto", "statevector", "mps")
 _PROJECTOR = ("p", "cp")  # generators −P1, −P11: derivatives from the imaginary part
 
@@ -126,6 +122,7 @@ class Chain:
     site_ops: tuple[tuple[tuple[int, str], ...], ...]
     rotation_gate: tuple[int, ...]  # rotation g -> index of its gate
     gate_rotation: dict[int, int]  # and back
+    cut_bonds: tuple[int, ...] = ()  # the bond of each cut (q, q + 1): what every contraction costs
 
 
 def _swap_qubits(m: np.ndarray) -> np.ndarray:
@@ -248,7 +245,7 @@ def build_chain(n: int, params: tuple[Parameter, ...], specs: Sequence[GateSpec]
             site_ops[gate.hi].append((i, "hi"))
     return Chain(n, params, tuple(gates), rotations, angle_table(rotations, len(params)), max(bonds, default=1),
                  is_real, constant, varying, tuple(tuple(ops) for ops in site_ops),
-                 rotation_gate, {i: g for g, i in enumerate(rotation_gate)})
+                 rotation_gate, {i: g for g, i in enumerate(rotation_gate)}, tuple(bonds))
 
 
 def _real_if_possible(gate: ChainGate) -> ChainGate:
@@ -266,12 +263,17 @@ def _kinds(matrix: np.ndarray | None, split_lo: bool, blocks) -> tuple[str, ...]
                  for o in ops)
 
 
-def takes_chain(chain: Chain | None, num_qubits: int, method: str = "auto") -> bool:
+def takes_chain(chain: Chain | None, num_qubits: int, method: str = "auto", readouts: int | None = None) -> bool:
     """Whether a circuit of ``num_qubits`` with ``chain`` (None: not a chain) runs as one under
-    ``method`` (one of :data:`METHODS`; the estimator and the backend refuse any other)."""
+    ``method`` (one of :data:`METHODS`; the estimator and the backend refuse any other): under
+    "auto" where its estimated cost is below the statevector's (:mod:`.chain_cost`; ``readouts``
+    Z readouts, default one per qubit), at any bond."""
     if chain is None or method == "statevector":
         return False
-    return method == "mps" or num_qubits >= CHAIN_QUBITS + 2 * max(0.0, math.log2(chain.bond / 4))
+    if method == "mps":
+        return True
+    k = num_qubits if readouts is None else readouts
+    return chain_seconds(chain, k) < statevector_seconds(num_qubits, len(chain.gates), k, chain.is_real)
 
 
 def chain_readouts(program, observables, method: str = "auto") -> list[tuple[int, float]] | None:
@@ -279,10 +281,12 @@ def chain_readouts(program, observables, method: str = "auto") -> list[tuple[int
 
     ``method``: "statevector" never, "mps" wherever a chain applies (a chain circuit and every
     observable c·Z_q), "auto" there too where it pays (:func:`takes_chain`)."""
-    if not observables or not takes_chain(program.chain, program.num_qubits, method):
+    if not observables or program.chain is None or method == "statevector":
         return None
     readouts = [o.single_z for o in observables]
-    return None if any(r is None for r in readouts) else readouts
+    if any(r is None for r in readouts) or not takes_chain(program.chain, program.num_qubits, method, len(readouts)):
+        return None
+    return readouts
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -43,8 +43,9 @@ def _z(n: int, q: int, c: float = 1.0) -> CompiledObservable:
 def test_every_head_matches_the_statevector(fm, ansatz, reuploads):
     head = build_head_circuit(5, feature_map=fm, ansatz=ansatz, reps=2, reuploads=reuploads)
     program = compile_circuit(head.circuit, list(head.input_params) + list(head.weight_params))
-    # Every head is a chain; the ZZ map re-uploaded twice crosses each cut 8 times (bond 256).
-    assert (program.chain is None) == (fm == "zz" and reuploads == 2)
+    # Every head is a chain; the ZZ map re-uploaded twice crosses each cut 6 times (bond 64, its
+    # CX·P·CX fused).
+    assert program.chain is not None
     rng = np.random.default_rng(3)
     values = rng.uniform(-np.pi, np.pi, (6, len(program.parameters)))
     values[:, 5:] = values[0, 5:]  # weights shared by the rows, as in the QNN
@@ -169,8 +170,8 @@ def test_what_is_not_a_chain():
     controlled = QuantumCircuit(2)  # its shift rule has four terms
     controlled.crx(x[0], 0, 1)
     assert compile_circuit(controlled).chain is None
-    deep = QuantumCircuit(2)  # SWAP has four operator-Schmidt terms: 4, 16, then 64 > MAX_BOND
-    for _ in range(3):
+    deep = QuantumCircuit(2)  # SWAP has four operator-Schmidt terms: 4, 16, ..., 1024 > MAX_BOND
+    for _ in range(5):
         deep.ry(x[1], 0)
         deep.swap(0, 1)
     assert compile_circuit(deep).chain is None
@@ -180,7 +181,7 @@ def test_other_observables_and_narrow_circuits_take_the_statevector():
     head = build_head_circuit(12)
     program = compile_circuit(head.circuit, list(head.input_params) + list(head.weight_params))
     zs = [CompiledObservable(o) for o in head.observables]
-    assert mps.chain_readouts(program, zs) is not None  # auto: from CHAIN_QUBITS up
+    assert mps.chain_readouts(program, zs) is not None  # auto: where the chain costs less
     assert mps.chain_readouts(program, zs, "statevector") is None
     assert mps.chain_readouts(program, zs + [CompiledObservable(SparsePauliOp("X" + "I" * 11))]) is None
     narrow = compile_circuit(build_head_circuit(4).circuit)
@@ -286,10 +287,13 @@ def test_a_wide_evaluation_stays_small():
 
 
 def test_auto_takes_the_chain_where_it_pays():
-    """Bond 4 from 10 qubits; bond 8 (ZZ map + EfficientSU2, its CX·P·CX fused) from 12."""
-    for n, fm, ansatz, first in [(10, "angle", "real_amplitudes", True), (11, "zz", "efficient_su2", False),
-                                 (12, "zz", "efficient_su2", True)]:
-        head = build_head_circuit(n, feature_map=fm, ansatz=ansatz)
+    """``auto`` compares estimated costs (:mod:`.chain_cost`), at any bond: the default head (bond
+    4) from 6 qubits, RealAmplitudes reps 6 (bond 64) only from 15, where the statevector's 2**n
+    outgrows the chain's n²·χ³ (bench_chain.py measured them level at 13-15 qubits)."""
+    for n, reps, ent, chain in [(4, 2, "reverse_linear", False), (8, 2, "reverse_linear", True),
+                                (20, 2, "reverse_linear", True), (12, 2, "circular", True),
+                                (12, 6, "reverse_linear", False), (16, 6, "reverse_linear", True)]:
+        head = build_head_circuit(n, reps=reps, entanglement=ent)
         program = compile_circuit(head.circuit, list(head.input_params) + list(head.weight_params))
-        assert mps.takes_chain(program.chain, n) is first
+        assert mps.takes_chain(program.chain, n) is chain, (n, reps, ent)
         assert mps.takes_chain(program.chain, n, "mps") and not mps.takes_chain(program.chain, n, "statevector")
