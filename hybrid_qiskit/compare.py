@@ -30,8 +30,7 @@ from pathlib import Path
 
 from hybrid_qiskit.config import TrainConfig, load_toml, resolve
 from hybrid_qiskit.errors import HybridQiskitError
-from hybrid_qiskit.stats import paired_difference as _paired
-from hybrid_qiskit.stats import summary as _stats
+from hybrid_qiskit.stats import paired_difference, summary
 
 BASELINE_OF = {"hybrid": "classical", "quantum": "pixel_classical"}
 # Fields in which a model and its baseline may differ; all others must agree (a matched budget).
@@ -175,10 +174,10 @@ def compare(config_path: str | Path, *, seeds: int = 5, out: str | Path | None =
             echo(f"  {label}: test accuracy {r['test_accuracy']:.4f}  loss {r['test_loss']:.4f}  ({how})")
     for m in models.values():
         runs = m["runs"]
-        m["test_accuracy"] = _stats([r["test_accuracy"] for r in runs])
-        m["test_loss"] = _stats([r["test_loss"] for r in runs])
-        m["train_seconds"] = _stats([r["train_seconds"] for r in runs])
-        m["wall_seconds"] = _stats([r["wall_seconds"] for r in runs])
+        m["test_accuracy"] = summary([r["test_accuracy"] for r in runs])
+        m["test_loss"] = summary([r["test_loss"] for r in runs])
+        m["train_seconds"] = summary([r["train_seconds"] for r in runs])
+        m["wall_seconds"] = summary([r["wall_seconds"] for r in runs])
         m["parameters"] = runs[0]["parameters"]
     a, b = models[cfg.model]["runs"], models[base.model]["runs"]
     result = {
@@ -190,8 +189,8 @@ def compare(config_path: str | Path, *, seeds: int = 5, out: str | Path | None =
         "test_samples": a[0]["test_samples"],
         "models": models,
         "difference": {
-            "test_accuracy": _paired([x["test_accuracy"] for x in a], [y["test_accuracy"] for y in b]),
-            "test_loss": _paired([x["test_loss"] for x in a], [y["test_loss"] for y in b]),
+            "test_accuracy": paired_difference([x["test_accuracy"] for x in a], [y["test_accuracy"] for y in b]),
+            "test_loss": paired_difference([x["test_loss"] for x in a], [y["test_loss"] for y in b]),
             "of": f"{cfg.model} - {base.model}, per seed",
         },
     }
