@@ -340,24 +340,38 @@ def _matrices(chain: Chain, angles: np.ndarray, dtype, only: set[int] | None = N
     return out
 
 
-def _apply(site: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """A one-qubit matrix (2, 2, R or 1) applied to site tensors (l, 2, r, R)."""
+def _apply(site: np.ndarray, m: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """A one-qubit matrix (2, 2, R or 1) applied to site tensors (l, 2, r, R) (into ``out``)."""
     a0, a1 = site[:, 0], site[:, 1]
-    out = np.empty((*site.shape[:3], max(site.shape[-1], m.shape[-1])), dtype=np.result_type(site, m))
+    if out is None:
+        out = np.empty((*site.shape[:3], max(site.shape[-1], m.shape[-1])), dtype=np.result_type(site, m))
     for p in (0, 1):
-        np.multiply(a0, m[p, 0], out=out[:, p])
-        out[:, p] += a1 * m[p, 1]
+        _row(a0, a1, m[p], out[:, p])
     return out
 
 
-def _apply_block(a: np.ndarray, m: np.ndarray, kind: str, out: np.ndarray) -> None:
-    """``out[...] = m`` applied to ``a`` (l, 2, r, R): a copy for the "i" and "x" kinds."""
-    if kind == "i":
-        out[...] = a
+def _row(a0: np.ndarray, a1: np.ndarray, v: np.ndarray, out: np.ndarray) -> None:
+    """``out = v[0]·a0 + v[1]·a1`` (one row of a one-qubit matrix, per row of the batch)."""
+    np.multiply(a0, v[0], out=out)
+    out += a1 * v[1]
+
+
+def _apply_block(a: np.ndarray, m: np.ndarray, kind: str, out: np.ndarray, pending: np.ndarray | None) -> None:
+    """``out[...] = m · pending`` applied to ``a`` (l, 2, r, R): a copy for the "i" and "x" kinds
+    when nothing is pending (the pending one-qubit gates ride on the block: one pass, not two)."""
+    if pending is None:
+        if kind == "i":
+            out[...] = a
+        elif kind == "x":
+            out[...] = a[:, ::-1]
+        else:
+            _apply(a, m, out)
+    elif kind == "i":
+        _apply(a, pending, out)
     elif kind == "x":
-        out[...] = a[:, ::-1]
+        _apply(a, pending[::-1], out)
     else:
-        out[...] = _apply(a, m)
+        _apply(a, _product(m, pending), out)
 
 
 def _product(m: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -365,17 +379,24 @@ def _product(m: np.ndarray, k: np.ndarray) -> np.ndarray:
     return (m[:, :, None, :] * k[None, :, :, :]).sum(axis=1)
 
 
-def _site_tensor(chain: Chain, q: int, mats: Sequence[np.ndarray | None], R: int, dtype) -> np.ndarray:
+def _site_tensor(chain: Chain, q: int, mats: Sequence[np.ndarray | None], R: int, dtype,
+                 first: int = 0, start: np.ndarray | None = None) -> np.ndarray:
     """Site q's tensor (l, 2, r, R) in the final state.
 
     Every step acts on this site alone: a one-qubit gate on its physical index, a two-qubit
     gate through its operator-Schmidt terms (L_s on the lower site, R_s on the upper one, the
     term index s appended to the bond between them). So each site is computed on its own, and a
-    change to one gate changes only the tensors of the sites it acts on."""
-    a = np.zeros((1, 2, 1, R), dtype=dtype)
-    a[0, 0, 0] = 1.0
+    change to one gate changes only the tensors of the sites it acts on.
+
+    ``first``, ``start``: apply the site's operations from ``first`` on to ``start`` (1, 2, 1, R)
+    instead of all of them to |0⟩."""
+    if start is None:
+        a = np.zeros((1, 2, 1, R), dtype=dtype)
+        a[0, 0, 0] = 1.0
+    else:
+        a = start
     pending = None  # one-qubit gates not applied yet, multiplied together
-    for i, role in chain.site_ops[q]:
+    for i, role in chain.site_ops[q][first:]:
         gate, m = chain.gates[i], mats[i]
         if m is None:  # a Pauli slot no row drew a Pauli in
             continue
@@ -389,27 +410,33 @@ def _site_tensor(chain: Chain, q: int, mats: Sequence[np.ndarray | None], R: int
                 new[:, s, :, :, s] = a
             a = new.reshape(a.shape[0] * S, 2, a.shape[2] * S, a.shape[3])
             continue
-        if pending is not None:
-            a, pending = _apply(a, pending), None
         t = m.reshape(2, 2, 2, 2, m.shape[-1])  # (p_hi, p_lo, p'_hi, p'_lo, R)
+        out_dtype = np.result_type(a, m) if pending is None else np.result_type(a, m, pending)
         if role == "lo":  # the lower site: new bond index s on the right
-            new = np.empty((a.shape[0], 2, a.shape[2], S, R), dtype=np.result_type(a, m))
+            new = np.empty((a.shape[0], 2, a.shape[2], S, R), dtype=out_dtype)
             for s, (x, y) in enumerate(gate.blocks):
-                if gate.split_lo:  # L_s = |x><y|
+                if gate.split_lo:  # L_s = |x><y| (after the pending gates: their row y)
                     new[:, 1 - x, :, s] = 0
-                    new[:, x, :, s] = a[:, y]
+                    if pending is None:
+                        new[:, x, :, s] = a[:, y]
+                    else:
+                        _row(a[:, 0], a[:, 1], pending[y], new[:, x, :, s])
                 else:  # L_s = t[x, :, y, :]
-                    _apply_block(a, t[x, :, y, :], gate.kinds[s], new[:, :, :, s])
+                    _apply_block(a, t[x, :, y, :], gate.kinds[s], new[:, :, :, s], pending)
             a = new.reshape(a.shape[0], 2, -1, R)
         else:  # the upper site: new bond index s on the left
-            new = np.empty((a.shape[0], S, 2, a.shape[2], R), dtype=np.result_type(a, m))
+            new = np.empty((a.shape[0], S, 2, a.shape[2], R), dtype=out_dtype)
             for s, (x, y) in enumerate(gate.blocks):
                 if gate.split_lo:  # R_s = t[:, x, :, y]
-                    _apply_block(a, t[:, x, :, y], gate.kinds[s], new[:, s])
+                    _apply_block(a, t[:, x, :, y], gate.kinds[s], new[:, s], pending)
                 else:  # R_s = |x><y|
                     new[:, s, 1 - x] = 0
-                    new[:, s, x] = a[:, y]
+                    if pending is None:
+                        new[:, s, x] = a[:, y]
+                    else:
+                        _row(a[:, 0], a[:, 1], pending[y], new[:, s, x])
             a = new.reshape(-1, 2, a.shape[2], R)
+        pending = None
     return a if pending is None else _apply(a, pending)
 
 
@@ -421,6 +448,63 @@ def _final_sites(chain: Chain, angles: np.ndarray, dtype, paulis: np.ndarray | N
     batched matrix products ran 3-10x slower)."""
     mats = _matrices(chain, angles, dtype, paulis=paulis)
     return [_site_tensor(chain, q, mats, angles.shape[0], dtype) for q in range(chain.num_qubits)]
+
+
+def _shared_from(chain: Chain, q: int, angles: np.ndarray, paulis: np.ndarray | None) -> int | None:
+    """Where site q's operations stop depending on the row: the index of its first two-qubit
+    operation when every operation from there on has the same angle in all rows (a QNN batch:
+    the weights are shared, and angle encoding enters in the one-qubit gates before the first
+    entangler); None otherwise."""
+    if paulis is not None:  # each row its own Pauli draws
+        return None
+    ops = chain.site_ops[q]
+    first = next((k for k, (_, role) in enumerate(ops) if role != "one"), len(ops))
+    for i, _ in ops[first:]:
+        gate = chain.gates[i]
+        if gate.rotation is not None:
+            column = angles[:, chain.gate_rotation[i]]
+            if not np.all(column == column[0]):
+                return None
+    return first
+
+
+def _prefix_state(chain: Chain, q: int, mats: Sequence[np.ndarray | None], first: int, R: int, dtype) -> np.ndarray:
+    """The site's one-qubit gates before ``first`` applied to |0⟩: (2, R)."""
+    out = np.zeros((2, R), dtype=dtype)
+    out[0] = 1.0
+    for i, _ in chain.site_ops[q][:first]:
+        m = mats[i]
+        if m is not None:
+            out = m[:, 0] * out[0] + m[:, 1] * out[1]
+    return np.broadcast_to(out, (2, R)) if out.shape[-1] != R else out
+
+
+def _shared_site(chain: Chain, q: int, mats: Sequence[np.ndarray | None], first: int, v: np.ndarray, dtype) -> np.ndarray:
+    """Site q's tensors, rows first (R, l, 2, r), for rows whose operations from ``first`` on are
+    the same: those operations are applied once to |0⟩ and |1⟩ (two "rows"), and each row's
+    tensor is its one-qubit prefix state ``v`` (2, R) times that basis (one matrix product)."""
+    start = np.zeros((1, 2, 1, 2), dtype=dtype)
+    start[0, 0, 0, 0] = start[0, 1, 0, 1] = 1.0
+    shared = [None if m is None else m[..., :1] for m in mats]
+    basis = _site_tensor(chain, q, shared, 2, dtype, first, start)  # (l, 2, r, 2)
+    out = np.matmul(v.T, basis.reshape(-1, 2).T)  # (R, l·2·r), rows first
+    return out.reshape(v.shape[1], *basis.shape[:3])
+
+
+def _sites_rows_first(chain: Chain, angles: np.ndarray, dtype, paulis: np.ndarray | None = None) -> list[np.ndarray]:
+    """The final state's site tensors, rows first (R, l, 2, r): through :func:`_shared_site`
+    where a site's operations after its one-qubit prefix are the same in every row (a QNN batch
+    with angle encoding: 16x less work at 32 rows), else built row by row."""
+    R = angles.shape[0]
+    mats = _matrices(chain, angles, dtype, paulis=paulis)
+    out = []
+    for q in range(chain.num_qubits):
+        first = _shared_from(chain, q, angles, paulis) if R > 2 else None
+        if first is None:
+            out.append(rows_first(_site_tensor(chain, q, mats, R, dtype)))
+        else:
+            out.append(_shared_site(chain, q, mats, first, _prefix_state(chain, q, mats, first, R, dtype), dtype))
+    return out
 
 
 def _row_blocks(rows: int, row_bytes: int, budget: int | None = None) -> list[slice]:
@@ -443,8 +527,50 @@ def _row_bytes(chain: Chain, stacks: bool = False) -> int:
 
 def chain_state(chain: Chain, values: np.ndarray, paulis: np.ndarray | None = None) -> ChainState:
     """ψ for parameter rows ``values`` (B, P): site tensors (rows first) and right environments."""
-    sites = [rows_first(a) for a in _final_sites(chain, chain.table.angles(values), _dtype(chain), paulis)]
+    sites = _sites_rows_first(chain, chain.table.angles(values), _dtype(chain), paulis)
     return ChainState(sites, right_environments(sites))
+
+
+def _shared_kets(chain: Chain, s: int, angles: np.ndarray, rotations: np.ndarray, first: int, dtype) -> np.ndarray:
+    """ψ_g⁺'s tensors at site s (R, T, l, 2, r) for the ``rotations`` g varied there, when the
+    site's operations from ``first`` on are the same in every row (:func:`_shared_from`): a shift
+    in the one-qubit prefix changes the prefix state, one after it the (two-row) basis. The
+    bases of all shifts are built in one pass, two columns each (the unshifted one first)."""
+    R = angles.shape[0]
+    ops = chain.site_ops[s]
+    position = {i: k for k, (i, _) in enumerate(ops)}
+    only = {i for i, _ in ops}
+    mats = _matrices(chain, angles, dtype, only)
+    shifted = np.repeat(angles[:1], len(rotations), axis=0)
+    shifted[np.arange(len(rotations)), rotations] += math.pi  # row t: rotation t shifted
+    moved = _matrices(chain, shifted, dtype, {chain.rotation_gate[g] for g in rotations})
+    after = [t for t, g in enumerate(rotations) if position[chain.rotation_gate[g]] >= first]
+    columns = 2 * (1 + len(after))
+    stacked: list[np.ndarray | None] = [None] * len(mats)
+    for i, _ in ops[first:]:
+        if mats[i] is not None:
+            stacked[i] = np.repeat(mats[i][..., :1], columns, axis=-1)
+    for block, t in enumerate(after, start=1):
+        gate = chain.rotation_gate[rotations[t]]
+        stacked[gate][..., 2 * block: 2 * block + 2] = moved[gate][..., t: t + 1]
+    start = np.zeros((1, 2, 1, columns), dtype=dtype)
+    start[0, 0, 0, 0::2] = start[0, 1, 0, 1::2] = 1.0
+    bases = _site_tensor(chain, s, stacked, columns, dtype, first, start)  # (l, 2, r, columns)
+    shape = bases.shape[:3]
+    bases = bases.reshape(-1, columns).T  # (columns, l·2·r)
+    v = _prefix_state(chain, s, mats, first, R, dtype)
+    out = np.empty((R, len(rotations), bases.shape[1]), dtype=np.result_type(bases, v))
+    block_of = {t: b for b, t in enumerate(after, start=1)}
+    for t, g in enumerate(rotations):
+        if t in block_of:
+            b = block_of[t]
+            np.matmul(v.T, bases[2 * b: 2 * b + 2], out=out[:, t])
+        else:  # a shift in the prefix (its angle varies by row): its own prefix state, same basis
+            prefix, gate, rows = list(mats), chain.rotation_gate[g], angles.copy()
+            rows[:, g] += math.pi
+            prefix[gate] = _matrices(chain, rows, dtype, {gate})[gate]
+            np.matmul(_prefix_state(chain, s, prefix, first, R, dtype).T, bases[:2], out=out[:, t])
+    return out.reshape(R, len(rotations), *shape)
 
 
 def chain_expectations(chain: Chain, values: np.ndarray, readouts: Sequence[tuple[int, float]],
@@ -518,7 +644,7 @@ def _angle_derivatives(chain: Chain, angles: np.ndarray, qubits: Sequence[int], 
     B = angles.shape[0]
     dtype = _dtype(chain)
     if state is None:
-        sites = [rows_first(a) for a in _final_sites(chain, angles, dtype, paulis)]
+        sites = _sites_rows_first(chain, angles, dtype, paulis)
         state = ChainState(sites, right_environments(sites))
     by_site: dict[int, list[int]] = {}
     for i, g in enumerate(moving):
@@ -527,6 +653,9 @@ def _angle_derivatives(chain: Chain, angles: np.ndarray, qubits: Sequence[int], 
 
     def kets(s: int) -> np.ndarray:  # ψ_g⁺'s tensor at site s for each rotation g varied there
         members = by_site[s]
+        first = _shared_from(chain, s, angles, paulis) if B > 2 else None
+        if first is not None:
+            return _shared_kets(chain, s, angles, moving[members], first, dtype)
         T = len(members)
         shifted = np.repeat(angles[None], T, axis=0)  # (T, B, G): rows t·B + b
         shifted[np.arange(T), :, moving[members]] += math.pi

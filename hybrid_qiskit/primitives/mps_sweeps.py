@@ -194,19 +194,18 @@ def gradient_overlaps(
             b = kets(s)  # (R, T, l, 2, r)
             T = b.shape[1]
             out = np.zeros((R, len(qubits), T), dtype=np.result_type(dtype, b.dtype))
+            # Only small operands are transposed (χ² or T·χ² per row), never the kets or stacks.
             if llab:  # readouts left of s: ⟨left_z | Y_t⟩, Y_t[lb, lk] = Σ conj(a)·right·b_t
-                w = np.matmul(site.ab.reshape(R, 2 * dl, dr), right[s + 1]).reshape(R, 1, dl, 2 * dr)
-                b_t = np.ascontiguousarray(b.reshape(R, T, dl, 2 * dr).transpose(0, 1, 3, 2))
-                y = np.matmul(w, b_t).reshape(R, T, dl * dl)
-                closed = np.matmul(y, np.ascontiguousarray(lstack.reshape(R, len(llab), dl * dl).transpose(0, 2, 1)))
-                out[:, [col[q] for q in llab]] = closed.transpose(0, 2, 1)
+                w = np.matmul(site.ab.reshape(R, 2 * dl, dr), right[s + 1]).reshape(R, dl, 2 * dr)
+                y = np.matmul(b.reshape(R, T * dl, 2 * dr), np.ascontiguousarray(w.transpose(0, 2, 1)))  # [t, lk, lb]
+                y = np.ascontiguousarray(y.reshape(R, T, dl, dl).transpose(0, 3, 2, 1)).reshape(R, dl * dl, T)
+                out[:, [col[q] for q in llab]] = np.matmul(lstack.reshape(R, len(llab), dl * dl), y)
             v = np.matmul(np.ascontiguousarray(left.transpose(0, 2, 1)), site.ab.reshape(R, dl, 2 * dr))  # v[lk, p, rb]
             if rlab[s + 1]:  # readouts right of s: ⟨M_t | right_z⟩, M_t[rb, rk] = Σ left·conj(a)·b_t
                 v_t = np.ascontiguousarray(v.reshape(R, 2 * dl, dr).transpose(0, 2, 1))
                 m = np.matmul(v_t[:, None], b.reshape(R, T, 2 * dl, dr)).reshape(R, T, dr * dr)
                 stack = rstack[s + 1].reshape(R, len(rlab[s + 1]), dr * dr)
-                closed = np.matmul(m, np.ascontiguousarray(stack.transpose(0, 2, 1)))
-                out[:, [col[q] for q in rlab[s + 1]]] = closed.transpose(0, 2, 1)
+                out[:, [col[q] for q in rlab[s + 1]]] = np.matmul(stack, np.ascontiguousarray(m.transpose(0, 2, 1)))
             if s in col:  # the readout at s: Z between bra and ket
                 e = np.matmul(_flip(v.reshape(R, dl, 2, dr)).reshape(R, 2 * dl, dr), right[s + 1])
                 out[:, col[s]] = np.matmul(b.reshape(R, T, -1), e.reshape(R, -1, 1))[:, :, 0]

@@ -258,8 +258,8 @@ def test_the_backward_pass_starts_from_the_forward_passs_state(monkeypatch):
     x = np.random.default_rng(8).uniform(0, np.pi, (5, 12))
     w = np.random.default_rng(9).uniform(-np.pi, np.pi, qnn.num_weights)
     built = []
-    final_sites = mps._final_sites
-    monkeypatch.setattr(mps, "_final_sites", lambda *a, **k: built.append(1) or final_sites(*a, **k))
+    sites = mps._sites_rows_first
+    monkeypatch.setattr(mps, "_sites_rows_first", lambda *a, **k: built.append(1) or sites(*a, **k))
     qnn.forward(x, w)
     cached = qnn.backward(x, w)
     assert len(built) == 1
