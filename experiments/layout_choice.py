@@ -112,8 +112,7 @@ def main(argv=None) -> int:
     import torch
     from torch.utils.data import TensorDataset
 
-    from hybrid_qiskit.runs import load_run
-    from hybrid_qiskit.training import load_splits
+    from hybrid_qiskit.runs import load_run, load_splits
 
     torch.set_num_threads(1)
     cfg, payload = load_run(args.run_dir)

@@ -37,7 +37,7 @@ def ceiling(run_dir: Path, levels: list[float], device: str, shots: int, seed: i
     from hybrid_qiskit import runs
     from hybrid_qiskit.adaptation import head_outputs
     from hybrid_qiskit.checkpoints import restore_model
-    from hybrid_qiskit.training import load_splits
+    from hybrid_qiskit.runs import load_splits
 
     cfg, payload = runs.load_run(run_dir)
     splits = load_splits(cfg)

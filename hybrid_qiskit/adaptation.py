@@ -174,6 +174,36 @@ def _fit_anchored(f: np.ndarray, y: np.ndarray, w0: np.ndarray, b0: np.ndarray, 
     return theta[:, :-1], theta[:, -1]
 
 
+def normalization_policy(stats: str | None, *, refit: bool = False, layer: bool, other_backend: bool,
+                         quantum: bool = True) -> str:
+    """The statistics source an evaluation uses: the one asked for (``--normalize-stats``),
+    ``calibration`` for a readout re-fit, else :func:`default_stats`. The one place that decides
+    it for ``evaluate``, ``submit`` and a sweep's cells, and the one wording of its errors.
+
+    Args:
+        stats: the source asked for, or None.
+        refit: ``--refit-readout`` (it learns from the calibration set).
+        layer: the model was trained with the normalization layer.
+        other_backend: the evaluation's backend or settings differ from the training's.
+        quantum: False for a classical model (no ⟨Z⟩ to normalize).
+
+    Raises:
+        HybridQiskitError: an unknown source; normalization of a classical model; a re-fit
+            with another source than the calibration set.
+    """
+    if stats is not None and stats not in STATS_SOURCES:
+        raise HybridQiskitError(f"unknown --normalize-stats {stats!r}; known: {', '.join(STATS_SOURCES)}")
+    if not quantum:
+        if stats not in (None, "off") or refit:
+            flag = "--refit-readout" if refit else "--normalize-stats"
+            raise HybridQiskitError(f"{flag} works on ⟨Z⟩ statistics: a classical model has no ⟨Z⟩")
+        return "off"
+    if refit and stats not in (None, "calibration"):
+        raise HybridQiskitError(f"--refit-readout learns from the calibration set: it needs --normalize-stats "
+                                f"calibration, not {stats}")
+    return "calibration" if refit else stats or default_stats(layer, other_backend)
+
+
 def default_stats(normalize: bool, other_backend: bool) -> str:
     """The statistics source when none is asked for: a model trained with the layer re-estimates
     them on any backend but its own (from the calibration set); a model without it is evaluated
@@ -189,13 +219,9 @@ def normalize_for_backend(model, payload: dict, train, stats: str, *, samples: i
     (:func:`refit_readout`; it needs ``calibration`` statistics).
 
     The returned dict also holds the calibration images' indices in the training split."""
-    if refit and stats != "calibration":
-        raise HybridQiskitError(f"the readout re-fit learns from the calibration images: it needs calibration "
-                                f"statistics, not {stats!r}")
+    stats = normalization_policy(stats, refit=refit, layer=True, other_backend=True)  # checked as anywhere
     if stats == "off":
         return None
-    if stats not in STATS_SOURCES:
-        raise HybridQiskitError(f"unknown normalization statistics {stats!r}; known: {', '.join(STATS_SOURCES)}")
     needs_images = stats == "calibration" or not isinstance(getattr(model, "norm", None), QubitNorm)
     images, indices = calibration_set(train, samples, seed=seed) if needs_images else (None, None)
     labels = train.tensors[1][indices] if refit else None

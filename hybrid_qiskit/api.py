@@ -65,7 +65,7 @@ class Run:
         """The run's dataset splits (train / val / test), loaded as the run was (its seed, classes
         and limits) on first use."""
         if self._splits is None:
-            from hybrid_qiskit.training import load_splits
+            from hybrid_qiskit.runs import load_splits
 
             self._splits = load_splits(self.config)
         return self._splits

@@ -130,147 +130,26 @@ def add_normalize_flags(p: argparse.ArgumentParser) -> None:
                         "on this backend and their labels (implies --normalize-stats calibration)")
 
 
-def backend_for_run(cfg, args):
-    """The backend handle: the flags' backend if --backend is given, else the run's own."""
-    from backends import create_backend
-    from hybrid_qiskit.models import is_quantum
-
-    if not is_quantum(cfg.model):
-        return None
-    seed = args.seed if getattr(args, "seed", None) is not None else cfg.seed
-    if args.backend:
-        return create_backend(args.backend, **{**backend_settings_from(args), "seed": seed})
-    return create_backend(cfg.backend, **{**cfg.backend_kwargs(), **{k: v for k, v in backend_settings_from(args).items() if v is not None}, "seed": seed})
-
-
-def _evaluate_preflight(cfg, args) -> str | None:
-    """Before anything is allocated: refuse a head that would not fit in memory; say why the run
-    directory cannot take the result (returned), if so. Evaluation only reads the run, and its
-    result is a side file, so a read-only run still evaluates: the result is printed, not saved."""
-    from hybrid_qiskit import resources, runs
-    from hybrid_qiskit.models import is_quantum
-
-    if is_quantum(cfg.model):
-        # The settings the backend will be built with (backend_for_run): the flags' own, over the
-        # run's when the run's backend is kept.
-        given = {k: v for k, v in backend_settings_from(args).items() if v is not None}
-        settings = given if args.backend else {**cfg.backend_settings, **given}
-        resources.check_memory(args.backend or cfg.backend, qubits=cfg.qubits, batch=args.batch_size,
-                               real=resources.is_real_head(cfg.feature_map, cfg.ansatz), what="evaluate",
-                               settings=settings, chain=resources.head_chain(cfg))
-    unwritable = runs.writable(args.run_dir)
-    if unwritable:
-        print(f"note: {args.run_dir} is not writable ({unwritable}): the result is printed, not saved",
-              file=sys.stderr)
-    return unwritable
-
-
 def _evaluate(args) -> int:
-    import time
-    from pathlib import Path
+    from hybrid_qiskit.evaluation import evaluate_run
 
-    from torch.utils.data import TensorDataset
-
-    from hybrid_qiskit import runs
-    from hybrid_qiskit.checkpoints import restore_model
-    from hybrid_qiskit.fileio import write_json
-    from hybrid_qiskit.training import evaluate, load_splits
-
-    cfg, payload = runs.load_run(args.run_dir)
-    unwritable = _evaluate_preflight(cfg, args)
-    handle = backend_for_run(cfg, args)
-    try:
-        model = restore_model(payload, handle)
-        splits = load_splits(cfg)
-        data = getattr(splits, args.split)
-        if args.limit and args.limit >= len(data):  # the whole split (the result line says how many
-            args.limit = None  # images), and its file is named so, not first100000
-        if args.limit:
-            data = TensorDataset(*(t[: args.limit] for t in data.tensors))
-        t0 = time.perf_counter()
-        normalization = _normalize(model, payload, splits, cfg, args, handle)
-        res = evaluate(model, data, args.batch_size, progress=f"evaluate {args.split}")
-    finally:
-        if handle is not None:
-            handle.close()  # a Session or Batch opened for this evaluation ends with it
-    result = {
-        "split": args.split, "samples": len(data), "loss": res.loss, "accuracy": res.accuracy,
-        "seconds": time.perf_counter() - t0,
-        "backend": handle.description if handle else None,
-        "normalization": normalization,
-    }
-    name = handle.name if handle else "classical"
-    path = Path(args.run_dir) / eval_file_name(handle, args)
-    existed = path.exists()
-    if not unwritable:
-        write_json(path, result)
+    ev = evaluate_run(args.run_dir, split=args.split, backend=args.backend, settings=backend_settings_from(args),
+                      seed=args.seed, limit=args.limit, batch_size=args.batch_size,
+                      normalize_stats=args.normalize_stats, calibration_samples=args.calibration_samples,
+                      refit_readout=args.refit_readout)
+    if ev.unwritable:  # evaluation only reads the run: a read-only one still evaluates
+        print(f"note: {args.run_dir} is not writable ({ev.unwritable}): the result is printed, not saved",
+              file=sys.stderr)
+    res = ev.result
     if args.json:
-        print(json.dumps(result, indent=2, default=str))
+        print(json.dumps(res, indent=2, default=str))
     else:
-        print(f"{args.split} accuracy {res.accuracy:.4f}  loss {res.loss:.4f}  ({len(data)} images, backend {name}, "
-              f"{result['seconds']:.1f}s)")
-        if not unwritable:
-            print(f"wrote {path}" + (" (replacing an evaluation with the same settings)" if existed else ""))
+        name = res["backend"]["name"] if res["backend"] else "classical"
+        print(f"{args.split} accuracy {res['accuracy']:.4f}  loss {res['loss']:.4f}  ({res['samples']} images, "
+              f"backend {name}, {res['seconds']:.1f}s)")
+        if not ev.unwritable:
+            print(f"wrote {ev.path}" + (" (replacing an evaluation with the same settings)" if ev.replaced else ""))
     return 0
-
-
-def _normalize(model, payload, splits, cfg, args, handle) -> dict | None:
-    """Re-standardize the model's ⟨Z⟩ on this backend as ``--normalize-stats`` says (default:
-    :func:`~hybrid_qiskit.adaptation.default_stats`); what was done, or None."""
-    from hybrid_qiskit.adaptation import (
-        CALIBRATION_SAMPLES,
-        default_stats,
-        normalize_for_backend,
-    )
-
-    refit = getattr(args, "refit_readout", False)
-    if handle is None:
-        if args.normalize_stats not in (None, "off") or refit:
-            flag = "--refit-readout" if refit else "--normalize-stats"
-            raise HybridQiskitError(f"{flag} works on ⟨Z⟩ statistics: a classical model has no ⟨Z⟩")
-        return None
-    if refit and args.normalize_stats not in (None, "calibration"):
-        raise HybridQiskitError(f"--refit-readout learns from the calibration set: it needs --normalize-stats "
-                                f"calibration, not {args.normalize_stats}")
-    # Another backend, or the run's own with other settings (--shots, --noise-scale...): not the
-    # outputs the layer's statistics were trained on.
-    other = bool(args.backend) or any(v is not None for v in backend_settings_from(args).values())
-    stats = "calibration" if refit else args.normalize_stats or default_stats(cfg.normalize, other_backend=other)
-    args.normalize_stats = stats  # the result file's name says what was done
-    return normalize_for_backend(model, payload, splits.train, stats, seed=cfg.seed, batch_size=args.batch_size,
-                                 samples=args.calibration_samples or CALIBRATION_SAMPLES, refit=refit)
-
-
-def eval_file_name(handle, args) -> str:
-    """``eval-<backend>[-<device>][-<N>shots][-<setting>...][-first<N>]-<split>.json``: named by
-    every setting that tells one evaluation from another, so fake_fez, fake_marrakesh and a
-    ``--limit 20`` run each keep their own file."""
-    import re
-
-    desc = handle.description if handle else {}
-    parts = [handle.name if handle else "classical"]
-    if desc.get("device"):
-        parts.append(str(desc["device"]))
-    if desc.get("shots"):
-        parts.append(f"{desc['shots']}shots")
-    given = backend_settings_from(args)
-    for key in ("noise_scale", "optimization_level", "resilience_level"):
-        if given.get(key) is not None:
-            parts.append(f"{key.replace('_', '')}{given[key]}")
-    parts += [f"{k}{v}" for k, v in sorted(given.items()) if v is not None and k not in (
-        "device", "shots", "noise_scale", "optimization_level", "resilience_level")]
-    if getattr(args, "seed", None) is not None:
-        parts.append(f"seed{args.seed}")
-    if getattr(args, "limit", None):
-        parts.append(f"first{args.limit}")
-    stats = getattr(args, "normalize_stats", None)
-    if stats not in (None, "off"):  # off: the name an evaluation had before normalization existed
-        parts.append(f"norm{stats}" + (f"{args.calibration_samples}" if stats == "calibration"
-                                       and getattr(args, "calibration_samples", None) else ""))
-    if getattr(args, "refit_readout", False):
-        parts.append("refit")
-    parts.append(args.split)
-    return re.sub(r"[^A-Za-z0-9._=+-]", "_", "eval-" + "-".join(parts)) + ".json"
 
 
 # ---------------------------------------------------------------- compare
@@ -331,14 +210,14 @@ def _backends(args) -> int:
     for name in list_backends():
         spec = backend_spec(name)
         rows.append({"name": name, "summary": spec.summary, "needs_credentials": spec.needs_credentials,
-                     "settings": spec.settings})
+                     "settings": spec.describe_settings()})  # type, default, allowed, description
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
     for r in rows:
         cred = "  [needs IBM Quantum credentials]" if r["needs_credentials"] else ""
         print(f"{r['name']}{cred}\n    {r['summary']}")
-        settings = ", ".join(f"{k}={v!r}" for k, v in r["settings"].items())
+        settings = ", ".join(f"{k}={v['default']!r}" for k, v in r["settings"].items())
         print(f"    settings: {settings or '-'}")
     return 0
 

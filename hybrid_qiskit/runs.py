@@ -127,6 +127,23 @@ def load_run(run_dir: str | Path):
     return cfg, payload
 
 
+def load_splits(cfg):
+    """The train/val/test splits a run was made with (its dataset, classes, limits and seed: the
+    same images, in the same order, as when it trained)."""
+    from hybrid_qiskit.data import load_dataset, parse_classes
+
+    return load_dataset(
+        cfg.dataset,
+        data_dir=cfg.data_dir,
+        download=cfg.download,
+        classes=parse_classes(cfg.classes),
+        limit_train=cfg.limit_train,
+        limit_test=cfg.limit_test,
+        val_fraction=cfg.val_fraction,
+        seed=cfg.seed,
+    )
+
+
 # --------------------------------------------------------------------------- owning
 
 

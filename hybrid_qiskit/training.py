@@ -24,6 +24,7 @@ from hybrid_qiskit.config import TrainConfig
 from hybrid_qiskit.errors import HybridQiskitError
 from hybrid_qiskit.fileio import read_json, write_json
 from hybrid_qiskit.models import ModelConfig, StagedClassifier, build_model, count_parameters
+from hybrid_qiskit.runs import load_splits
 
 
 def seed_everything(seed: int) -> None:
@@ -111,21 +112,6 @@ def model_config_for(cfg: TrainConfig, splits) -> ModelConfig:
         num_classes=splits.num_classes,
         dropout=cfg.dropout,
         normalize=cfg.normalize,
-    )
-
-
-def load_splits(cfg: TrainConfig):
-    from hybrid_qiskit.data import load_dataset, parse_classes
-
-    return load_dataset(
-        cfg.dataset,
-        data_dir=cfg.data_dir,
-        download=cfg.download,
-        classes=parse_classes(cfg.classes),
-        limit_train=cfg.limit_train,
-        limit_test=cfg.limit_test,
-        val_fraction=cfg.val_fraction,
-        seed=cfg.seed,
     )
 
 

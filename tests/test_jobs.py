@@ -244,8 +244,8 @@ def test_fetch_in_a_fresh_process_matches_evaluate_on_the_same_device(fleet, cap
 
     from backends import create_backend
     from hybrid_qiskit.checkpoints import restore_model
-    from hybrid_qiskit.runs import load_run
-    from hybrid_qiskit.training import evaluate, load_splits
+    from hybrid_qiskit.runs import load_run, load_splits
+    from hybrid_qiskit.training import evaluate
 
     jobs = fleet.jobs["done"]
     with Ledger.for_run(fleet.run) as ledger:
@@ -936,7 +936,7 @@ def test_refit_readout_learns_from_every_jobs_calibration_rows_at_fetch(tiny_run
     fake.set_script(service, None, ["DONE"])
     assert main(ibm_args(run, "--samples", "4", "--max-rows", "2", "--refit-readout", "--normalize-stats", "batch",
                          "--yes")) != 0
-    assert "--refit-readout learns from the calibration rows" in capsys.readouterr().err
+    assert "--refit-readout learns from the calibration set" in capsys.readouterr().err
     assert main(ibm_args(run, "--samples", "4", "--max-rows", "2", "--calibration-samples", "8", "--refit-readout",
                          "--wait", "--poll", "0.01")) == 0
     capsys.readouterr()

@@ -104,7 +104,8 @@ from torch.utils.data import TensorDataset
 from hybrid_qiskit.config import resolve
 from hybrid_qiskit.models import build_model
 from hybrid_qiskit.resources import estimate, is_real_head
-from hybrid_qiskit.training import evaluate, load_splits, make_backend, model_config_for
+from hybrid_qiskit.runs import load_splits
+from hybrid_qiskit.training import evaluate, make_backend, model_config_for
 
 q, B, E, fm = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 # method "statevector": under "auto" a 16-qubit chain head runs as a matrix-product state and

@@ -251,8 +251,7 @@ def device_facts(handle) -> dict:
 def _load(run_dir: Path, samples: int, split: str):
     """The run's config, checkpoint and the first ``samples`` images of ``split`` (no backend)."""
     from hybrid_qiskit.models import is_quantum
-    from hybrid_qiskit.runs import load_run
-    from hybrid_qiskit.training import load_splits
+    from hybrid_qiskit.runs import load_run, load_splits
 
     cfg, payload = load_run(str(run_dir))
     if not is_quantum(cfg.model):
@@ -276,20 +275,14 @@ def _head(payload, handle, images, cfg, train, stats: str | None, samples: int |
     from hybrid_qiskit.adaptation import (
         CALIBRATION_SAMPLES,
         REFIT_ANCHOR,
-        STATS_SOURCES,
         calibration_set,
-        default_stats,
+        normalization_policy,
         reference_statistics,
     )
     from hybrid_qiskit.checkpoints import restore_model
 
     model = restore_model(payload, handle)
-    if refit and stats not in (None, "calibration"):
-        raise HybridQiskitError(f"--refit-readout learns from the calibration rows: it needs --normalize-stats "
-                                f"calibration, not {stats}")
-    stats = "calibration" if refit else stats or default_stats(cfg.normalize, other_backend=True)
-    if stats not in STATS_SOURCES:
-        raise HybridQiskitError(f"unknown --normalize-stats {stats!r}; known: {', '.join(STATS_SOURCES)}")
+    stats = normalization_policy(stats, refit=refit, layer=cfg.normalize, other_backend=True)
     with torch.no_grad():
         angles = model.encode(images)
         if stats == "off":

@@ -91,7 +91,7 @@ def _load_checkpoint(run_dir: str, stamp: tuple):
 def _load_images(run_dir: str, stamp: tuple, split: str, limit: int | None):
     from torch.utils.data import TensorDataset
 
-    from hybrid_qiskit.training import load_splits
+    from hybrid_qiskit.runs import load_splits
 
     data = getattr(load_splits(_load_checkpoint(run_dir, stamp)[0]), split)
     if limit:
@@ -108,7 +108,7 @@ def load_calibration(run_dir: str, samples: int):
 @functools.lru_cache(maxsize=4)
 def _load_calibration(run_dir: str, stamp: tuple, samples: int):
     from hybrid_qiskit.adaptation import calibration_set
-    from hybrid_qiskit.training import load_splits
+    from hybrid_qiskit.runs import load_splits
 
     cfg = _load_checkpoint(run_dir, stamp)[0]
     train = load_splits(cfg).train
@@ -182,8 +182,12 @@ def run_cell(task: CellTask) -> dict:
         )
     data = load_images(task.data_run_dir, task.split, task.limit)
     calibration = None
-    if task.mitigation in CALIBRATED:
-        stats = "calibration" if task.mitigation == "refit" else task.normalize_stats
+    if task.mitigation in CALIBRATED:  # a sweep normalizes only when asked to: its layer never decides
+        from hybrid_qiskit.adaptation import normalization_policy
+
+        refit = task.mitigation == "refit"  # always from the calibration set, whatever normalize takes
+        stats = normalization_policy(None if refit else task.normalize_stats, refit=refit, layer=False,
+                                     other_backend=True)
         calibration = (stats, *load_calibration(task.data_run_dir, task.calibration_samples))
     with single_threaded():
         return evaluate_cell(payload, task.backend, task.settings, task.mitigation, data, task.batch_size,
