@@ -36,8 +36,9 @@ from __future__ import annotations
 
 from backends.aer_estimators import AerShotEstimator, ExactNoisyEstimator
 from backends.layout import layout_text, parse_layout
-from backends.noise_source import NoiseSource, noisy_pass_manager, takes_noise_settings
+from backends.noise_source import NoiseSource, noisy_pass_manager
 from backends.registry import BackendHandle, register_backend
+from backends.settings import AerNoisyExactSettings, AerNoisySettings
 from backends.statevector import shots_precision
 from hybrid_qiskit.errors import HybridQiskitError
 
@@ -76,8 +77,8 @@ def _handle(name: str, source: NoiseSource, primitive, precision: float, setting
 @register_backend(
     "aer_noisy",
     summary="Aer with a fake device's noise (x noise_scale) or parametric noise; real shots incl. readout error",
+    settings=AerNoisySettings,
 )
-@takes_noise_settings(shots=1024, method="auto")
 def aer_noisy(**settings) -> BackendHandle:
     """Shot-based noisy simulation on ``device``'s ISA (see the module docstring for the noise).
 
@@ -90,10 +91,7 @@ def aer_noisy(**settings) -> BackendHandle:
     Raises:
         HybridQiskitError: bad shots, method, scale, probabilities, times or device name.
     """
-    settings = {p: settings.get(p, d.default) for p, d in aer_noisy.__signature__.parameters.items()}
     shots, method = settings["shots"], settings["method"]
-    if not isinstance(shots, int) or shots < 1:
-        raise HybridQiskitError(f"shots must be a positive integer, got {shots!r}")
     if method not in METHODS:
         raise HybridQiskitError(f"unknown Aer method {method!r}; known: {', '.join(METHODS)}")
     noise = NoiseSource(settings)
@@ -115,8 +113,8 @@ def aer_noisy(**settings) -> BackendHandle:
 @register_backend(
     "aer_noisy_exact",
     summary="exact noisy expectation (Aer density matrix, no shots) with a device's or parametric noise",
+    settings=AerNoisyExactSettings,
 )
-@takes_noise_settings()
 def aer_noisy_exact(**settings) -> BackendHandle:
     """Exact density-matrix expectation under the same noise as ``aer_noisy``, no shot noise.
 
@@ -125,7 +123,6 @@ def aer_noisy_exact(**settings) -> BackendHandle:
     Raises:
         HybridQiskitError: bad scale, probabilities, times or device name.
     """
-    settings = {p: settings.get(p, d.default) for p, d in aer_noisy_exact.__signature__.parameters.items()}
     noise = NoiseSource(settings)
     estimator = noise.estimator(lambda spec: ExactNoisyEstimator(spec, seed=settings["seed"]))
     return _handle(

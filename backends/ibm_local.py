@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from backends.registry import BackendHandle, register_backend
+from backends.settings import IbmLocalSettings
 
 DEFAULT_DEVICE = "fake_fez"
 
@@ -44,6 +45,7 @@ def _simulator(reduced, method: str):
 @register_backend(
     "ibm_local",
     summary="qiskit-ibm-runtime local testing mode on a fake device (offline QPU stand-in)",
+    settings=IbmLocalSettings,
 )
 def ibm_local(
     *,

@@ -26,6 +26,7 @@ anything is sent.
 from __future__ import annotations
 
 from backends.registry import BackendHandle, register_backend
+from backends.settings import IbmRuntimeSettings
 from backends.statevector import shots_precision
 from hybrid_qiskit.errors import HybridQiskitError, MissingCredentialsError
 
@@ -300,6 +301,7 @@ def _plan_of(service, backend) -> str | None:
 @register_backend(
     "ibm_runtime",
     summary="IBM Quantum QPU via qiskit-ibm-runtime (executor Estimator; job/session/batch)",
+    settings=IbmRuntimeSettings,
     needs_credentials=True,
 )
 def ibm_runtime(

@@ -1,8 +1,8 @@
 """Where a noisy backend's noise comes from: the settings every noisy simulator takes, and the
 device or parametric noise they describe.
 
-``aer_noisy``, ``aer_noisy_exact`` and ``noisy_trajectories`` share one list of noise settings
-(:data:`NOISE_SETTINGS`), one reading of them (:class:`NoiseSource`: a fake device's calibration
+``aer_noisy``, ``aer_noisy_exact`` and ``noisy_trajectories`` share one model of noise settings
+(:class:`backends.settings.NoiseSettings`), one reading of them (:class:`NoiseSource`: a fake device's calibration
 times ``noise_scale``, or parametric noise on its coupling map and basis) and one transpilation
 to the full device's ISA (:func:`noisy_pass_manager`), so their results differ only by how they
 simulate. :func:`aer_method` picks Aer's simulation method by width for the Aer-backed ones
@@ -11,59 +11,25 @@ simulate. :func:`aer_method` picks Aer's simulation method by width for the Aer-
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 
-from backends.devices import ALL_TO_ALL, DEFAULT_DEVICE
-from backends.registry import BackendHandle
+from backends.devices import ALL_TO_ALL
 from hybrid_qiskit.errors import HybridQiskitError
 
 GENERIC_BASIS = ("cx", "rz", "sx", "x")
 PARAMETRIC = ("depolarizing", "depolarizing_2q", "readout_error", "t1", "t2", "gate_time_1q", "gate_time_2q")
-# The settings both noisy backends take, with their defaults (T1/T2 in µs, gate times in ns).
-NOISE_SETTINGS = {
-    "device": DEFAULT_DEVICE,
-    "noise_scale": 1.0,
-    "depolarizing": None,
-    "depolarizing_2q": None,
-    "readout_error": None,
-    "t1": None,
-    "t2": None,
-    "gate_time_1q": 50.0,
-    "gate_time_2q": 300.0,
-    "optimization_level": 1,
-    "layout": "noise_aware",  # backends.layout: the device's best qubits for the head
-    "seed": None,
-}
-
-
-def takes_noise_settings(**own):
-    """Give a ``**settings`` factory the keyword-only signature the registry lists: its own
-    settings, then :data:`NOISE_SETTINGS` (one list for both noisy backends)."""
-
-    def wrap(factory):
-        params = [
-            inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v)
-            for k, v in {**own, **NOISE_SETTINGS}.items()
-        ]
-        factory.__signature__ = inspect.Signature(params, return_annotation=BackendHandle)
-        return factory
-
-    return wrap
 
 
 class NoiseSource:
-    """Where a handle's noise comes from, and how to build it for a (reduced) device."""
+    """Where a handle's noise comes from, and how to build it for a (reduced) device.
+
+    ``settings``: a :class:`backends.settings.NoiseSettings`' values (``model_dump()``), already
+    checked: :func:`backends.registry.create_backend` validates them."""
 
     def __init__(self, settings: dict):
         from backends.devices import describe_device, get_fake_backend
         from backends.noise import device_noise_summary, parametric_noise
 
-        for key in ("noise_scale", *PARAMETRIC):  # numbers, or unset: "abc" gets one line, not a TypeError
-            value = settings[key]
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise HybridQiskitError(f"{key} must be a number, got {value!r}")
         self.scale = settings["noise_scale"]
         device = settings["device"]
         self.backend = None if device == ALL_TO_ALL else get_fake_backend(device)

@@ -10,7 +10,7 @@ the shot noise.
 
 The noise is ``aer_noisy``'s, channel for channel, on the same reduced device
 (:mod:`backends.reduced`), with the same settings (``device``, ``noise_scale`` or the
-parametric ones: :data:`backends.noise_source.NOISE_SETTINGS`):
+parametric ones: :class:`backends.settings.NoiseSettings`):
 
 * the device's ``Target`` is scaled exactly as ``aer_noisy`` scales it
   (:func:`backends.noise.scale_target`: errors x scale, T1/T2 / scale);
@@ -63,8 +63,9 @@ from qiskit.providers import Options
 from qiskit_machine_learning.gradients import EstimatorGradientResult
 
 from backends.layout import layout_text, parse_layout
-from backends.noise_source import NoiseSource, noisy_pass_manager, takes_noise_settings
+from backends.noise_source import NoiseSource, noisy_pass_manager
 from backends.registry import BackendHandle, register_backend
+from backends.settings import NoisyTrajectoriesSettings
 from backends.statevector import shots_precision
 from hybrid_qiskit import memory
 from hybrid_qiskit.errors import HybridQiskitError
@@ -560,8 +561,8 @@ def _trajectory_gradients(plan: Plan, drawn: Drawn, r: int, t: int) -> np.ndarra
     "noisy_trajectories",
     summary="a device's noise (x noise_scale) as sampled Pauli trajectories, one per sample or per shot; "
             "chain heads as a noisy matrix-product state at any width",
+    settings=NoisyTrajectoriesSettings,
 )
-@takes_noise_settings(shots=1024, trajectories=1, method="auto")
 def noisy_trajectories(**settings) -> BackendHandle:
     """Noise injection with ``aer_noisy``'s noise and settings (see the module docstring).
 
@@ -571,11 +572,8 @@ def noisy_trajectories(**settings) -> BackendHandle:
     Raises:
         HybridQiskitError: bad shots or trajectories; bad scale, probabilities, times or device.
     """
-    settings = {p: settings.get(p, d.default) for p, d in noisy_trajectories.__signature__.parameters.items()}
     shots, t = settings["shots"], settings["trajectories"]
-    if not isinstance(shots, int) or shots < 1:
-        raise HybridQiskitError(f"shots must be a positive integer, got {shots!r}")
-    if not isinstance(t, int) or not 1 <= t <= shots:
+    if not 1 <= t <= shots:
         raise HybridQiskitError(f"trajectories must be an integer in [1, shots], got {t!r}")
     if settings["method"] not in METHODS:
         raise HybridQiskitError(f"unknown method {settings['method']!r} for noisy_trajectories; "

@@ -9,12 +9,12 @@ model code sees: the same model runs on every backend, and only the handle diffe
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hybrid_qiskit.errors import HybridQiskitError, UnknownBackendError
+from backends.settings import BackendSettings, check_settings, describe_settings, setting_names
+from hybrid_qiskit.errors import UnknownBackendError
 
 
 @dataclass(frozen=True)
@@ -62,34 +62,39 @@ class BackendHandle:
 
 @dataclass(frozen=True)
 class BackendSpec:
-    """A registry entry: the factory and what `hybrid-qiskit backends` shows of it."""
+    """A registry entry: the factory, its settings' model and what `hybrid-qiskit backends` shows."""
 
     name: str
     factory: Callable[..., BackendHandle]
     summary: str
     needs_credentials: bool = False
+    settings_model: type[BackendSettings] = BackendSettings
 
     @property
     def settings(self) -> dict[str, Any]:
-        """Setting name -> default, read from the factory's keyword-only parameters."""
-        sig = inspect.signature(self.factory)
-        return {
-            p.name: (None if p.default is inspect.Parameter.empty else p.default)
-            for p in sig.parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY
-        }
+        """Setting name -> default, in the order ``backends`` lists them (from :attr:`settings_model`)."""
+        fields = self.settings_model.model_fields
+        return {k: fields[k].default for k in setting_names(self.settings_model)}
+
+    def describe_settings(self) -> dict[str, dict[str, Any]]:
+        """Setting name -> type, default, allowed values and description (``backends --json``)."""
+        return describe_settings(self.settings_model)
 
 
 _REGISTRY: dict[str, BackendSpec] = {}
 
 
-def register_backend(name: str, *, summary: str, needs_credentials: bool = False):
-    """Decorator: register ``factory(*, setting=default, ...) -> BackendHandle`` under ``name``."""
+def register_backend(name: str, *, summary: str, settings: type[BackendSettings],
+                     needs_credentials: bool = False):
+    """Decorator: register ``factory(**settings) -> BackendHandle`` under ``name``.
+
+    ``settings`` is the backend's pydantic model (:mod:`backends.settings`): :func:`create_backend`
+    validates against it and calls the factory with every setting, checked and defaulted."""
 
     def wrap(factory: Callable[..., BackendHandle]) -> Callable[..., BackendHandle]:
         if name in _REGISTRY:
             raise ValueError(f"backend {name!r} is registered twice")
-        _REGISTRY[name] = BackendSpec(name, factory, summary, needs_credentials)
+        _REGISTRY[name] = BackendSpec(name, factory, summary, needs_credentials, settings)
         return factory
 
     return wrap
@@ -119,9 +124,11 @@ def backend_spec(name: str) -> BackendSpec:
 def create_backend(name: str, **settings: Any) -> BackendHandle:
     """Build the handle for backend ``name``.
 
-    Settings whose value is None are dropped (the factory's default applies), so the CLI can pass
-    every flag it has. A setting the backend does not take is an error that lists the ones it does.
-    ``hybrid-qiskit backends`` lists every backend's settings and defaults.
+    Settings whose value is None are dropped (the default applies), so the CLI can pass every flag
+    it has. The rest are validated against the backend's settings model (:mod:`backends.settings`),
+    and the factory gets every setting, checked. A setting the backend does not take is an error
+    that lists the ones it does; a bad value is one line naming the setting, the value and what is
+    allowed. ``hybrid-qiskit backends`` lists every backend's settings and defaults.
 
     Example:
         >>> from hybrid_qiskit import create_backend
@@ -132,14 +139,12 @@ def create_backend(name: str, **settings: Any) -> BackendHandle:
         Traceback (most recent call last):
         ...
         hybrid_qiskit.errors.HybridQiskitError: backend 'statevector' does not take setting(s) shots; it takes: method, seed, single_precision
+        >>> create_backend("statevector", single_precision="no")
+        Traceback (most recent call last):
+        ...
+        hybrid_qiskit.errors.HybridQiskitError: single_precision must be true or false, got 'no'
     """
     spec = backend_spec(name)
-    known = spec.settings
     given = {k: v for k, v in settings.items() if v is not None}
-    unknown = sorted(set(given) - set(known))
-    if unknown:
-        raise HybridQiskitError(
-            f"backend {name!r} does not take setting(s) {', '.join(unknown)}; "
-            f"it takes: {', '.join(sorted(known)) or 'none'}"
-        )
-    return spec.factory(**given)
+    checked = check_settings(name, spec.settings_model, given)
+    return spec.factory(**checked.model_dump())

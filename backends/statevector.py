@@ -16,6 +16,11 @@ from __future__ import annotations
 import math
 
 from backends.registry import BackendHandle, register_backend
+from backends.settings import (
+    AerStatevectorSettings,
+    StatevectorReferenceSettings,
+    StatevectorSettings,
+)
 from hybrid_qiskit.errors import HybridQiskitError
 
 
@@ -29,7 +34,8 @@ def shots_precision(shots: int) -> float:
     return (1.0 / math.sqrt(shots)) * (1 + 1e-12)
 
 
-@register_backend("statevector", summary="exact; fast batched numpy statevector (or MPS chain) + exact gradient")
+@register_backend("statevector", summary="exact; fast batched numpy statevector (or MPS chain) + exact gradient",
+                  settings=StatevectorSettings)
 def statevector(*, seed: int | None = None, single_precision: bool = False, method: str = "auto") -> BackendHandle:
     """``single_precision=True`` (``--backend-setting single_precision=true``) simulates in
     float32: ~2x faster from 12 qubits, values within ~2e-7 and gradients within ~1.5e-6 of the
@@ -44,8 +50,6 @@ def statevector(*, seed: int | None = None, single_precision: bool = False, meth
 
     if method not in METHODS:
         raise HybridQiskitError(f"unknown method {method!r} for statevector; known: {', '.join(METHODS)}")
-    if not isinstance(single_precision, bool):  # "false" or "no" must not turn float32 on
-        raise HybridQiskitError(f"single_precision must be true or false, got {single_precision!r}")
     estimator = BatchedStatevectorEstimator(seed=seed, single_precision=single_precision, method=method)
     return BackendHandle(
         name="statevector",
@@ -68,6 +72,7 @@ def statevector(*, seed: int | None = None, single_precision: bool = False, meth
 @register_backend(
     "statevector_reference",
     summary="exact; Qiskit's StatevectorEstimator + parameter-shift gradient (stock, slow)",
+    settings=StatevectorReferenceSettings,
 )
 def statevector_reference(*, seed: int | None = None) -> BackendHandle:
     from qiskit.primitives import StatevectorEstimator
@@ -93,6 +98,7 @@ def statevector_reference(*, seed: int | None = None) -> BackendHandle:
 @register_backend(
     "aer_statevector",
     summary="Aer statevector; exact (shots unset) or sampled with N shots, no noise",
+    settings=AerStatevectorSettings,
 )
 def aer_statevector(*, shots: int | None = None, seed: int | None = None) -> BackendHandle:
     from qiskit_aer import AerSimulator

@@ -255,8 +255,9 @@ def test_parametric_noise_agrees_with_aer():
     """Means within 4 sigma of aer_noisy_exact under depolarizing and readout noise; with T1/T2
     too, every channel is the Pauli twirl of Aer's (the twirl's bias at T1 = 20 µs against
     300 ns gates is several percent here, so means are compared without relaxation)."""
-    from backends.noise_source import NOISE_SETTINGS, NoiseSource
+    from backends.noise_source import NoiseSource
     from backends.noisy_trajectories import parametric_channels
+    from backends.settings import NoiseSettings
 
     settings = dict(device="all_to_all", depolarizing=0.02, depolarizing_2q=0.04, readout_error=0.03, noise_scale=2.0)
     exact = run(create_backend("aer_noisy_exact", seed=1, **settings), 1).ravel()
@@ -265,7 +266,7 @@ def test_parametric_noise_agrees_with_aer():
     sigma = values.std(axis=1, ddof=1) / np.sqrt(rows)
     assert np.all(np.abs(values.mean(axis=1) - exact) <= 4 * sigma), (values.mean(axis=1), exact, sigma)
 
-    full = {**NOISE_SETTINGS, **settings, "t1": 40.0, "t2": 30.0}
+    full = NoiseSettings(**settings, t1=40.0, t2=30.0).model_dump()
     model = NoiseSource(full).fixed.model
     channel, readout = parametric_channels(full, 2.0, ["rz", "sx", "x"], ["cx"], 2)
     np.testing.assert_allclose(readout, 0.06)
