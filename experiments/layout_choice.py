@@ -100,13 +100,13 @@ def table(cells: list[dict], devices: list[str], layouts: list[str]) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("run_dir", nargs="?", default=str(ROOT / "runs" / "digits-hybrid"))
+    parser.add_argument("run_dir", nargs="?", default="runs/digits-hybrid")  # where make train writes it
     parser.add_argument("--devices", default="fake_fez,fake_torino,fake_marrakesh")
     parser.add_argument("--layouts", default="trivial,transpiler@2,transpiler@3,noise_aware")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--shots", type=int, default=1024)
     parser.add_argument("--limit", type=int, help="first N test images (default: the whole split)")
-    parser.add_argument("--out", default=str(ROOT / "runs" / "layout-choice"))
+    parser.add_argument("--out", default="runs/layout-choice")
     args = parser.parse_args(argv)
 
     import torch
