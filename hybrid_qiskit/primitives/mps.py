@@ -670,5 +670,5 @@ def _angle_derivatives(chain: Chain, angles: np.ndarray, qubits: Sequence[int], 
             part = overlaps[:, :, t].imag if chain.rotations[moving[i]].name in _PROJECTOR else overlaps[:, :, t].real
             dz[:, i] = part
 
-    z = gradient_overlaps(state.sites, state.right, qubits, sorted(by_site), kets, take)
-    return z, dz
+    gradient_overlaps(state.sites, qubits, sorted(by_site), kets, take)
+    return z_values(state.sites, state.right, qubits), dz
