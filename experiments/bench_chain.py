@@ -1,7 +1,8 @@
 """The matrix-product-state chain against the statevector, per head and width: where each pays.
 
 Times the exact gradient of one batch (values and every input and weight derivative, what one
-training step's backward pass asks of ``AdjointEstimatorGradient``) on both simulators of the
+training step's backward pass asks of ``AdjointEstimatorGradient``, its rows sharing their
+weights) on both simulators of the
 ``statevector`` backend, and prints beside each time the estimate of ``method="auto"``'s cost
 model (``hybrid_qiskit/primitives/chain_cost.py``) and which simulator ``auto`` takes: the
 model is checked wherever ``auto`` takes the slower one ("MISS").
@@ -77,6 +78,7 @@ def main(argv=None) -> int:
             chain = program.chain
             observables = [CompiledObservable(o) for o in head.observables]
             values = np.random.default_rng(0).uniform(0, np.pi, (args.batch, len(program.parameters)))
+            values[:, n:] = values[0, n:]  # one set of weights for the batch, as a QNN's step has
             t_chain = time_gradient(program, values, observables, "mps", args.repeats, args.budget)
             t_plain = time_gradient(program, values, observables, "statevector", args.repeats, args.budget)
             m_chain = chain_seconds(chain, n, args.batch)

@@ -7,10 +7,11 @@ fitted to ``experiments/bench_chain.py`` (one core, batch 32, heads of bond 4 to
 qubits), which prints them beside the measured times so that the model can be checked again:
 
 * the chain: its stacked products (:mod:`.mps_sweeps`) make, per row and site j with bonds
-  l and r, (K + 2·T_j + 4)·l·r·(l + r) multiply-adds (K readouts: the Z stacks; T_j rotations
+  l and r (at most 2**k k sites from an end, where the gradient compresses them), (K + 2·T_j + 4)·l·r·(l + r) multiply-adds (K readouts: the Z stacks; T_j rotations
   varied there: their overlaps), at about :data:`CHAIN_MACS_PER_S`; building the T_j shifted
   site tensors moves T_j·l·r·(gates on the site) numbers at :data:`CHAIN_MOVE_S` each; and every
-  site costs numpy calls, :data:`CHAIN_SITE_S` per site and batch. Complex chains do 4x the
+  site costs numpy calls, :data:`CHAIN_SITE_S` per site and batch (and :data:`CHAIN_FIXED_S`
+  per call). Complex chains do 4x the
   arithmetic and 2x the moves.
 * the statevector's adjoint sweep: (K + 2) states of 2**n amplitudes through each layer, about
   (gates / n) layers, at :data:`STATEVECTOR_S` per amplitude and layer (2x for complex states;
@@ -26,6 +27,7 @@ from __future__ import annotations
 CHAIN_MACS_PER_S = 12e9
 CHAIN_MOVE_S = 2.8e-9
 CHAIN_SITE_S = 4.4e-4
+CHAIN_FIXED_S = 3e-3  # per call: bases, angle table, the forward sweep for the values
 STATEVECTOR_S = 6e-9  # per row, amplitude, readout and layer
 STATEVECTOR_FIXED_S = 1e-3
 SHORTCUT_QUBITS = 13  # adjoint_sweep.SHORTCUT_QUBITS (not imported: adjoint_sweep imports the chain)
@@ -35,7 +37,10 @@ def chain_seconds(chain, readouts: int, rows: int = 32) -> float:
     """Estimated seconds of :func:`~.mps.chain_gradient` for ``rows`` rows and ``readouts``
     Z readouts."""
     n = chain.num_qubits
-    cuts = (1, *chain.cut_bonds, 1)
+    built = (1, *chain.cut_bonds, 1)  # the site tensors are built at these bonds
+    cuts = built  # and contracted at these: the gradient compresses the ends (mps_sweeps._bases)
+    if max(cuts) >= 8:
+        cuts = tuple(min(b, 2**k, 2 ** (n - k)) for k, b in enumerate(cuts))
     varied = [0] * n
     for g in chain.rotation_gate:
         varied[chain.gates[g].varied_site] += 1
@@ -43,9 +48,9 @@ def chain_seconds(chain, readouts: int, rows: int = 32) -> float:
     for j in range(n):
         left, right = cuts[j], cuts[j + 1]
         macs += (readouts + 2 * varied[j] + 4) * left * right * (left + right)
-        moves += varied[j] * left * right * len(chain.site_ops[j])
+        moves += varied[j] * built[j] * built[j + 1] * len(chain.site_ops[j])
     complex_ = not chain.is_real
-    return CHAIN_SITE_S * n + rows * (macs * (4 if complex_ else 1) / CHAIN_MACS_PER_S
+    return CHAIN_FIXED_S + CHAIN_SITE_S * n + rows * (macs * (4 if complex_ else 1) / CHAIN_MACS_PER_S
                                       + moves * (2 if complex_ else 1) * CHAIN_MOVE_S)
 
 
