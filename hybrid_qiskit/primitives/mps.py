@@ -308,6 +308,15 @@ def _rotation(name: str, theta: np.ndarray) -> np.ndarray:
         else:
             out[0, 0], out[1, 1] = c - 1j * s, c + 1j * s
         return out
+    if name in ("rzz", "cp"):  # diagonal: the ZZ map's fused entanglers
+        out = np.zeros((4, 4, theta.size), dtype=complex)
+        if name == "cp":
+            out[0, 0] = out[1, 1] = out[2, 2] = 1.0
+            out[3, 3] = np.exp(1j * theta)
+        else:
+            out[0, 0] = out[3, 3] = np.exp(-0.5j * theta)
+            out[1, 1] = out[2, 2] = np.exp(0.5j * theta)
+        return out
     return np.moveaxis(rotation_matrices(name, theta), 0, -1)
 
 
@@ -380,7 +389,7 @@ def _product(m: np.ndarray, k: np.ndarray) -> np.ndarray:
 
 
 def _site_tensor(chain: Chain, q: int, mats: Sequence[np.ndarray | None], R: int, dtype,
-                 first: int = 0, start: np.ndarray | None = None) -> np.ndarray:
+                 first: int = 0, start: np.ndarray | None = None, stop: int | None = None) -> np.ndarray:
     """Site q's tensor (l, 2, r, R) in the final state.
 
     Every step acts on this site alone: a one-qubit gate on its physical index, a two-qubit
@@ -388,15 +397,15 @@ def _site_tensor(chain: Chain, q: int, mats: Sequence[np.ndarray | None], R: int
     term index s appended to the bond between them). So each site is computed on its own, and a
     change to one gate changes only the tensors of the sites it acts on.
 
-    ``first``, ``start``: apply the site's operations from ``first`` on to ``start`` (1, 2, 1, R)
-    instead of all of them to |0⟩."""
+    ``first``, ``start``, ``stop``: apply the site's operations ``first:stop`` to ``start``
+    (l, 2, r, R) instead of all of them to |0⟩."""
     if start is None:
         a = np.zeros((1, 2, 1, R), dtype=dtype)
         a[0, 0, 0] = 1.0
     else:
         a = start
     pending = None  # one-qubit gates not applied yet, multiplied together
-    for i, role in chain.site_ops[q][first:]:
+    for i, role in chain.site_ops[q][first:stop]:
         gate, m = chain.gates[i], mats[i]
         if m is None:  # a Pauli slot no row drew a Pauli in
             continue
@@ -451,44 +460,54 @@ def _final_sites(chain: Chain, angles: np.ndarray, dtype, paulis: np.ndarray | N
 
 
 def _shared_from(chain: Chain, q: int, angles: np.ndarray, paulis: np.ndarray | None) -> int | None:
-    """Where site q's operations stop depending on the row: the index of its first two-qubit
-    operation when every operation from there on has the same angle in all rows (a QNN batch:
-    the weights are shared, and angle encoding enters in the one-qubit gates before the first
-    entangler); None otherwise."""
+    """Where site q's operations stop depending on the row: the first index from which every
+    operation has the same angle in all rows (a QNN batch shares its weights; the inputs enter
+    in the first gates: angle encoding's RY, the ZZ map's P and entanglers), when the site's
+    tensor there is small (its size at most a quarter of the rows); None otherwise."""
     if paulis is not None:  # each row its own Pauli draws
         return None
     ops = chain.site_ops[q]
-    first = next((k for k, (_, role) in enumerate(ops) if role != "one"), len(ops))
-    for i, _ in ops[first:]:
-        gate = chain.gates[i]
+    first = len(ops)
+    while first > 0:
+        gate = chain.gates[ops[first - 1][0]]
         if gate.rotation is not None:
-            column = angles[:, chain.gate_rotation[i]]
+            column = angles[:, chain.gate_rotation[ops[first - 1][0]]]
             if not np.all(column == column[0]):
-                return None
-    return first
+                break
+        first -= 1
+    return first if _prefix_size(chain, q, first) * 4 <= angles.shape[0] else None
 
 
-def _prefix_state(chain: Chain, q: int, mats: Sequence[np.ndarray | None], first: int, R: int, dtype) -> np.ndarray:
-    """The site's one-qubit gates before ``first`` applied to |0⟩: (2, R)."""
-    out = np.zeros((2, R), dtype=dtype)
-    out[0] = 1.0
-    for i, _ in chain.site_ops[q][:first]:
-        m = mats[i]
-        if m is not None:
-            out = m[:, 0] * out[0] + m[:, 1] * out[1]
-    return np.broadcast_to(out, (2, R)) if out.shape[-1] != R else out
+def _prefix_size(chain: Chain, q: int, first: int) -> int:
+    """Entries (l·2·r) of site q's tensor after its first ``first`` operations."""
+    left = right = 1
+    for i, role in chain.site_ops[q][:first]:
+        terms = len(chain.gates[i].blocks)
+        left *= terms if role in ("hi", "pass") else 1
+        right *= terms if role in ("lo", "pass") else 1
+    return 2 * left * right
 
 
-def _shared_site(chain: Chain, q: int, mats: Sequence[np.ndarray | None], first: int, v: np.ndarray, dtype) -> np.ndarray:
+def _prefix(chain: Chain, q: int, mats: Sequence[np.ndarray | None], first: int, R: int, dtype) -> np.ndarray:
+    """Site q's tensor after its first ``first`` operations, per row: (R, l·2·r), and its shape."""
+    a = _site_tensor(chain, q, mats, R, dtype, stop=first)
+    if a.shape[-1] != R:
+        a = np.broadcast_to(a, (*a.shape[:3], R))
+    return np.ascontiguousarray(a.reshape(-1, R).T), a.shape[:3]
+
+
+def _shared_site(chain: Chain, q: int, mats: Sequence[np.ndarray | None], first: int, prefix: np.ndarray,
+                 shape: tuple[int, ...], dtype) -> np.ndarray:
     """Site q's tensors, rows first (R, l, 2, r), for rows whose operations from ``first`` on are
-    the same: those operations are applied once to |0⟩ and |1⟩ (two "rows"), and each row's
-    tensor is its one-qubit prefix state ``v`` (2, R) times that basis (one matrix product)."""
-    start = np.zeros((1, 2, 1, 2), dtype=dtype)
-    start[0, 0, 0, 0] = start[0, 1, 0, 1] = 1.0
+    the same: those operations are applied once to each basis tensor of the prefix's shape
+    (``prefix.shape[1]`` "rows", 2 after angle encoding, 8 after the ZZ map), and each row's
+    tensor is its ``prefix`` (R, d) times that basis (one matrix product)."""
+    d = prefix.shape[1]
+    start = np.eye(d, dtype=dtype).reshape(*shape, d)
     shared = [None if m is None else m[..., :1] for m in mats]
-    basis = _site_tensor(chain, q, shared, 2, dtype, first, start)  # (l, 2, r, 2)
-    out = np.matmul(v.T, basis.reshape(-1, 2).T)  # (R, l·2·r), rows first
-    return out.reshape(v.shape[1], *basis.shape[:3])
+    basis = _site_tensor(chain, q, shared, d, dtype, first, start)  # (l, 2, r, d)
+    out = np.matmul(prefix, basis.reshape(-1, d).T)  # (R, l·2·r), rows first
+    return out.reshape(prefix.shape[0], *basis.shape[:3])
 
 
 def _sites_rows_first(chain: Chain, angles: np.ndarray, dtype, paulis: np.ndarray | None = None) -> list[np.ndarray]:
@@ -503,7 +522,7 @@ def _sites_rows_first(chain: Chain, angles: np.ndarray, dtype, paulis: np.ndarra
         if first is None:
             out.append(rows_first(_site_tensor(chain, q, mats, R, dtype)))
         else:
-            out.append(_shared_site(chain, q, mats, first, _prefix_state(chain, q, mats, first, R, dtype), dtype))
+            out.append(_shared_site(chain, q, mats, first, *_prefix(chain, q, mats, first, R, dtype), dtype))
     return out
 
 
@@ -534,43 +553,45 @@ def chain_state(chain: Chain, values: np.ndarray, paulis: np.ndarray | None = No
 def _shared_kets(chain: Chain, s: int, angles: np.ndarray, rotations: np.ndarray, first: int, dtype) -> np.ndarray:
     """ψ_g⁺'s tensors at site s (R, T, l, 2, r) for the ``rotations`` g varied there, when the
     site's operations from ``first`` on are the same in every row (:func:`_shared_from`): a shift
-    in the one-qubit prefix changes the prefix state, one after it the (two-row) basis. The
-    bases of all shifts are built in one pass, two columns each (the unshifted one first)."""
+    before ``first`` changes the rows' prefixes, one after it the shared basis. The bases of all
+    shifts are built in one pass (the unshifted one first)."""
     R = angles.shape[0]
     ops = chain.site_ops[s]
     position = {i: k for k, (i, _) in enumerate(ops)}
-    only = {i for i, _ in ops}
-    mats = _matrices(chain, angles, dtype, only)
+    mats = _matrices(chain, angles, dtype, {i for i, _ in ops[:first]})  # per row before ``first``
+    shared = _matrices(chain, angles[:1], dtype, {i for i, _ in ops[first:]})  # one row after it
+    for i, _ in ops[first:]:
+        mats[i] = shared[i]
+    prefix, shape = _prefix(chain, s, mats, first, R, dtype)
+    d = prefix.shape[1]
     shifted = np.repeat(angles[:1], len(rotations), axis=0)
     shifted[np.arange(len(rotations)), rotations] += math.pi  # row t: rotation t shifted
     moved = _matrices(chain, shifted, dtype, {chain.rotation_gate[g] for g in rotations})
     after = [t for t, g in enumerate(rotations) if position[chain.rotation_gate[g]] >= first]
-    columns = 2 * (1 + len(after))
+    columns = d * (1 + len(after))
     stacked: list[np.ndarray | None] = [None] * len(mats)
     for i, _ in ops[first:]:
         if mats[i] is not None:
             stacked[i] = np.repeat(mats[i][..., :1], columns, axis=-1)
     for block, t in enumerate(after, start=1):
         gate = chain.rotation_gate[rotations[t]]
-        stacked[gate][..., 2 * block: 2 * block + 2] = moved[gate][..., t: t + 1]
-    start = np.zeros((1, 2, 1, columns), dtype=dtype)
-    start[0, 0, 0, 0::2] = start[0, 1, 0, 1::2] = 1.0
+        stacked[gate][..., d * block: d * (block + 1)] = moved[gate][..., t: t + 1]
+    start = np.tile(np.eye(d, dtype=dtype), (1, 1 + len(after))).reshape(*shape, columns)
     bases = _site_tensor(chain, s, stacked, columns, dtype, first, start)  # (l, 2, r, columns)
-    shape = bases.shape[:3]
+    site_shape = bases.shape[:3]
     bases = bases.reshape(-1, columns).T  # (columns, l·2·r)
-    v = _prefix_state(chain, s, mats, first, R, dtype)
-    out = np.empty((R, len(rotations), bases.shape[1]), dtype=np.result_type(bases, v))
+    out = np.empty((R, len(rotations), bases.shape[1]), dtype=np.result_type(bases, prefix))
     block_of = {t: b for b, t in enumerate(after, start=1)}
     for t, g in enumerate(rotations):
         if t in block_of:
             b = block_of[t]
-            np.matmul(v.T, bases[2 * b: 2 * b + 2], out=out[:, t])
-        else:  # a shift in the prefix (its angle varies by row): its own prefix state, same basis
-            prefix, gate, rows = list(mats), chain.rotation_gate[g], angles.copy()
+            np.matmul(prefix, bases[d * b: d * (b + 1)], out=out[:, t])
+        else:  # a shift before ``first`` (its angle varies by row): its own prefixes, same basis
+            moved_rows, gate, rows = list(mats), chain.rotation_gate[g], angles.copy()
             rows[:, g] += math.pi
-            prefix[gate] = _matrices(chain, rows, dtype, {gate})[gate]
-            np.matmul(_prefix_state(chain, s, prefix, first, R, dtype).T, bases[:2], out=out[:, t])
-    return out.reshape(R, len(rotations), *shape)
+            moved_rows[gate] = _matrices(chain, rows, dtype, {gate})[gate]
+            np.matmul(_prefix(chain, s, moved_rows, first, R, dtype)[0], bases[:d], out=out[:, t])
+    return out.reshape(R, len(rotations), *site_shape)
 
 
 def chain_expectations(chain: Chain, values: np.ndarray, readouts: Sequence[tuple[int, float]],
