@@ -1,6 +1,6 @@
 """Sphinx configuration: the API reference (autodoc + napoleon, from the docstrings), the guides
 (Markdown, myst) and the tutorials (notebooks, shown as committed: CI executes them separately,
-tests/test_tutorials.py).
+tests/e2e/test_tutorials.py).
 
 Build: ``.venv/bin/python -m sphinx -W --keep-going -b html docs docs/_build/html`` (after
 ``pip install -e ".[docs]"``); ``.ci/run`` does, with warnings as errors.

@@ -17,7 +17,7 @@ here (``--download``, MNIST/Fashion-MNIST/CIFAR-10), an IBM Quantum account (``i
 ``save_account``, ``account save``), a placeholder (``JOB_ID``), and ``make test`` (the suite this runs in).
 ``make bench`` runs in its ``--quick`` form (the full benchmark times the stock stack for minutes).
 
-Exit status 0 when every command that ran succeeded. ``tests/test_walkthrough.py`` runs this
+Exit status 0 when every command that ran succeeded. ``tests/e2e/test_walkthrough.py`` runs this
 (slow tier: ``pytest -m slow``) and checks its parsing in the default tier.
 """
 

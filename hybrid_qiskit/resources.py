@@ -3,7 +3,7 @@ the batch and the simulation method, and checked against the memory this machine
 
 A statevector of n qubits holds 2**n amplitudes (8 bytes each when the circuit is real, as
 angle encoding + RealAmplitudes is, else 16); a density matrix holds 4**n complex entries. What
-multiplies them, per method (measured at 12-16 qubits, see tests/test_attacks.py and the README):
+multiplies them, per method (measured at 12-16 qubits, see tests/e2e/test_attacks.py and the README):
 
 * ``statevector`` (our batched numpy simulator): the whole batch is one (2**n, rows) array; the
   evolution ping-pongs between two buffers, the estimator keeps the last two final states for the

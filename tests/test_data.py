@@ -318,7 +318,7 @@ def test_damaged_idx_files_are_one_line_naming_the_folder(tmp_path, damage):
 
 def test_unreadable_idx_file_is_one_line(tmp_path, monkeypatch):
     # Permissions at the OS boundary (this also runs as root, which ignores mode bits): the read
-    # of one IDX file fails with EACCES; the real-permission case runs in tests/test_attacks.py.
+    # of one IDX file fails with EACCES; the real-permission case runs in tests/e2e/test_attacks.py.
     import builtins
 
     _write_mnist_like(tmp_path, "MNIST")

@@ -63,7 +63,7 @@ _STORE: Path | None = None
 def _store() -> Path:
     path = _STORE or (Path(os.environ[STORE_ENV]) if os.environ.get(STORE_ENV) else None)
     if path is None:
-        raise RuntimeError("the fake IBM Quantum server has no store (tests.ibm_rest_fake.install)")
+        raise RuntimeError("the fake IBM Quantum server has no store (tests.jobs.ibm_rest_fake.install)")
     path.mkdir(parents=True, exist_ok=True)
     return path
 

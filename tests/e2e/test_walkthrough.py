@@ -12,7 +12,7 @@ import pytest
 from hybrid_qiskit.cli import build_parser
 from hybrid_qiskit.config import FIELD_NAMES, resolve
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("readme_walkthrough", ROOT / "experiments" / "readme_walkthrough.py")
 walkthrough = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = walkthrough  # dataclasses look their module up there

@@ -35,10 +35,10 @@ from hybrid_qiskit.cli import main
 from hybrid_qiskit.errors import HybridQiskitError
 from hybrid_qiskit.jobs.ledger import Ledger
 from hybrid_qiskit.noise.store import CellStore
-from tests.jobs_helper import fake_submission
-from tests.test_jobs import copy_run, spawn, submit_args
+from tests.jobs.jobs_helper import fake_submission
+from tests.jobs.test_jobs import copy_run, spawn, submit_args
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = ["--dataset", "digits", "--classes", "0,1", "--qubits", "2", "--reps", "1", "--epochs", "1",
         "--limit-train", "24", "--limit-test", "8", "--batch-size", "8", "--seed", "1", "--quiet"]
 

@@ -1,8 +1,8 @@
 """Runs the ``hybrid-qiskit`` CLI in a subprocess with test hooks (crash and concurrency tests).
 
-    python -m tests.jobs_helper [--fake-ibm STORE] [--stall-local] [--observe FILE] -- ARGS...
+    python -m tests.jobs.jobs_helper [--fake-ibm STORE] [--stall-local] [--observe FILE] -- ARGS...
 
-* ``--fake-ibm STORE``: IBM Quantum's REST API is ``tests.ibm_rest_fake`` (the runtime's own client
+* ``--fake-ibm STORE``: IBM Quantum's REST API is ``tests.jobs.ibm_rest_fake`` (the runtime's own client
   code runs above it).
 * ``--stall-local``: local jobs report RUNNING forever, like a long simulation, so the test can
   kill the process while it waits.
@@ -70,7 +70,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     cli = args.cli[1:] if args.cli[:1] == ["--"] else args.cli
     if args.fake_ibm:
-        from tests.ibm_rest_fake import install as install_rest
+        from tests.jobs.ibm_rest_fake import install as install_rest
 
         install_rest(args.fake_ibm)
     if args.stall_local:

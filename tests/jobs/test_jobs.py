@@ -1,5 +1,5 @@
 """Hardware inference jobs: submit, ledger, fetch; local jobs, IBM Quantum jobs (through IBM
-Quantum's REST API faked under qiskit-ibm-runtime's own client: tests/ibm_rest_fake.py), crashes,
+Quantum's REST API faked under qiskit-ibm-runtime's own client: tests/jobs/ibm_rest_fake.py), crashes,
 concurrent submitters.
 
 Fresh processes are expensive (each imports torch and qiskit), so one module fixture starts
@@ -27,10 +27,10 @@ import torch
 
 from hybrid_qiskit.cli import main
 from hybrid_qiskit.jobs.ledger import Ledger, index_lookup, process_alive
-from tests import ibm_rest_fake as fake
-from tests.jobs_helper import fake_submission
+from tests.jobs import ibm_rest_fake as fake
+from tests.jobs.jobs_helper import fake_submission
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEVICE = ["--device", "fake_manila"]
 
 
@@ -52,9 +52,9 @@ def copy_run(tiny_run: Path, dest: Path) -> Path:
 
 
 def spawn(home: Path, *helper_args: str) -> subprocess.Popen:
-    """``hybrid-qiskit`` in a fresh process, through tests/jobs_helper.py (for its hooks)."""
+    """``hybrid-qiskit`` in a fresh process, through tests/jobs/jobs_helper.py (for its hooks)."""
     env = {**os.environ, "HYBRID_QISKIT_HOME": str(home), "PYTHONWARNINGS": "ignore"}
-    return subprocess.Popen([sys.executable, "-m", "tests.jobs_helper", *helper_args], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "tests.jobs.jobs_helper", *helper_args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -144,7 +144,7 @@ def test_two_processes_hammering_one_ledger_lose_nothing(tmp_path):
     """The ledger's write path alone, 2 processes x 40 submissions at full speed."""
     script = (
         "import sys, numpy as np\n"
-        "from tests.jobs_helper import fake_submission\n"
+        "from tests.jobs.jobs_helper import fake_submission\n"
         "from hybrid_qiskit.jobs.ledger import Ledger\n"
         "tag = sys.argv[1]\n"
         "with Ledger(sys.argv[2]) as ledger:\n"

@@ -1,6 +1,6 @@
 """The hardware path against IBM Quantum's REST API faked under qiskit-ibm-runtime's own client.
 
-``tests/ibm_rest_fake.py`` replaces only the client's HTTP layer (``tests/test_jobs.py`` uses it
+``tests/jobs/ibm_rest_fake.py`` replaces only the client's HTTP layer (``tests/jobs/test_jobs.py`` uses it
 too), so the real ``QiskitRuntimeService``, ``IBMBackend``,
 ``Batch``/``Session``, ``RuntimeJobV2`` and result decoders run here: submission in job and
 batch mode with tags, retrieval by id in a fresh process, ERROR and CANCELLED jobs, usage read
@@ -21,10 +21,10 @@ import pytest
 
 from hybrid_qiskit.cli import main
 from hybrid_qiskit.jobs.ledger import Ledger
-from tests import ibm_rest_fake as fake
+from tests.jobs import ibm_rest_fake as fake
 
 DEVICE = ["--device", "fake_manila"]
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ def test_legacy_saved_account_is_one_line_and_account_save_reads_no_argv(tiny_ru
 def spawn(home: Path, store: Path, *cli: str) -> subprocess.CompletedProcess:
     """``hybrid-qiskit`` in a fresh process, on the same fake server."""
     env = {**os.environ, "HYBRID_QISKIT_HOME": str(home), "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, "-m", "tests.jobs_helper", "--fake-ibm", str(store), "--", *cli],
+    return subprocess.run([sys.executable, "-m", "tests.jobs.jobs_helper", "--fake-ibm", str(store), "--", *cli],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 

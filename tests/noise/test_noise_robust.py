@@ -11,7 +11,7 @@ from backends import backend_spec
 from hybrid_qiskit.errors import HybridQiskitError
 from hybrid_qiskit.noise.grid import MITIGATIONS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("noise_robust", ROOT / "experiments" / "noise_robust.py")
 noise_robust = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(noise_robust)
