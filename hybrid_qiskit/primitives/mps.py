@@ -459,21 +459,23 @@ def _final_sites(chain: Chain, angles: np.ndarray, dtype, paulis: np.ndarray | N
     return [_site_tensor(chain, q, mats, angles.shape[0], dtype) for q in range(chain.num_qubits)]
 
 
-def _shared_from(chain: Chain, q: int, angles: np.ndarray, paulis: np.ndarray | None) -> int | None:
+def _shared_from(chain: Chain, q: int, angles: np.ndarray, paulis: np.ndarray | None,
+                 constant: np.ndarray | None = None) -> int | None:
     """Where site q's operations stop depending on the row: the first index from which every
     operation has the same angle in all rows (a QNN batch shares its weights; the inputs enter
     in the first gates: angle encoding's RY, the ZZ map's P and entanglers), when the site's
-    tensor there is small (its size at most a quarter of the rows); None otherwise."""
+    tensor there is small (its size at most a quarter of the rows); None otherwise.
+    ``constant``: which angle columns are the same in all rows, when already known."""
     if paulis is not None:  # each row its own Pauli draws
         return None
+    if constant is None:
+        constant = np.all(angles == angles[:1], axis=0)
     ops = chain.site_ops[q]
     first = len(ops)
     while first > 0:
-        gate = chain.gates[ops[first - 1][0]]
-        if gate.rotation is not None:
-            column = angles[:, chain.gate_rotation[ops[first - 1][0]]]
-            if not np.all(column == column[0]):
-                break
+        i = ops[first - 1][0]
+        if chain.gates[i].rotation is not None and not constant[chain.gate_rotation[i]]:
+            break
         first -= 1
     return first if _prefix_size(chain, q, first) * 4 <= angles.shape[0] else None
 
@@ -516,9 +518,10 @@ def _sites_rows_first(chain: Chain, angles: np.ndarray, dtype, paulis: np.ndarra
     with angle encoding: 16x less work at 32 rows), else built row by row."""
     R = angles.shape[0]
     mats = _matrices(chain, angles, dtype, paulis=paulis)
+    constant = np.all(angles == angles[:1], axis=0)
     out = []
     for q in range(chain.num_qubits):
-        first = _shared_from(chain, q, angles, paulis) if R > 2 else None
+        first = _shared_from(chain, q, angles, paulis, constant) if R > 2 else None
         if first is None:
             out.append(rows_first(_site_tensor(chain, q, mats, R, dtype)))
         else:
@@ -608,6 +611,7 @@ def chain_expectations(chain: Chain, values: np.ndarray, readouts: Sequence[tupl
     for block in blocks:
         state = chain_state(chain, values[block], None if paulis is None else paulis[:, block])
         z = z_values(state.sites, state.right, qubits)
+        state.values.update({q: z[:, col[q]] for q in qubits})
         for k, (q, c) in enumerate(readouts):
             out[k, block] = c * z[:, col[q]]
         if keep is not None and len(blocks) == 1:
@@ -671,10 +675,11 @@ def _angle_derivatives(chain: Chain, angles: np.ndarray, qubits: Sequence[int], 
     for i, g in enumerate(moving):
         by_site.setdefault(chain.gates[chain.rotation_gate[g]].varied_site, []).append(i)
     dz = np.zeros((B, len(moving), len(qubits)))
+    constant = np.all(angles == angles[:1], axis=0)
 
     def kets(s: int) -> np.ndarray:  # ψ_g⁺'s tensor at site s for each rotation g varied there
         members = by_site[s]
-        first = _shared_from(chain, s, angles, paulis) if B > 2 else None
+        first = _shared_from(chain, s, angles, paulis, constant) if B > 2 else None
         if first is not None:
             return _shared_kets(chain, s, angles, moving[members], first, dtype)
         T = len(members)
@@ -692,4 +697,6 @@ def _angle_derivatives(chain: Chain, angles: np.ndarray, qubits: Sequence[int], 
             dz[:, i] = part
 
     gradient_overlaps(state.sites, qubits, sorted(by_site), kets, take)
+    if all(q in state.values for q in qubits):  # the forward pass read them
+        return np.stack([state.values[q] for q in qubits], axis=1), dz
     return z_values(state.sites, state.right, qubits), dz

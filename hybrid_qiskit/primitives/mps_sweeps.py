@@ -23,7 +23,7 @@ gradient of 32 rows took 0.55 s instead of 1.1 s.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -46,13 +46,15 @@ class ChainState:
 
     sites: list[np.ndarray]
     right: list[np.ndarray]
+    values: dict[int, np.ndarray] = field(default_factory=dict)  # ⟨Z_q⟩ (R,) the forward pass read
 
     @property
     def rows(self) -> int:
         return self.sites[0].shape[0]
 
     def block(self, rows: slice) -> ChainState:
-        return ChainState([a[rows] for a in self.sites], [e[rows] for e in self.right])
+        return ChainState([a[rows] for a in self.sites], [e[rows] for e in self.right],
+                          {q: v[rows] for q, v in self.values.items()})
 
     @property
     def nbytes(self) -> int:
