@@ -20,7 +20,7 @@ Gotchas:
       :class:`~.adjoint_gradient.AdjointEstimatorGradient` on the same estimator can skip the
       forward evolution of the backward pass.
     * Chain circuits (one- and two-qubit gates, Z readouts) where the chain costs less than the
-      statevector under ``method="auto"`` (:func:`~.mps.takes_chain`: the default head from 8
+      statevector under ``method="auto"`` (:func:`~.mps.takes_chain`: the default head from 9
       qubits) never build a statevector:
       they run as an exact matrix-product state (:mod:`.mps`), always in float64; what they
       keep for the gradient is the chain's site tensors and right environments.
