@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -126,20 +125,17 @@ def _epoch_seconds(run_dir: Path) -> float:
 def _heartbeat(label: str, run_dir: Path, epochs: int):
     """A line on stderr every 30 s while one run of the comparison trains (its epoch lines go to
     its train.log; stdout is captured meanwhile)."""
-    from hybrid_qiskit.progress import Heartbeat
+    from hybrid_qiskit.progress import report_every
     from hybrid_qiskit.runs import read_history
 
-    t0 = time.perf_counter()
-
-    def beat() -> None:
+    def describe(seconds: float) -> str:
         try:
             done = len(read_history(run_dir, required=False) or [])
         except HybridQiskitError:
             done = "?"
-        print(f"  {label}: training, {done}/{epochs} epochs done, {time.perf_counter() - t0:.0f}s",
-              file=sys.stderr, flush=True)
+        return f"  {label}: training, {done}/{epochs} epochs done, {seconds:.0f}s"
 
-    return Heartbeat(beat)
+    return report_every(describe)
 
 
 def compare(config_path: str | Path, *, seeds: int = 5, out: str | Path | None = None,

@@ -96,12 +96,10 @@ class WriterLock:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
-            doing = "written" if holder != "another process" else "read (a noise sweep?) or written"
+            holder = _holder(fh)
+            doing = "written" if holder else "read (a noise sweep?) or written"  # readers leave no name
             raise HybridQiskitError(
-                f"{self.folder} is being {doing} by {holder}; wait for it to finish "
+                f"{self.folder} is being {doing} by {holder or 'another process'}; wait for it to finish "
                 "(or stop it) and try again"
             ) from None
         fh.seek(0)
@@ -127,6 +125,14 @@ class WriterLock:
             tmp.unlink(missing_ok=True)
 
 
+def _holder(fh) -> str:
+    """The name a lock's holder wrote into it ("pid N (command)"; empty for readers), and close it."""
+    fh.seek(0)
+    holder = fh.read().strip()
+    fh.close()
+    return holder
+
+
 class ReaderLock:
     """A shared lock on ``<folder>/.lock`` for as long as a reader needs the folder unchanged.
 
@@ -150,11 +156,8 @@ class ReaderLock:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
             raise HybridQiskitError(
-                f"{self.folder} is being written by {holder}, so {self.what} would read a model that "
+                f"{self.folder} is being written by {_holder(fh) or 'another process'}, so {self.what} would read a model that "
                 "changes under it; wait for it to finish and try again"
             ) from None
         self._fh = fh

@@ -61,6 +61,13 @@ class Heartbeat:
         self._thread.join()
 
 
+def report_every(describe: Callable[[float], str], every: float | None = None) -> Heartbeat:
+    """A heartbeat that prints ``describe(seconds since it started)`` on stderr: long work that
+    has no steps of its own to report after (a run inside ``compare``, a sweep's cells)."""
+    t0 = time.perf_counter()
+    return Heartbeat(lambda: print(describe(time.perf_counter() - t0), file=sys.stderr, flush=True), every)
+
+
 class Progress:
     """A tqdm bar on a terminal; otherwise a plain line every ``every`` seconds (none for fast loops).
 

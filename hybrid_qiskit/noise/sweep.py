@@ -96,15 +96,11 @@ def _run_sweep(run_dir, cfg: SweepConfig, *, quiet: bool, workers: int, ray: str
 
 def _heartbeat(finished: list[int], total: int, quiet: bool):
     """A line on stderr every 30 s while cells run: one cell can take minutes."""
-    import time
-
-    from hybrid_qiskit.progress import Heartbeat
+    from hybrid_qiskit.progress import report_every
 
     if quiet:
         return contextlib.nullcontext()
-    t0 = time.perf_counter()
-    return Heartbeat(lambda: print(f"noise sweep: {finished[0]}/{total} cells finished, "
-                                   f"{time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True))
+    return report_every(lambda seconds: f"noise sweep: {finished[0]}/{total} cells finished, {seconds:.0f}s")
 
 
 def _check_unchanged(models: list) -> None:
