@@ -44,6 +44,7 @@ def _add_train(sub) -> None:
     p.add_argument("--model", choices=("hybrid", "classical", "quantum", "pixel_classical"),
                    help="hybrid LeNet, its classical baseline, a quantum-only QNN on pooled pixels, or its baseline")
     p.add_argument("--qubits", type=int, help="width of the quantum head")
+    p.add_argument("--cnn-width", type=int, help="LeNet's channels and widths times this (default 1: LeNet-5)")
     p.add_argument("--feature-map", choices=("angle", "zz"))
     p.add_argument("--ansatz", choices=("real_amplitudes", "efficient_su2"))
     p.add_argument("--reps", type=int, help="ansatz repetitions")
@@ -70,7 +71,8 @@ def _add_train(sub) -> None:
     p.set_defaults(func=_train)
 
 
-RECIPE_KEYS = ("weight_decay", "dropout", "augment", "patience", "threads")
+RECIPE_KEYS = ("weight_decay", "dropout", "augment", "augment_shift", "augment_degrees", "augment_flip",
+               "augment_erase", "patience", "threads")
 
 
 def add_recipe_flags(p: argparse.ArgumentParser) -> None:
@@ -78,7 +80,12 @@ def add_recipe_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, help="AdamW weight decay (0: plain Adam)")
     p.add_argument("--dropout", type=float, help="dropout before the CNN's fully connected layers")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                   help="random shifts and rotations of training images")
+                   help="random changes of training images (the kinds: the four flags below)")
+    p.add_argument("--augment-shift", type=float, help="largest shift in pixels of a 28-pixel side (default 2)")
+    p.add_argument("--augment-degrees", type=float, help="largest rotation either way (default 10)")
+    p.add_argument("--augment-flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="random horizontal flips (default: for 3-channel images only)")
+    p.add_argument("--augment-erase", type=float, help="probability of random erasing (default 0)")
     p.add_argument("--patience", type=int, help="early stop after N epochs without a better val accuracy")
     p.add_argument("--threads", type=int, help="torch threads (part of the run's config; default 1)")
 
@@ -88,7 +95,7 @@ def _train(args) -> int:
     from hybrid_qiskit.training import train
 
     keys = ("dataset", "data_dir", "download", "classes", "limit_train", "limit_test", "model", "qubits",
-            "feature_map", "ansatz", "reps", "reuploads", "entanglement", "normalize", "backend", "epochs",
+            "cnn_width", "feature_map", "ansatz", "reps", "reuploads", "entanglement", "normalize", "backend", "epochs",
             "batch_size", "lr", "lr_schedule", "seed", "out", "name", *BACKEND_FLAGS, *RECIPE_KEYS)
     overrides = {k: getattr(args, k) for k in keys}
     # Settings without a flag of their own (--backend-setting K=V) go to the config's table.

@@ -68,6 +68,9 @@ class TrainConfig:
     val_fraction: Fraction = 0.1  # of the training split, for model selection
     # --- model
     model: str = "hybrid"  # hybrid | classical (matched baseline) | quantum (pixels -> QNN)
+    # LeNet's channels (6, 16) and fully connected widths (120, 84) times this: 1 is LeNet-5 (digits,
+    # MNIST); Fashion-MNIST underfits it (experiments/README.md).
+    cnn_width: PositiveInt = 1
     qubits: PositiveInt = 8  # head width; 8 measured far better than 4 on 10 classes
     feature_map: str = "angle"  # angle | zz
     ansatz: str = "real_amplitudes"  # real_amplitudes | efficient_su2
@@ -97,7 +100,11 @@ class TrainConfig:
     # --- recipe against overfitting (experiments/README.md: what each one bought on digits)
     weight_decay: NonNegativeFinite = 0.0  # AdamW's decoupled weight decay (0: plain Adam)
     dropout: Fraction = 0.0  # dropout before each of the CNN's fully connected layers
-    augment: bool = False  # random shifts (±2 px at 28x28) and rotations (±10°) of training images
+    augment: bool = False  # random changes of each training batch; what they are is set below
+    augment_shift: NonNegativeFinite = 2.0  # largest shift, in pixels of a 28-pixel side (scaled for others)
+    augment_degrees: NonNegativeFinite = 10.0  # largest rotation either way
+    augment_flip: bool | None = None  # horizontal flips; None: for 3-channel images (CIFAR-10) only
+    augment_erase: Fraction = 0.0  # probability of erasing a random rectangle (random erasing)
     patience: PositiveInt | None = None  # stop after this many epochs without a better val accuracy
     # --- machine
     threads: PositiveInt = 1  # torch threads: part of the run, so results do not depend on the core count
@@ -123,7 +130,7 @@ class TrainConfig:
 FIELD_NAMES = {f.name for f in fields(TrainConfig)}
 # Settings added after runs were first written: a config.json without one was written before it
 # existed, and its default is what that run used (not a damaged file).
-LATER_SETTINGS = {"entanglement"}
+LATER_SETTINGS = {"entanglement", "cnn_width", "augment_shift", "augment_degrees", "augment_flip", "augment_erase"}
 
 
 def load_toml(path: str | Path, known: set[str] | None = None) -> dict[str, Any]:

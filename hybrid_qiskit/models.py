@@ -60,6 +60,7 @@ class ModelConfig:
     image_size: int = 28  # 28 (digits upsampled, MNIST) or 32 (CIFAR-10)
     num_classes: int = 10
     dropout: float = 0.0  # before each fully connected layer after the convolutions (training only)
+    cnn_width: int = 1  # LeNet's channels and fully connected widths times this (checkpoints before it: 1)
     # Post-measurement normalization (QuantumNAT): per-qubit standardization of ⟨Z⟩ before the
     # readout, so that a backend's per-qubit shrink and shift can be undone (normalization.py).
     normalize: bool = False
@@ -80,15 +81,17 @@ class ModelConfig:
 
 
 class LeNetFeatures(nn.Module):
-    """LeNet-5's feature extractor: conv 6, pool, conv 16, pool, fc 120, fc 84."""
+    """LeNet-5's feature extractor: conv 6, pool, conv 16, pool, fc 120, fc 84; every width times
+    ``width`` (1: LeNet-5 itself)."""
 
-    def __init__(self, in_channels: int, image_size: int, dropout: float = 0.0):
+    def __init__(self, in_channels: int, image_size: int, dropout: float = 0.0, width: int = 1):
         super().__init__()
+        c1, c2, f1, f2 = 6 * width, 16 * width, 120 * width, 84 * width
         self.conv = nn.Sequential(
-            nn.Conv2d(in_channels, 6, 5),
+            nn.Conv2d(in_channels, c1, 5),
             nn.ReLU(),
             nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5),
+            nn.Conv2d(c1, c2, 5),
             nn.ReLU(),
             nn.MaxPool2d(2),
             nn.Flatten(),
@@ -96,8 +99,8 @@ class LeNetFeatures(nn.Module):
         side = ((image_size - 4) // 2 - 4) // 2
         if side < 1:
             raise HybridQiskitError(f"LeNet needs images of at least 16x16 pixels, got {image_size}")
-        self.fc = nn.Sequential(nn.Linear(16 * side * side, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU())
-        self.out_features = 84
+        self.fc = nn.Sequential(nn.Linear(c2 * side * side, f1), nn.ReLU(), nn.Linear(f1, f2), nn.ReLU())
+        self.out_features = f2
         # Applied in forward, not inserted into fc: fc's indices (the checkpoint keys) stay put.
         self.drop = nn.Dropout(dropout)
 
@@ -151,7 +154,7 @@ class HybridLeNet(StagedClassifier):
     def __init__(self, config: ModelConfig, quantum_layer: nn.Module):
         super().__init__()
         self.config = config
-        self.features = LeNetFeatures(config.in_channels, config.image_size, config.dropout)
+        self.features = LeNetFeatures(config.in_channels, config.image_size, config.dropout, config.cnn_width)
         self.to_qubits = nn.Linear(self.features.out_features, config.num_qubits)
         self.head = quantum_layer
         self._init_post_measurement(config.num_qubits)
@@ -168,7 +171,7 @@ class ClassicalLeNet(StagedClassifier):
     def __init__(self, config: ModelConfig, width: int):
         super().__init__()
         self.config = config
-        self.features = LeNetFeatures(config.in_channels, config.image_size, config.dropout)
+        self.features = LeNetFeatures(config.in_channels, config.image_size, config.dropout, config.cnn_width)
         self.to_qubits = nn.Linear(self.features.out_features, width)
         self.head = nn.Sequential(nn.Linear(width, width), nn.Tanh())  # bounded, like ⟨Z⟩
         self._init_post_measurement(width)  # the same layer as its hybrid model: the comparison stays matched
@@ -213,17 +216,18 @@ def quantum_weight_count(config: ModelConfig) -> int:
 
 def matched_width(config: ModelConfig) -> int:
     """Bottleneck width m of the classical baseline whose parameter count is closest to the
-    hybrid model's: the hybrid head has 85n + P + (n+1)C parameters after the CNN, the
-    classical one 85m + (m² + m) + (m+1)C. Narrower than n when P is small, wider when the
-    head has many weights (m = n costs 85n + n² + n + (n+1)C)."""
+    hybrid model's: with F = 84·cnn_width CNN features, the hybrid head has (F+1)n + P + (n+1)C
+    parameters after the CNN, the classical one (F+1)m + (m² + m) + (m+1)C. Narrower than n when
+    P is small, wider when the head has many weights (m = n costs (F+1)n + n² + n + (n+1)C)."""
     n, c, p = config.num_qubits, config.num_classes, quantum_weight_count(config)
-    target = 85 * n + p + (n + 1) * c
+    f = 84 * config.cnn_width
+    target = (f + 1) * n + p + (n + 1) * c
 
     def cost(m: int) -> int:
-        return abs(85 * m + m * m + m + (m + 1) * c - target)
+        return abs((f + 1) * m + m * m + m + (m + 1) * c - target)
 
-    # The classical count grows faster than 86m, so no width past target/86 + 1 can be closer.
-    return min(range(1, max(n, target // 86 + 1) + 1), key=cost)
+    # The classical count grows faster than (F+2)m, so no width past target/(F+2) + 1 can be closer.
+    return min(range(1, max(n, target // (f + 2) + 1) + 1), key=cost)
 
 
 def build_model(config: ModelConfig, backend=None, *, seed: int = 0) -> StagedClassifier:

@@ -111,6 +111,7 @@ def model_config_for(cfg: TrainConfig, splits) -> ModelConfig:
         image_size=splits.image_size,
         num_classes=splits.num_classes,
         dropout=cfg.dropout,
+        cnn_width=cfg.cnn_width,
         normalize=cfg.normalize,
     )
 
@@ -162,7 +163,9 @@ def make_augment(cfg: TrainConfig, in_channels: int):
         return None
     from hybrid_qiskit.augment import augment_batch
 
-    return lambda images: augment_batch(images, flip=in_channels == 3)
+    flip = in_channels == 3 if cfg.augment_flip is None else cfg.augment_flip
+    return lambda images: augment_batch(images, shift=cfg.augment_shift / 28, degrees=cfg.augment_degrees,
+                                        flip=flip, erase=cfg.augment_erase)
 
 
 def _train(cfg: TrainConfig, run_dir: Path, start, *, quiet: bool = False) -> dict:

@@ -364,3 +364,30 @@ def test_augment_batch_shifts_and_rotates_each_image_differently():
     assert torch.equal(augment_batch(images), out)  # the seed fixes the draws
     rgb = augment_batch(torch.rand(4, 3, 32, 32), flip=True)
     assert rgb.shape == (4, 3, 32, 32)
+
+
+def test_augment_flips_and_erases_only_when_asked():
+    images = torch.rand(64, 1, 28, 28) + 0.5  # no zeros: an erased pixel is one
+    torch.manual_seed(1)
+    plain = augment_batch(images, shift=0, degrees=0)
+    assert torch.allclose(plain, images, atol=1e-5)  # the identity transform
+    torch.manual_seed(1)
+    flipped = augment_batch(images, shift=0, degrees=0, flip=True)
+    mirrored = [torch.allclose(f, x.flip(-1), atol=1e-5) for f, x in zip(flipped, images)]
+    assert 16 < sum(mirrored) < 48  # about half, each either mirrored or not
+    assert all(m or torch.allclose(f, x, atol=1e-5) for m, f, x in zip(mirrored, flipped, images))
+    torch.manual_seed(1)
+    erased = augment_batch(images, shift=0, degrees=0, erase=0.5)
+    zeros = (erased == 0).flatten(1).sum(1)
+    assert 16 < int((zeros > 0).sum()) < 48
+    for z, e in zip(zeros, erased):  # one rectangle of 2-33% of the image, the rest untouched
+        if z:
+            rows, cols = (e[0] == 0).nonzero(as_tuple=True)
+            box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+            assert box == z and 0.01 * 784 <= z <= 0.34 * 784
+    torch.manual_seed(1)
+    augment_batch(images, erase=0.0)
+    after_off = torch.rand(1)
+    torch.manual_seed(1)
+    augment_batch(images)
+    assert torch.equal(torch.rand(1), after_off)  # off draws nothing: older runs replay exactly

@@ -37,6 +37,18 @@ def test_classical_baseline_matches_the_hybrid_parameter_count():
         assert gap <= 85 + n + 10 + quantum_weight_count(ModelConfig(num_qubits=n, reps=reps))
 
 
+def test_a_wider_lenet_keeps_the_baseline_matched_and_old_checkpoints_load_as_lenet5():
+    wide = ModelConfig(num_qubits=8, reps=2, cnn_width=3)
+    hybrid = build_model(wide, create_backend("statevector"))
+    classical = build_model(ModelConfig(**{**wide.to_dict(), "kind": "classical"}))
+    assert hybrid.features.conv[0].out_channels == 18 and hybrid.features.out_features == 252
+    assert classical.features.conv[3].out_channels == 48
+    gap = abs(count_parameters(hybrid) - count_parameters(classical))
+    assert gap <= 253 + 8 + 10 + quantum_weight_count(wide)  # within one bottleneck unit of the wider CNN
+    old = {k: v for k, v in ModelConfig().to_dict().items() if k != "cnn_width"}  # a checkpoint from before
+    assert ModelConfig.from_dict(old).cnn_width == 1
+
+
 def test_quantum_only_model_on_pooled_pixels():
     cfg = ModelConfig(kind="quantum", num_qubits=4, reps=2, num_classes=2)
     model = build_model(cfg, create_backend("statevector"))

@@ -203,19 +203,33 @@ def test_entanglement_flag_reaches_the_run_and_its_checkpoint(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["accuracy"] == json.loads((run / "metrics.json").read_text())["test_accuracy"]
 
 
-def test_runs_from_before_the_entanglement_setting_load_as_reverse_linear(tmp_path, tiny_run, capsys):
-    """Runs written before the setting existed have no ``entanglement`` anywhere: they were
-    trained with reverse_linear heads, and load (and resume) as such."""
+def test_cnn_width_and_augmentation_flags_reach_the_run(tmp_path):
+    run = train_tiny(tmp_path, "wide", "--cnn-width", "2", "--augment", "--augment-degrees", "0",
+                     "--augment-shift", "1", "--augment-flip", "--augment-erase", "0.3")
+    config = json.loads((run / "config.json").read_text())
+    assert (config["cnn_width"], config["augment_degrees"], config["augment_shift"]) == (2, 0.0, 1.0)
+    assert (config["augment_flip"], config["augment_erase"]) == (True, 0.3)
+    assert torch.load(run / "model.pt", weights_only=True)["model_config"]["cnn_width"] == 2
+    assert main(["train", "--dataset", "digits", "--augment-erase", "2", "--out", str(tmp_path)]) == 2
+
+
+def test_runs_from_before_the_later_settings_load_as_they_were_trained(tmp_path, tiny_run, capsys):
+    """Runs written before a setting existed lack it everywhere: they were trained with its
+    default (reverse_linear heads, LeNet-5's width, shifts and rotations only), and load (and
+    resume) as such."""
+    from hybrid_qiskit.config import LATER_SETTINGS
     from hybrid_qiskit.runs import missing_settings
 
     run = tmp_path / "old"
     shutil.copytree(tiny_run, run)
     config = json.loads((run / "config.json").read_text())
     assert config.pop("entanglement") == "reverse_linear"
+    for key in LATER_SETTINGS - {"entanglement"}:
+        config.pop(key)
     (run / "config.json").write_text(json.dumps(config))
     for name in ("model.pt", "last.pt"):
         payload = torch.load(run / name, weights_only=True)
-        del payload["model_config"]["entanglement"]
+        del payload["model_config"]["entanglement"], payload["model_config"]["cnn_width"]
         torch.save(payload, run / name)
     assert missing_settings(run) == []
     assert main(["evaluate", str(run), "--json"]) == 0
