@@ -19,6 +19,7 @@ import sys
 from hybrid_qiskit.cli_flags import add_backend_flags, backend_settings_from
 from hybrid_qiskit.cli_flags import checked as _checked
 from hybrid_qiskit.errors import HybridQiskitError
+from hybrid_qiskit.executors import add_flags as add_executor_flags
 
 FEATURE_MODULES = ("hybrid_qiskit.jobs", "hybrid_qiskit.noise")
 
@@ -164,29 +165,32 @@ def _add_compare(sub) -> None:
     p = sub.add_parser("compare", help="a model against its matched classical baseline over several seeds",
                        description="Train the config's model and its matched classical baseline (its *-classical.toml "
                                    "sibling) with N seeds; write compare.json, compare.md (a README table) and "
-                                   "compare.png. Finished runs are reused: rerun to resume.")
+                                   "compare.png. Finished runs are reused: rerun to resume. Runs train one "
+                                   "after another, in a local process pool (--workers) or on Ray (--ray); the "
+                                   "table is the same whatever trained them.")
     p.add_argument("--config", required=True, help="TOML file of a hybrid or quantum model (experiments/X.toml)")
     p.add_argument("--seeds", type=int, default=5, help="number of seeds, from the config's seed on (default 5)")
     p.add_argument("--out", help="folder for the runs and the results (default: runs/compare-<config name>)")
     p.add_argument("--data-dir", help="folder with torchvision's dataset layout")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting for both models, e.g. --set weight_decay=0.01 (repeatable)")
-    p.add_argument("--verbose", action="store_true", help="print every run's epochs")
+    p.add_argument("--verbose", action="store_true",
+                   help="print every run's epochs (runs trained by --workers or --ray keep them in their train.log)")
+    add_executor_flags(p, "runs")
     p.set_defaults(func=_compare)
 
 
 def _compare(args) -> int:
-    import shlex
-
-    from hybrid_qiskit.compare import compare
+    from hybrid_qiskit.compare import command_line, compare
     from hybrid_qiskit.config import parse_setting
 
     overrides = dict(parse_setting(s) for s in args.set)
     if args.data_dir:
         overrides["data_dir"] = args.data_dir
-    command = "hybrid-qiskit " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else None
+    # The recorded command leaves --workers and --ray out: they change who trains, not the table.
+    command = command_line(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else None
     result = compare(args.config, seeds=args.seeds, out=args.out, overrides=overrides, command=command,
-                     verbose=args.verbose)
+                     verbose=args.verbose, workers=args.workers, ray=args.ray)
     from pathlib import Path
 
     out = Path(result["models"][result["models_compared"][0]]["runs"][0]["run_dir"]).parent

@@ -17,18 +17,28 @@ Which baseline: the config's ``*-classical.toml`` sibling (``digits.toml`` ->
 be matched (the same data, budget and recipe; only the model differs), or, without a sibling, the
 same config with ``model`` set to the baseline kind. Finished runs are reused and interrupted ones
 continue (``train --resume``), so rerunning the command after Ctrl-C loses nothing.
+
+Who trains: this process, one run after another (the default); ``--workers N``: N local worker
+processes at once; ``--ray [ADDRESS]``: Ray tasks on a local Ray instance or the cluster at
+ADDRESS (the executors of :mod:`hybrid_qiskit.executors`, as ``noise-sweep`` uses them). Each run
+writes only its own folder, wherever it trains; this process alone writes compare.json, .md and
+.png, from the runs sorted by seed, so the table is the same whatever trained them (only the
+times differ). On a cluster, the folder the command runs in and ``--out`` must be on a
+filesystem that every node mounts at the same path.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import os
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hybrid_qiskit.config import TrainConfig, load_toml, resolve
 from hybrid_qiskit.errors import HybridQiskitError
+from hybrid_qiskit.executors import Work, make_executor
 from hybrid_qiskit.stats import paired_difference, summary
 
 BASELINE_OF = {"hybrid": "classical", "quantum": "pixel_classical"}
@@ -78,15 +88,10 @@ def pair_configs(config_path: str | Path, overrides: dict | None = None) -> tupl
 def run_one(cfg: TrainConfig, *, verbose: bool = False) -> dict:
     """Train (or reuse, or continue) one run; its test metrics and times."""
     from hybrid_qiskit.fileio import read_json, write_json
-    from hybrid_qiskit.runs import settings_diff
     from hybrid_qiskit.training import train
 
     run_dir = Path(cfg.out) / cfg.run_name()
-    if (run_dir / "last.pt").exists():  # a run to reuse or continue: it must be this config's
-        diff, _ = settings_diff(run_dir, cfg)
-        if diff:
-            raise HybridQiskitError(f"{run_dir} was trained with other settings ({', '.join(diff)} differ); "
-                                    f"pass another --out, or remove that folder")
+    check_reusable(cfg)
     reused = (run_dir / "metrics.json").exists()
     earlier = 0.0 if reused else _epoch_seconds(run_dir)  # a resumed run: its earlier sessions' epochs
     t0 = time.perf_counter()
@@ -109,6 +114,93 @@ def run_one(cfg: TrainConfig, *, verbose: bool = False) -> dict:
         "parameters": metrics["parameters"],
         "reused": reused,
     }
+
+
+def check_reusable(cfg: TrainConfig) -> None:
+    """A run folder that holds a run (to reuse or continue) must hold this config's."""
+    from hybrid_qiskit.runs import settings_diff
+
+    run_dir = Path(cfg.out) / cfg.run_name()
+    if (run_dir / "last.pt").exists():
+        diff, _ = settings_diff(run_dir, cfg)
+        if diff:
+            raise HybridQiskitError(f"{run_dir} was trained with other settings ({', '.join(diff)} differ); "
+                                    f"pass another --out, or remove that folder")
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """One run of a comparison as plain data, for any executor."""
+
+    cfg: TrainConfig
+    label: str  # "hybrid          seed 3", for progress lines
+    cwd: str  # the driver's folder: the config's relative paths (out, data_dir) mean the same anywhere
+    verbose: bool = False  # epoch lines on stdout (in the driver only: workers' lines would interleave)
+    heartbeat: bool = False  # a line every 30 s while it trains (in the driver only)
+
+
+def train_run(task: RunTask) -> dict:
+    """:func:`run_one` in any process: ``{"run": result}``, or ``{"error": text, "user": bool}``
+    (plain data, not an exception that may not survive pickling)."""
+    try:
+        if os.getcwd() != task.cwd:
+            try:
+                os.chdir(task.cwd)
+            except OSError as exc:
+                raise HybridQiskitError(
+                    f"{task.cwd} is not there where this run trains ({exc.strerror or exc}): on a cluster, the "
+                    "command's folder and --out must be on a filesystem every node mounts at the same path") from None
+        run_dir = Path(task.cfg.out) / task.cfg.run_name()
+        with _heartbeat(task.label, run_dir, task.cfg.epochs) if task.heartbeat else contextlib.nullcontext():
+            return {"run": run_one(task.cfg, verbose=task.verbose)}
+    except HybridQiskitError as exc:
+        return {"error": str(exc), "user": True}
+    except Exception as exc:  # a bug or a crash in training: reported by the driver, naming the run
+        return {"error": f"{type(exc).__name__}: {exc}", "user": False}
+
+
+@dataclass(frozen=True)
+class _Job:
+    key: tuple[int, str]  # (seed, model): where the result goes in the table
+    task: RunTask
+
+
+def _run_bytes(job: _Job) -> tuple[int, str]:
+    """The simulation one run holds while it trains (a run that could not fit at all is refused
+    here, with train's own message), for the executors' memory check and Ray's requests."""
+    from hybrid_qiskit import resources
+
+    cfg = job.task.cfg
+    est = resources.check_config(cfg, what="train")
+    if est is None:
+        return 0, f"{cfg.model} model (no simulation)"
+    return est.bytes, f"{cfg.qubits}-qubit {est.method} ({est.detail})"
+
+
+# A run for any executor; the pool's server preloads what training imports (matplotlib: the
+# run's curves), so that no worker spends its first seconds importing.
+RUNS = Work(fn=train_run, needs=_run_bytes, unit="run", cpus=lambda job: job.task.cfg.threads, preload=(
+    "torch", "qiskit", "sklearn.datasets", "matplotlib.pyplot", "backends", "hybrid_qiskit.data",
+    "hybrid_qiskit.qnn", "hybrid_qiskit.primitives", "hybrid_qiskit.training", "hybrid_qiskit.checkpoints",
+    "hybrid_qiskit.plots", "hybrid_qiskit.compare"))
+
+
+def command_line(argv: list[str]) -> str:
+    """The command that reproduces a comparison: ``argv`` (after ``hybrid-qiskit``) without
+    ``--workers`` and ``--ray``, which choose who trains, not what (the table is the same)."""
+    import shlex
+
+    kept, skip = [], False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+        elif arg == "--workers":
+            skip = True
+        elif arg == "--ray":  # its address is optional: the next word, unless that is a flag
+            skip = i + 1 < len(argv) and not argv[i + 1].startswith("-")
+        elif not arg.startswith(("--workers=", "--ray=")):
+            kept.append(arg)
+    return "hybrid-qiskit " + shlex.join(kept)
 
 
 def _epoch_seconds(run_dir: Path) -> float:
@@ -138,65 +230,121 @@ def _heartbeat(label: str, run_dir: Path, epochs: int):
     return report_every(describe)
 
 
+def _pool_heartbeat(jobs: list[_Job], finished: dict):
+    """A line on stderr every 30 s while runs train at once: how many of ``jobs`` are in
+    ``finished`` (keyed like them), and the epochs done."""
+    from hybrid_qiskit.progress import report_every
+    from hybrid_qiskit.runs import read_history
+
+    def epochs_done(job: _Job) -> int:
+        try:
+            return len(read_history(Path(job.task.cfg.out) / job.task.cfg.run_name(), required=False) or [])
+        except HybridQiskitError:  # being written: counted next time
+            return 0
+
+    def describe(seconds: float) -> str:
+        epochs = sum(job.task.cfg.epochs if job.key in finished else epochs_done(job) for job in jobs)
+        total = sum(job.task.cfg.epochs for job in jobs)
+        count = sum(job.key in finished for job in jobs)
+        return f"compare: {count}/{len(jobs)} runs finished, {epochs}/{total} epochs, {seconds:.0f}s"
+
+    return report_every(describe)
+
+
 def compare(config_path: str | Path, *, seeds: int = 5, out: str | Path | None = None,
             overrides: dict | None = None, command: str | None = None, verbose: bool = False,
-            echo=print) -> dict:
+            echo=print, workers: int = 1, ray: str | None = None) -> dict:
     """Train both models over ``seeds`` seeds and write compare.json, compare.md and compare.png.
 
-    Returns the content of compare.json."""
-    from hybrid_qiskit.fileio import write_json
+    Args:
+        workers: runs at once, in local worker processes (1: in this process, pairs in turn).
+        ray: train the runs as Ray tasks: ``"local"`` (a local Ray instance) or a cluster address.
+        verbose: every run's epoch lines on stdout (in this process only; a worker's run keeps
+            them in its train.log).
+
+    Returns the content of compare.json: the same, times apart, whatever trained the runs."""
+    from hybrid_qiskit.fileio import WriterLock, write_json
 
     if seeds < 1:
         raise HybridQiskitError(f"--seeds must be at least 1, got {seeds}")
     cfg, base, baseline_from = pair_configs(config_path, overrides)
     out = Path(out) if out is not None else Path(cfg.out) / f"compare-{Path(config_path).stem}"
-    out.mkdir(parents=True, exist_ok=True)
     seed_list = [cfg.seed + k for k in range(seeds)]
-    _check_earlier(out, seed_list, [cfg.model, base.model])
     command = command or f"hybrid-qiskit compare --config {config_path} --seeds {seeds} --out {out}"
-    echo(f"compare: {cfg.model} vs {base.model} ({baseline_from}), seeds {seed_list[0]}..{seed_list[-1]}, in {out}")
-    models: dict[str, dict] = {}
-    for seed in seed_list:  # pairs in turn: an interrupted comparison has whole pairs
+    in_driver = workers == 1 and ray is None
+    jobs = []
+    for seed in seed_list:  # pairs in turn: an interrupted serial comparison has whole pairs
         for c in (cfg, base):
             run_cfg = replace(c, seed=seed, out=str(out), name=f"{c.model}-seed{seed}")
-            label = f"{c.model:<15} seed {seed}"
-            with contextlib.nullcontext() if verbose else _heartbeat(label, out / run_cfg.name, c.epochs):
-                r = run_one(run_cfg, verbose=verbose)
-            models.setdefault(c.model, {"config": run_cfg.to_dict() | {"seed": None, "name": None}, "runs": []})
-            models[c.model]["runs"].append(r)
-            how = "reused" if r["reused"] else f"trained in {r['wall_seconds']:.1f}s"
-            if r["resumed"]:
-                how += ", over more than one session"
-            echo(f"  {label}: test accuracy {r['test_accuracy']:.4f}  loss {r['test_loss']:.4f}  ({how})")
-    for m in models.values():
-        runs = m["runs"]
-        m["test_accuracy"] = summary([r["test_accuracy"] for r in runs])
-        m["test_loss"] = summary([r["test_loss"] for r in runs])
-        m["train_seconds"] = summary([r["train_seconds"] for r in runs])
-        m["wall_seconds"] = summary([r["wall_seconds"] for r in runs])
-        m["parameters"] = runs[0]["parameters"]
-    a, b = models[cfg.model]["runs"], models[base.model]["runs"]
-    result = {
-        "command": command,
-        "config": str(config_path),
-        "baseline": baseline_from,
-        "models_compared": [cfg.model, base.model],
-        "seeds": seed_list,
-        "test_samples": a[0]["test_samples"],
-        "models": models,
-        "difference": {
-            "test_accuracy": paired_difference([x["test_accuracy"] for x in a], [y["test_accuracy"] for y in b]),
-            "test_loss": paired_difference([x["test_loss"] for x in a], [y["test_loss"] for y in b]),
-            "of": f"{cfg.model} - {base.model}, per seed",
-        },
-    }
-    result["verdict"] = verdict(result)
-    write_json(out / "compare.json", result)
-    (out / "compare.md").write_text(markdown_table(result))
-    from hybrid_qiskit import plots
+            task = RunTask(run_cfg, f"{c.model:<15} seed {seed}", os.getcwd(), verbose=verbose and in_driver,
+                           heartbeat=in_driver and not verbose)
+            jobs.append(_Job((seed, c.model), task))
+    with WriterLock(out, what="compare"):  # this process alone writes compare.json, .md and .png
+        _check_earlier(out, seed_list, [cfg.model, base.model])
+        for job in jobs:  # before anything trains: a folder of another config is one line now
+            check_reusable(job.task.cfg)
+        todo = [j for j in jobs if not (Path(j.task.cfg.out) / j.task.cfg.run_name() / "metrics.json").exists()]
+        executor = make_executor(RUNS, workers=workers, ray=ray, jobs=todo)
+        echo(f"compare: {cfg.model} vs {base.model} ({baseline_from}), seeds {seed_list[0]}..{seed_list[-1]}, in {out}"
+             + (f"; {len(todo)} of {len(jobs)} runs to train {executor.description}" if todo else ""))
+        results: dict[tuple[int, str], dict] = {}
+        for job in jobs:  # finished runs: their metrics are only read again, here
+            if job not in todo:
+                results[job.key] = _arrived(job, train_run(job.task), echo)
+        if todo:
+            with executor, contextlib.nullcontext() if in_driver else _pool_heartbeat(todo, results):
+                for job, outcome in executor.run(todo):  # in any order: the table below is in seed order
+                    results[job.key] = _arrived(job, outcome, echo)
+        models: dict[str, dict] = {}
+        for job in jobs:
+            c = job.task.cfg
+            model = models.setdefault(c.model, {"config": c.to_dict() | {"seed": None, "name": None}, "runs": []})
+            model["runs"].append(results[job.key])
+        for m in models.values():
+            runs = m["runs"]
+            m["test_accuracy"] = summary([r["test_accuracy"] for r in runs])
+            m["test_loss"] = summary([r["test_loss"] for r in runs])
+            m["train_seconds"] = summary([r["train_seconds"] for r in runs])
+            m["wall_seconds"] = summary([r["wall_seconds"] for r in runs])
+            m["parameters"] = runs[0]["parameters"]
+        a, b = models[cfg.model]["runs"], models[base.model]["runs"]
+        result = {
+            "command": command,
+            "config": str(config_path),
+            "baseline": baseline_from,
+            "models_compared": [cfg.model, base.model],
+            "seeds": seed_list,
+            "test_samples": a[0]["test_samples"],
+            "models": models,
+            "difference": {
+                "test_accuracy": paired_difference([x["test_accuracy"] for x in a], [y["test_accuracy"] for y in b]),
+                "test_loss": paired_difference([x["test_loss"] for x in a], [y["test_loss"] for y in b]),
+                "of": f"{cfg.model} - {base.model}, per seed",
+            },
+        }
+        result["verdict"] = verdict(result)
+        write_json(out / "compare.json", result)
+        (out / "compare.md").write_text(markdown_table(result))
+        from hybrid_qiskit import plots
 
-    plots.comparison(result, out / "compare.png")
+        plots.comparison(result, out / "compare.png")
     return result
+
+
+def _arrived(job: _Job, outcome: dict, echo) -> dict:
+    """A finished run's result, and its line; a failed run is a one-line error naming it."""
+    label = job.task.label
+    if "error" in outcome:
+        if outcome.get("user"):
+            raise HybridQiskitError(f"{' '.join(label.split())}: {outcome['error']}")
+        raise HybridQiskitError(f"{' '.join(label.split())} failed: {outcome['error']} (finished runs are saved; "
+                                "rerun to resume)")
+    r = outcome["run"]
+    how = "reused" if r["reused"] else f"trained in {r['wall_seconds']:.1f}s"
+    if r["resumed"]:
+        how += ", over more than one session"
+    echo(f"  {label}: test accuracy {r['test_accuracy']:.4f}  loss {r['test_loss']:.4f}  ({how})")
+    return r
 
 
 def _check_earlier(out: Path, seeds: list[int], models: list[str]) -> None:

@@ -11,9 +11,10 @@ then the table (``table.csv``, ``summary.csv/.md/.json``) and the plots
 
 Modules, in the order a sweep uses them: ``grid`` (noise kinds, levels, a cell's backend
 settings), ``plan`` (settings, models, the cells as plain-data tasks), ``cell`` (one cell in any
-process, memory estimate), ``executors`` (serial, local pool, Ray), ``store`` (the resumable cell
-log), ``sweep`` (the driver), ``report`` and ``figures`` (tables and plots), ``mitigation``
-(readout-error mitigation calibrated by circuits), ``cli`` (the subcommand).
+process, memory estimate), ``store`` (the resumable cell log), ``sweep`` (the driver; its cells
+run on :mod:`hybrid_qiskit.executors`: serial, local pool, Ray), ``report`` and ``figures``
+(tables and plots), ``mitigation`` (readout-error mitigation calibrated by circuits), ``cli``
+(the subcommand).
 
 Example:
     >>> from hybrid_qiskit.noise import SweepConfig, run_sweep

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,14 +20,6 @@ from pathlib import Path
 
 from hybrid_qiskit.errors import HybridQiskitError
 from hybrid_qiskit.noise.grid import CALIBRATED
-
-# One thread per worker for every pool a numerical library keeps, set before the library loads
-# (OpenMP reads its environment once): N workers use N cores, not N x cores.
-THREAD_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                                     "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")}
-# A worker's peak resident memory after a small digits cell, with torch, qiskit, Aer and the
-# runtime loaded (getrusage: 0.9 GB; forked workers share part of it, so this errs on the safe side).
-BASE_BYTES = 2**30
 
 
 @dataclass(frozen=True)
@@ -129,46 +120,6 @@ def single_threaded():
             yield
     finally:
         torch.set_num_threads(before)
-
-
-def init_worker(driver_pid: int | None = None) -> None:
-    """Start of a pool worker: one thread per library, Ctrl-C is the driver's to handle, and the
-    worker ends when the driver does (``driver_pid``), however the driver ended."""
-    import signal
-
-    os.environ.update(THREAD_ENV)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if driver_pid is not None:
-        import threading
-
-        threading.Thread(target=_exit_with, args=(driver_pid,), daemon=True, name="driver-watch").start()
-
-
-def _exit_with(pid: int) -> None:
-    """Wait for process ``pid`` to end, then end this one at once.
-
-    A SIGKILLed driver runs no cleanup, and its workers would wait for work forever: each holds
-    the write end of the pool's task queue, so no end-of-file ever reaches them, and they in turn
-    keep the forkserver and the resource tracker alive (1.7 GB, idle). The workers are the
-    forkserver's children, not the driver's, so a parent-death signal cannot tell them either."""
-    import select
-
-    try:
-        fd = os.pidfd_open(pid)  # Linux >= 5.3: readable once the process has ended
-    except (AttributeError, OSError):
-        fd = None
-    if fd is not None:
-        select.select([fd], [], [])
-    else:
-        while True:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            except PermissionError:
-                pass
-            time.sleep(1.0)
-    os._exit(1)
 
 
 def run_cell(task: CellTask) -> dict:
@@ -277,10 +228,3 @@ def simulation_bytes(width: int, backend: str | None, settings: dict, batch_size
     if est is None:
         return 0, "classical" if not backend or width <= 0 else f"{backend} (no local simulation)"
     return est.bytes, f"{width}-qubit {est.method} ({est.detail})"
-
-
-def cell_memory(width: int, backend: str | None, settings: dict, batch_size: int, chain=None) -> tuple[int, str]:
-    """(bytes, what) one worker needs for the cell: its process plus its simulation (``chain``:
-    the head as an exact chain, :func:`hybrid_qiskit.resources.head_chain`)."""
-    sim, what = simulation_bytes(width, backend, settings, batch_size, chain)
-    return BASE_BYTES + sim, what

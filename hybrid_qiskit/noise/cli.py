@@ -7,6 +7,7 @@ import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
+from hybrid_qiskit import executors
 from hybrid_qiskit.errors import HybridQiskitError
 
 EPILOG = """\
@@ -70,12 +71,7 @@ def register_cli(subparsers) -> None:
     p.add_argument("--compare", action="append", metavar="RUN_DIR2",
                    help="sweep this run too, on one plot (e.g. trained with --backend aer_noisy); repeatable")
     p.add_argument("--baseline", metavar="RUN_DIR", help="a run trained with --model classical: reference line")
-    run = p.add_mutually_exclusive_group()
-    run.add_argument("--workers", type=int, default=1, metavar="N",
-                     help="cells at once, in N local processes of one thread each (default 1: in this process)")
-    run.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                     help="run cells as Ray tasks: a local Ray instance, or the cluster at ADDRESS (e.g. "
-                          "HEAD_IP:6379, or auto); needs pip install 'hybrid-qiskit[cluster]'")
+    executors.add_flags(p, "cells")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no per-cell progress lines")
     p.set_defaults(func=noise_sweep_command)

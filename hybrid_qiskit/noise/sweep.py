@@ -14,14 +14,30 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hybrid_qiskit.errors import HybridQiskitError
+from hybrid_qiskit.executors import Work, make_executor
 from hybrid_qiskit.fileio import ReaderLock, WriterLock
-from hybrid_qiskit.noise.executors import make_executor
+from hybrid_qiskit.noise import cell
 from hybrid_qiskit.noise.grid import NOISE_KINDS
 from hybrid_qiskit.noise.plan import SweepConfig, load_models, plan
 from hybrid_qiskit.noise.report import markdown_table, write_outputs
 from hybrid_qiskit.noise.store import CellStore, cell_key, finished_elsewhere
 
 __all__ = ["SweepConfig", "run_sweep", "markdown_table", "sweep_dir"]
+
+
+def _cell_bytes(job) -> tuple[int, str]:
+    """The quantum state(s) a cell holds, for the executors' memory check and Ray's requests."""
+    return cell.simulation_bytes(job.width, job.task.backend, job.task.settings, job.task.batch_size, job.chain)
+
+
+# A cell for any executor. The pool's server preloads what a cell imports (the fake devices pull
+# in qiskit_ibm_runtime; digits, sklearn). Not hybrid_qiskit.cli: workers import the driver's main
+# module themselves, and runpy warns if `python -m hybrid_qiskit.cli` finds it loaded already.
+CELLS = Work(fn=cell.run_cell_safely, needs=_cell_bytes, unit="cell", preload=(
+    "hybrid_qiskit.noise.cell", "torch", "qiskit", "qiskit_aer", "qiskit_machine_learning", "qiskit_ibm_runtime",
+    "sklearn.datasets", "backends", "backends.devices", "backends.noise", "hybrid_qiskit.data", "hybrid_qiskit.qnn",
+    "hybrid_qiskit.primitives", "hybrid_qiskit.training", "hybrid_qiskit.checkpoints",
+    "hybrid_qiskit.noise.mitigation"))
 
 
 def sweep_dir(run_dir: str | Path, cfg: SweepConfig) -> Path:
@@ -54,10 +70,8 @@ def run_sweep(run_dir: str | Path, cfg: SweepConfig, *, quiet: bool = False, wor
 
 
 def _run_sweep(run_dir, cfg: SweepConfig, *, quiet: bool, workers: int, ray: str | None) -> dict:
-    from hybrid_qiskit.noise.cell import load_images
-
     models, baseline = load_models(run_dir, cfg)
-    data = load_images(str(run_dir), cfg.split, cfg.limit)
+    data = cell.load_images(str(run_dir), cfg.split, cfg.limit)
     if len(data) == 0:
         raise HybridQiskitError(f"the {cfg.split} split of {run_dir} is empty")
     base_seed = models[0].config.seed if cfg.seed is None else cfg.seed
@@ -69,7 +83,7 @@ def _run_sweep(run_dir, cfg: SweepConfig, *, quiet: bool, workers: int, ray: str
             print(store.warning(), file=sys.stderr, flush=True)
         reused = _reuse_other_sweeps(store, jobs, out_dir)
         todo = [j for j in jobs if store.get(j.identity) is None]
-        executor = make_executor(workers=workers, ray=ray, jobs=todo)
+        executor = make_executor(CELLS, workers=workers, ray=ray, jobs=todo)
         if not quiet:
             print(f"noise sweep {out_dir}: {len(jobs)} cells ({len(jobs) - len(todo) - reused} done already"
                   + (f", {reused} reused from the run's other sweeps" if reused else "")
@@ -107,10 +121,8 @@ def _check_unchanged(models: list) -> None:
     """Refuse to write a summary beside a model that changed while the cells ran (a folder that
     held no lock: read-only, or on a file system without locks). Its cells stay saved under the
     old model's checksum; a rerun evaluates the new one."""
-    from hybrid_qiskit.noise.cell import load_checkpoint_of
-
     for m in models:
-        sha = load_checkpoint_of(str(m.run_dir))[2]
+        sha = cell.load_checkpoint_of(str(m.run_dir))[2]
         if sha != m.sha:
             raise HybridQiskitError(
                 f"{m.run_dir}/model.pt changed while the sweep ran (sha {m.sha} when it started, {sha} now: "
