@@ -52,6 +52,7 @@ from qiskit.quantum_info import SparsePauliOp
 
 from .caches import CircuitCache, observable_key
 from .compiler import compile_circuit
+from .kernels import blas_threads
 from .layers import Program
 from .mps import METHODS, chain_expectations, chain_readouts
 from .mps_sweeps import ChainState
@@ -247,7 +248,8 @@ class BatchedStatevectorEstimator(BaseEstimatorV2):
             readouts = chain_readouts(program, observables, self.method)
             if readouts is not None:  # a chain: no statevector is ever built
                 kept: list = []  # ψ's site tensors, for the gradient's backward pass
-                table = chain_expectations(program.chain, values, readouts, keep=kept)
+                with blas_threads():  # as the gradient: two BLAS threads on a busy machine wait
+                    table = chain_expectations(program.chain, values, readouts, keep=kept)
                 states = kept[0] if kept else None
             else:
                 table, states = simulate_expectations(program, values, observables, single=self.single_precision)

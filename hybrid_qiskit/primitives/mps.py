@@ -33,7 +33,9 @@ above :data:`MAX_BOND`); the statevector simulator takes those circuits.
 
 from __future__ import annotations
 
+import ctypes
 import math
+import platform
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -44,7 +46,7 @@ from qiskit.circuit import Parameter
 from .angles import compile_angle, sum_angles
 from .chain_cost import chain_seconds, statevector_seconds
 from .fusion import fuse_diagonal_blocks
-from .mps_sweeps import ChainState, gradient_overlaps, right_environments, rows_first, z_values
+from .mps_sweeps import ChainState, gradient_overlaps, rows_first, z_values
 from .rotations import AngleTable, Rotation, angle_table, rotation_matrices, split_partials
 
 # Rotations whose generator has two eigenvalues one apart: dU/dθ is U(θ + π) up to a factor.
@@ -59,9 +61,20 @@ MAX_BOND = 256
 # no faster than one (they wait on the interpreter lock between calls).
 BLOCK_BYTES = 32 << 20
 # The gradient's blocks: its right stacks hold ~n/2 environments per site, so at 32 MB a bond-16,
-# 20-qubit batch of 32 would run in two blocks (each numpy call then covers half the rows).
-GRADIENT_BLOCK_BYTES = 128 << 20
+# 20-qubit batch of 32 would run in two blocks (each numpy call then covers half the rows); at
+# 256 MB a bond-64, 16-qubit batch of 32 runs in one, from the forward pass's state (peak 0.2 GB).
+GRADIENT_BLOCK_BYTES = 256 << 20
 METHODS = ("auto", "statevector", "mps")
+# glibc's malloc maps every block over 128 KB from the kernel afresh and hands it back when it is
+# freed; a bond-16, 20-qubit gradient allocates ~20 MB in such blocks, so each call took ~5,700
+# page faults (40 ms instead of 25, and the faults grow with other processes' memory traffic).
+# On the first chain evaluation, blocks below MMAP_THRESHOLD are taken from the heap and up to
+# TRIM_THRESHOLD of freed heap is kept for the next call: process-wide, and only where the C
+# library is glibc. Set KEEP_FREED_MEMORY to False before the first evaluation to leave malloc be.
+KEEP_FREED_MEMORY = True
+MMAP_THRESHOLD = 32 << 20  # glibc's largest on 64-bit
+TRIM_THRESHOLD = 64 << 20
+_malloc_tuned: list[bool] = []
 _PROJECTOR = ("p", "cp")  # generators −P1, −P11: derivatives from the imaginary part
 
 
@@ -292,11 +305,15 @@ def chain_readouts(program, observables, method: str = "auto") -> list[tuple[int
 # --------------------------------------------------------------------------- evaluation
 
 
+_CLOSED = ("ry", "rx", "rz", "p", "rzz", "cp")  # rotations built by _rotation's closed forms
+
+
 def _rotation(name: str, theta: np.ndarray) -> np.ndarray:
-    """exp(-iθG) per row with rows last: (d, d, R). Closed forms for the one-qubit rotations
-    (built in place: stacking (R, 2, 2) matrices and moving their axis cost a fifth of a step)."""
+    """exp(-iθG) per row with rows last: (d, d, R), or (d, d, *theta.shape) for the closed forms
+    (:data:`_CLOSED`). Those are built in place: stacking (R, 2, 2) matrices and moving their
+    axis cost a fifth of a step."""
     if name in ("ry", "rx", "rz", "p"):
-        out = np.zeros((2, 2, theta.size), dtype=float if name == "ry" else complex)
+        out = np.zeros((2, 2, *theta.shape), dtype=float if name == "ry" else complex)
         if name == "p":
             out[0, 0], out[1, 1] = 1.0, np.exp(1j * theta)
             return out
@@ -309,7 +326,7 @@ def _rotation(name: str, theta: np.ndarray) -> np.ndarray:
             out[0, 0], out[1, 1] = c - 1j * s, c + 1j * s
         return out
     if name in ("rzz", "cp"):  # diagonal: the ZZ map's fused entanglers
-        out = np.zeros((4, 4, theta.size), dtype=complex)
+        out = np.zeros((4, 4, *theta.shape), dtype=complex)
         if name == "cp":
             out[0, 0] = out[1, 1] = out[2, 2] = 1.0
             out[3, 3] = np.exp(1j * theta)
@@ -330,6 +347,7 @@ def _matrices(chain: Chain, angles: np.ndarray, dtype, only: set[int] | None = N
     or, for a Pauli slot, from ``paulis`` (S, R) codes (None where no row drew one). Gates outside
     ``only``, when given, are left None."""
     out: list[np.ndarray | None] = [None] * len(chain.gates)
+    plain: dict[str, list[int]] = {}  # closed-form rotations as given: built together, per name
     for i in range(len(chain.gates)) if only is None else only:
         gate = chain.gates[i]
         if gate.slot >= 0:
@@ -340,12 +358,20 @@ def _matrices(chain: Chain, angles: np.ndarray, dtype, only: set[int] | None = N
         if gate.rotation is None:
             out[i] = gate.matrix.astype(dtype, copy=False)[:, :, None]
             continue
+        if gate.rotation.name in _CLOSED and not gate.swapped and gate.matrix is None:
+            plain.setdefault(gate.rotation.name, []).append(i)
+            continue
         m = _rotation(gate.rotation.name, angles[:, chain.gate_rotation[i]])
         if gate.swapped:
             m = np.moveaxis(_swap_qubits(np.moveaxis(m, -1, 0)), 0, -1)
         if gate.matrix is not None:  # a fixed factor after the rotation
             m = np.einsum("ij,jkr->ikr", gate.matrix, m)
         out[i] = np.ascontiguousarray(m, dtype=dtype)
+    # One call per name, not per gate (a hundred rotations cost a millisecond one by one).
+    for name, gates in plain.items():
+        m = _rotation(name, angles[:, [chain.gate_rotation[i] for i in gates]].T).astype(dtype, copy=False)
+        for k, i in enumerate(gates):
+            out[i] = m[:, :, k]  # (d, d, R): each row of the matrix contiguous over the rows
     return out
 
 
@@ -506,10 +532,19 @@ def _shared_site(chain: Chain, q: int, mats: Sequence[np.ndarray | None], first:
     tensor is its ``prefix`` (R, d) times that basis (one matrix product)."""
     d = prefix.shape[1]
     start = np.eye(d, dtype=dtype).reshape(*shape, d)
-    shared = [None if m is None else m[..., :1] for m in mats]
+    shared = _first_columns(chain, q, mats, first)
     basis = _site_tensor(chain, q, shared, d, dtype, first, start)  # (l, 2, r, d)
     out = np.matmul(prefix, basis.reshape(-1, d).T)  # (R, l·2·r), rows first
     return out.reshape(prefix.shape[0], *basis.shape[:3])
+
+
+def _first_columns(chain: Chain, q: int, mats: Sequence[np.ndarray | None], first: int) -> list[np.ndarray | None]:
+    """The matrices of site q's operations from ``first`` on, their first row only (the same in
+    every row there); None for every other gate (only the site's are read)."""
+    out: list[np.ndarray | None] = [None] * len(mats)
+    for i, _ in chain.site_ops[q][first:]:
+        out[i] = None if mats[i] is None else mats[i][..., :1]
+    return out
 
 
 def _sites_rows_first(chain: Chain, angles: np.ndarray, dtype, paulis: np.ndarray | None = None) -> list[np.ndarray]:
@@ -541,60 +576,95 @@ def _dtype(chain: Chain) -> np.dtype:
 
 
 def _row_bytes(chain: Chain, stacks: bool = False) -> int:
-    """Bytes of site tensors and environments per row; with the gradient's right stacks (one
-    environment per readout to the right of each cut) about n/2 + 2 times more."""
-    n = chain.num_qubits
-    return (3 + (n // 2 + 2 if stacks else 0)) * n * 2 * chain.bond**2 * _dtype(chain).itemsize
+    """Bytes per row: site tensors (built, their compressed copies, one in the making) and
+    environments; with the gradient's right stacks (one environment per readout to the right of
+    each cut, at the compressed bonds: at most 2**k k sites from an end) and shifted sites."""
+    n, built = chain.num_qubits, (1, *chain.cut_bonds, 1)
+    sites = sum(2 * built[j] * built[j + 1] for j in range(n))
+    entries = 3 * sites + sum(b * b for b in built)
+    if stacks:
+        cuts = [min(b, 2**k, 2 ** (n - k)) for k, b in enumerate(built)]
+        varied = np.bincount([chain.gates[g].varied_site for g in chain.rotation_gate], minlength=1).max()
+        entries += 2 * sites + sum((n - k) * b * b for k, b in enumerate(cuts)) + varied * max(
+            2 * built[j] * built[j + 1] for j in range(n))
+    return entries * _dtype(chain).itemsize
 
 
 def chain_state(chain: Chain, values: np.ndarray, paulis: np.ndarray | None = None) -> ChainState:
     """ψ for parameter rows ``values`` (B, P): site tensors (rows first) and right environments."""
-    sites = _sites_rows_first(chain, chain.table.angles(values), _dtype(chain), paulis)
-    return ChainState(sites, right_environments(sites))
+    return ChainState.of(_sites_rows_first(chain, chain.table.angles(values), _dtype(chain), paulis))
 
 
-def _shared_kets(chain: Chain, s: int, angles: np.ndarray, rotations: np.ndarray, first: int, dtype) -> np.ndarray:
+def _batch_matrices(chain: Chain, angles: np.ndarray, gates: set[int], dtype) -> list[np.ndarray | None]:
+    """Each gate's matrix (d, d, R or 1), or where ``gates`` are rotations (the others None) its
+    matrix at θ + π: per row only for the gates whose angle differs between rows (a QNN batch's
+    inputs), one row for the rest. Built once per gradient, for every site's
+    :func:`_shared_kets` (per site, these small products had cost a tenth of the gradient)."""
+    varies = ~np.all(angles == angles[:1], axis=0)
+    per_row = {i for i in gates if chain.gates[i].rotation is not None and varies[chain.gate_rotation[i]]}
+    out = _matrices(chain, angles[:1], dtype, gates - per_row)
+    rows = _matrices(chain, angles, dtype, per_row)
+    for i in per_row:
+        out[i] = rows[i]
+    return out
+
+
+def _shared_kets(chain: Chain, s: int, rotations: np.ndarray, first: int, dtype, R: int,
+                 mats: Sequence[np.ndarray | None], moved: Sequence[np.ndarray | None]) -> np.ndarray:
     """ψ_g⁺'s tensors at site s (R, T, l, 2, r) for the ``rotations`` g varied there, when the
     site's operations from ``first`` on are the same in every row (:func:`_shared_from`): a shift
     before ``first`` changes the rows' prefixes, one after it the shared basis. The bases of all
-    shifts are built in one pass (the unshifted one first)."""
-    R = angles.shape[0]
+    shifts are built in one pass (the unshifted one first). ``mats``, ``moved``: the gates'
+    matrices at θ and θ + π (:func:`_batch_matrices`)."""
     ops = chain.site_ops[s]
     position = {i: k for k, (i, _) in enumerate(ops)}
-    mats = _matrices(chain, angles, dtype, {i for i, _ in ops[:first]})  # per row before ``first``
-    shared = _matrices(chain, angles[:1], dtype, {i for i, _ in ops[first:]})  # one row after it
-    for i, _ in ops[first:]:
-        mats[i] = shared[i]
     prefix, shape = _prefix(chain, s, mats, first, R, dtype)
     d = prefix.shape[1]
-    shifted = np.repeat(angles[:1], len(rotations), axis=0)
-    shifted[np.arange(len(rotations)), rotations] += math.pi  # row t: rotation t shifted
-    moved = _matrices(chain, shifted, dtype, {chain.rotation_gate[g] for g in rotations})
     after = [t for t, g in enumerate(rotations) if position[chain.rotation_gate[g]] >= first]
     columns = d * (1 + len(after))
-    stacked: list[np.ndarray | None] = [None] * len(mats)
-    for i, _ in ops[first:]:
-        if mats[i] is not None:
-            stacked[i] = np.repeat(mats[i][..., :1], columns, axis=-1)
+    # One column block per shift: the shifted gate's matrices differ by block, every other
+    # matrix is the same in all columns (broadcast, one column).
+    stacked = _first_columns(chain, s, mats, first)
     for block, t in enumerate(after, start=1):
         gate = chain.rotation_gate[rotations[t]]
-        stacked[gate][..., d * block: d * (block + 1)] = moved[gate][..., t: t + 1]
+        if stacked[gate].shape[-1] == 1:
+            stacked[gate] = np.repeat(stacked[gate], columns, axis=-1)
+        stacked[gate][..., d * block: d * (block + 1)] = moved[gate][..., :1]
     start = np.tile(np.eye(d, dtype=dtype), (1, 1 + len(after))).reshape(*shape, columns)
     bases = _site_tensor(chain, s, stacked, columns, dtype, first, start)  # (l, 2, r, columns)
     site_shape = bases.shape[:3]
     bases = bases.reshape(-1, columns).T  # (columns, l·2·r)
-    out = np.empty((R, len(rotations), bases.shape[1]), dtype=np.result_type(bases, prefix))
-    block_of = {t: b for b, t in enumerate(after, start=1)}
+    L, T = bases.shape[1], len(rotations)
+    # The shifts after ``first``: every row's prefix times each shift's basis, one product.
+    shifted = bases[d:].reshape(len(after), d, L).transpose(1, 0, 2).reshape(d, len(after) * L)
+    out = np.empty((R, T, L), dtype=np.result_type(prefix, bases))
+    if after == list(range(T - len(after), T)):  # the usual order: written in place
+        target = out[:, T - len(after):].view()
+        target.shape = (R, len(after) * L)  # each row's part is contiguous: a view, never a copy
+        np.matmul(prefix, shifted, out=target)
+    else:
+        out[:, after] = np.matmul(prefix, shifted).reshape(R, len(after), L)
     for t, g in enumerate(rotations):
-        if t in block_of:
-            b = block_of[t]
-            np.matmul(prefix, bases[d * b: d * (b + 1)], out=out[:, t])
-        else:  # a shift before ``first`` (its angle varies by row): its own prefixes, same basis
-            moved_rows, gate, rows = list(mats), chain.rotation_gate[g], angles.copy()
-            rows[:, g] += math.pi
-            moved_rows[gate] = _matrices(chain, rows, dtype, {gate})[gate]
+        if position[chain.rotation_gate[g]] < first:  # its angle varies by row: its own prefixes
+            moved_rows, gate = list(mats), chain.rotation_gate[g]
+            moved_rows[gate] = moved[gate]
             np.matmul(_prefix(chain, s, moved_rows, first, R, dtype)[0], bases[:d], out=out[:, t])
-    return out.reshape(R, len(rotations), *site_shape)
+    return out.reshape(R, T, *site_shape)
+
+
+def _keep_freed_memory() -> None:
+    """Tune glibc's malloc once (see :data:`KEEP_FREED_MEMORY`)."""
+    if _malloc_tuned or not KEEP_FREED_MEMORY:
+        return
+    _malloc_tuned.append(True)
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
+    mallopt(-1, TRIM_THRESHOLD)  # M_TRIM_THRESHOLD
 
 
 def chain_expectations(chain: Chain, values: np.ndarray, readouts: Sequence[tuple[int, float]],
@@ -604,13 +674,17 @@ def chain_expectations(chain: Chain, values: np.ndarray, readouts: Sequence[tupl
     the Pauli each row drew in each slot, for a chain with slots. ``keep``: a list that receives
     the :class:`~.mps_sweeps.ChainState` of the rows when they fit in one block (for
     :func:`chain_gradient`'s ``state``)."""
+    _keep_freed_memory()
     qubits = sorted({q for q, _ in readouts})
     col = {q: i for i, q in enumerate(qubits)}
     out = np.empty((len(readouts), len(values)))
-    blocks = _row_blocks(len(values), _row_bytes(chain))
+    # A batch whose gradient runs in one block is evaluated in one too, so that the gradient
+    # starts from this state (``keep``) instead of building it again.
+    whole = keep is not None and len(values) * _row_bytes(chain, stacks=True) <= GRADIENT_BLOCK_BYTES
+    blocks = [slice(0, len(values))] if whole else _row_blocks(len(values), _row_bytes(chain))
     for block in blocks:
         state = chain_state(chain, values[block], None if paulis is None else paulis[:, block])
-        z = z_values(state.sites, state.right, qubits)
+        z = z_values(state.compressed.bras, state.right, qubits)
         state.values.update({q: z[:, col[q]] for q in qubits})
         for k, (q, c) in enumerate(readouts):
             out[k, block] = c * z[:, col[q]]
@@ -629,6 +703,7 @@ def chain_gradient(
     ``state``: ψ for these rows when the forward pass left it (:func:`chain_expectations`'s
     ``keep``), so that it is not built again."""
     B, P, K = values.shape[0], len(chain.parameters), len(readouts)
+    _keep_freed_memory()
     qubits = sorted({q for q, _ in readouts})
     col = {q: i for i, q in enumerate(qubits)}
     moving = np.flatnonzero(chain.table.depends.any(axis=1))  # rotations that parameters move
@@ -654,6 +729,22 @@ def chain_gradient(
     return evs, grads
 
 
+def _local_rotations(chain: Chain) -> set[int]:
+    """The one-qubit rotations after which no two-qubit gate acts on their qubit (the last
+    RealAmplitudes layer): such a rotation and everything after it on its qubit commute with
+    every other gate after it, so it can be moved to the end, where it commutes with Z_q for
+    every other q: ⟨Z_q⟩ does not depend on its angle, and its derivative is read at its own
+    qubit alone (a third of the default head's rotations, a fifth of reps 4's)."""
+    out = set()
+    for ops in chain.site_ops:
+        for i, role in reversed(ops):
+            if role not in ("one", "pass"):
+                break
+            if chain.gates[i].rotation is not None:
+                out.add(chain.gate_rotation[i])
+    return out
+
+
 def _angle_derivatives(chain: Chain, angles: np.ndarray, qubits: Sequence[int], moving: np.ndarray,
                        paulis: np.ndarray | None = None,
                        state: ChainState | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -669,19 +760,29 @@ def _angle_derivatives(chain: Chain, angles: np.ndarray, qubits: Sequence[int], 
     B = angles.shape[0]
     dtype = _dtype(chain)
     if state is None:
-        sites = _sites_rows_first(chain, angles, dtype, paulis)
-        state = ChainState(sites, right_environments(sites))
+        state = ChainState.of(_sites_rows_first(chain, angles, dtype, paulis))
     by_site: dict[int, list[int]] = {}
     for i, g in enumerate(moving):
         by_site.setdefault(chain.gates[chain.rotation_gate[g]].varied_site, []).append(i)
+    # Per site, the rotations read at every readout first, then those read at their own alone.
+    local = _local_rotations(chain)
+    far = {}
+    for s, members in by_site.items():
+        members.sort(key=lambda i: moving[i] in local)
+        far[s] = sum(moving[i] not in local for i in members)
     dz = np.zeros((B, len(moving), len(qubits)))
     constant = np.all(angles == angles[:1], axis=0)
+    batch: list = []  # _batch_matrices at θ and θ + π, once the first site asks for them
 
-    def kets(s: int) -> np.ndarray:  # ψ_g⁺'s tensor at site s for each rotation g varied there
+    def kets(s: int) -> tuple[np.ndarray, int]:  # ψ_g⁺'s tensor at site s for each rotation g varied there
         members = by_site[s]
         first = _shared_from(chain, s, angles, paulis, constant) if B > 2 else None
         if first is not None:
-            return _shared_kets(chain, s, angles, moving[members], first, dtype)
+            if not batch:
+                batch.append(_batch_matrices(chain, angles, set(range(len(chain.gates))), dtype))
+                batch.append(_batch_matrices(chain, angles + math.pi,
+                                             {chain.rotation_gate[g] for g in moving}, dtype))
+            return _shared_kets(chain, s, moving[members], first, dtype, B, *batch), far[s]
         T = len(members)
         shifted = np.repeat(angles[None], T, axis=0)  # (T, B, G): rows t·B + b
         shifted[np.arange(T), :, moving[members]] += math.pi
@@ -689,14 +790,14 @@ def _angle_derivatives(chain: Chain, angles: np.ndarray, qubits: Sequence[int], 
         mats = _matrices(chain, shifted.reshape(T * B, -1), dtype, only,
                          None if paulis is None else np.tile(paulis, T))
         k = _site_tensor(chain, s, mats, T * B, dtype)
-        return np.ascontiguousarray(np.moveaxis(k.reshape(*k.shape[:3], T, B), (4, 3), (0, 1)))
+        return np.ascontiguousarray(np.moveaxis(k.reshape(*k.shape[:3], T, B), (4, 3), (0, 1))), far[s]
 
     def take(s: int, overlaps: np.ndarray) -> None:  # (B, Q, T)
         for t, i in enumerate(by_site[s]):
             part = overlaps[:, :, t].imag if chain.rotations[moving[i]].name in _PROJECTOR else overlaps[:, :, t].real
             dz[:, i] = part
 
-    gradient_overlaps(state.sites, qubits, sorted(by_site), kets, take)
+    gradient_overlaps(state.sites, qubits, sorted(by_site), kets, take, state.compressed)
     if all(q in state.values for q in qubits):  # the forward pass read them
         return np.stack([state.values[q] for q in qubits], axis=1), dz
-    return z_values(state.sites, state.right, qubits), dz
+    return z_values(state.compressed.bras, state.right, qubits), dz

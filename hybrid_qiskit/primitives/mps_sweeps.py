@@ -39,26 +39,66 @@ def _conj(a: np.ndarray) -> np.ndarray:
 
 @dataclass
 class ChainState:
-    """ψ for a block of rows: its site tensors (R, l, 2, r) and right environments.
+    """ψ for a block of rows: its site tensors (R, l, 2, r), their exact compression at the
+    chain's ends (:func:`compress`), and the right environments of the compressed sites.
 
     What the forward pass leaves for the gradient (the estimator keeps it beside the values it
     was computed for), so that the gradient does not rebuild the state it starts from."""
 
     sites: list[np.ndarray]
+    compressed: Compressed
     right: list[np.ndarray]
     values: dict[int, np.ndarray] = field(default_factory=dict)  # ⟨Z_q⟩ (R,) the forward pass read
+
+    @classmethod
+    def of(cls, sites: list[np.ndarray]) -> ChainState:
+        compressed = compress(sites)
+        return cls(sites, compressed, right_environments(compressed.bras))
 
     @property
     def rows(self) -> int:
         return self.sites[0].shape[0]
 
     def block(self, rows: slice) -> ChainState:
-        return ChainState([a[rows] for a in self.sites], [e[rows] for e in self.right],
+        return ChainState([a[rows] for a in self.sites], self.compressed.block(rows), [e[rows] for e in self.right],
                           {q: v[rows] for q, v in self.values.items()})
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in self.sites) + sum(e.nbytes for e in self.right)
+        return (sum(a.nbytes for a in self.sites) + self.compressed.nbytes
+                + sum(e.nbytes for e in self.right))
+
+
+@dataclass
+class Compressed:
+    """ψ's bonds in the bases of :func:`_bases`: ``left``/``right`` per cut (None: the whole
+    bond), and ``bras``: the sites in the smaller of the two at each cut (ψ exactly, its bonds
+    at most 2**k k sites from an end). None of it is built at a bond below 8, where the ends
+    save little and the bases cost their numpy calls (``bras`` are then the sites)."""
+
+    left: list[np.ndarray | None]
+    right: list[np.ndarray | None]
+    bras: list[np.ndarray]
+
+    def block(self, rows: slice) -> Compressed:
+        def cut(xs):
+            return [None if x is None else x[rows] for x in xs]
+        return Compressed(cut(self.left), cut(self.right), cut(self.bras))
+
+    @property
+    def nbytes(self) -> int:
+        return sum(x.nbytes for x in (*self.left, *self.right, *self.bras) if x is not None)
+
+
+def compress(sites: Sequence[np.ndarray]) -> Compressed:
+    """:class:`Compressed` for ψ's ``sites`` (computed once, in the forward pass: its
+    environments and ⟨Z⟩ then run at the compressed bonds, and the gradient reuses the bases)."""
+    n = len(sites)
+    if max(a.shape[3] for a in sites) < 8:
+        return Compressed([None] * (n + 1), [None] * (n + 1), list(sites))
+    lb, rb = _bases(sites)
+    bra_basis = [_smaller(lb[k], rb[k]) for k in range(n + 1)]
+    return Compressed(lb, rb, [_in_bases(sites[j], bra_basis[j], bra_basis[j + 1]) for j in range(n)])
 
 
 class _Site:
@@ -112,13 +152,24 @@ def _right_half(e: np.ndarray, site: _Site) -> np.ndarray:
     return np.matmul(site.ab.reshape(R, 1, 2 * bl, br), e).reshape(R, e.shape[1], bl, 2, -1)
 
 
-def _right_step(e: np.ndarray, site: _Site, y: np.ndarray | None = None) -> np.ndarray:
-    """An environment or stack (R, [z,] br, kr) carried left past ``site``: (R, [z,] bl, kl)."""
+def _right_step(e: np.ndarray, site: _Site, y: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
+    """An environment or stack (R, [z,] br, kr) carried left past ``site``: (R, [z,] bl, kl),
+    written into ``out`` when given (a slice of the next stack: no copy into it after)."""
     R, bl, kr = site.rows, site.bl, site.kr
     y = _right_half(e, site) if y is None else y
     z = 1 if y.ndim == 4 else y.shape[1]
+    if out is not None:
+        np.matmul(y.reshape(R, z * bl, 2 * kr), site.ket_t, out=_merged(out, z * bl))
+        return out
     out = np.matmul(y.reshape(R, z * bl, 2 * kr), site.ket_t)
     return out if y.ndim == 4 else out.reshape(R, z, bl, site.kl)
+
+
+def _merged(view: np.ndarray, rows: int) -> np.ndarray:
+    """``view`` (R, [z,] a, b), each row's entries contiguous, as (R, rows, b) without a copy."""
+    out = view.view()
+    out.shape = (view.shape[0], rows, view.shape[-1])  # raises rather than copy
+    return out
 
 
 def _left_half(e: np.ndarray, site: _Site) -> np.ndarray:
@@ -129,13 +180,14 @@ def _left_half(e: np.ndarray, site: _Site) -> np.ndarray:
     return t.reshape(R, bl, 2, kr) if e.ndim == 3 else t.reshape(R, z, bl, 2, kr)
 
 
-def _left_step(e: np.ndarray, site: _Site, t: np.ndarray | None = None) -> np.ndarray:
-    """An environment or stack (R, [z,] bl, kl) carried right past ``site``: (R, [z,] br, kr)."""
+def _left_step(e: np.ndarray, site: _Site, t: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
+    """An environment or stack (R, [z,] bl, kl) carried right past ``site``: (R, [z,] br, kr)
+    (into ``out`` when given)."""
     R, bl, kr = site.rows, site.bl, site.kr
     t = _left_half(e, site) if t is None else t
     if t.ndim == 4:
-        return np.matmul(site.bra_t, t.reshape(R, 2 * bl, kr))
-    return np.matmul(site.bra_t[:, None], t.reshape(R, t.shape[1], 2 * bl, kr))
+        return np.matmul(site.bra_t, t.reshape(R, 2 * bl, kr), out=out)
+    return np.matmul(site.bra_t[:, None], t.reshape(R, t.shape[1], 2 * bl, kr), out=out)
 
 
 def z_values(sites: Sequence[np.ndarray], right: Sequence[np.ndarray], qubits: Sequence[int]) -> np.ndarray:
@@ -214,78 +266,82 @@ def gradient_overlaps(
     sites: Sequence[np.ndarray],
     qubits: Sequence[int],
     varied: Sequence[int],
-    kets: Callable[[int], np.ndarray],
+    kets: Callable[[int], tuple[np.ndarray, int]],
     take: Callable[[int, np.ndarray], None],
+    compressed: Compressed | None = None,
 ) -> None:
     """For every site s in ``varied``, ``take(s, overlaps)`` with overlaps (R, Q, T) =
-    ⟨ψ|Z_q|ψ_t⟩ for the T states ``kets(s)`` (R, T, l, 2, r): ψ with site s replaced.
+    ⟨ψ|Z_q|ψ_t⟩ for the T states of ``kets(s)`` = (tensors (R, T, l, 2, r), far): ψ with site s
+    replaced. Only the first ``far`` of them are read at every readout; the rest only at s
+    (their overlaps elsewhere are zero, left so: see :func:`~.mps._local_rotations`).
 
     One right sweep builds the right stacks, then one left sweep carries the left stack and
     closes each varied site's overlaps on its way. Bonds are held in the bases of
     :func:`_bases`: a left environment's ket index in ψ's left-part basis, a right one's in its
     right-part basis, and every bra index in the smaller of the two (a bra is ψ itself, whose
-    parts both bases hold exactly)."""
+    parts both bases hold exactly). ``compressed``: :func:`compress` of ``sites``, when the
+    forward pass left it."""
     n, R = len(sites), sites[0].shape[0]
     dtype = sites[0].dtype
     col = {q: i for i, q in enumerate(qubits)}
-    # At bond 4 the ends save little and the bases cost their numpy calls.
-    lb, rb = _bases(sites) if max(a.shape[3] for a in sites) >= 8 else ([None] * (n + 1),) * 2
-    bra_basis = [_smaller(lb[k], rb[k]) for k in range(n + 1)]
-    bras = [_in_bases(sites[j], bra_basis[j], bra_basis[j + 1]) for j in range(n)]
-    # Right environment and stacks: rstack[j] (R, z, bra, ket) for the readouts >= j (labels
-    # rlab[j]), newest first; right[j] the plain one. Ket indices in the right-part bases.
-    right: list[np.ndarray] = [np.ones((R, 1, 1), dtype=dtype)] * (n + 1)
-    rstack: list[np.ndarray | None] = [None] * (n + 1)
+    compressed = compress(sites) if compressed is None else compressed
+    lb, rb, bras = compressed.left, compressed.right, compressed.bras
+    # Right environments: full[j] (R, 1 + z, bra, ket), the plain one first (right[j]), then
+    # the stack rstack[j] for the readouts >= j (labels rlab[j], newest last): carried as one
+    # array, two products per site for all of them. Ket indices in the right-part bases.
+    full = np.ones((R, 1, 1, 1), dtype=dtype)
+    right: list[np.ndarray] = [full[:, 0]] * (n + 1)
+    rstack: list[np.ndarray] = [full[:, 1:]] * (n + 1)
     rlab: list[list[int]] = [[] for _ in range(n + 1)]
     for j in range(n - 1, 0, -1):  # right[0] and rstack[0] are never needed
-        site, old = _Site(_in_bases(sites[j], rb[j], rb[j + 1]), bras[j]), rlab[j + 1]
-        y = _right_half(right[j + 1], site)
-        right[j] = _right_step(right[j + 1], site, y)
-        if j not in col and not old:
-            continue
-        stack = np.empty((R, len(old) + (j in col), site.bl, site.kl), dtype=dtype)
-        if j in col:
-            stack[:, 0] = _right_step(right[j + 1], site, _flip(y))
-        if old:
-            stack[:, int(j in col):] = _right_step(rstack[j + 1], site)
-        rstack[j], rlab[j] = stack, [j] * (j in col) + old
+        site = _Site(_in_bases(sites[j], rb[j], rb[j + 1]), bras[j])
+        full = _carried(full, site, j in col, _right_half, _right_step, (site.bl, site.kl))
+        right[j], rstack[j], rlab[j] = full[:, 0], full[:, 1:], rlab[j + 1] + [j] * (j in col)
     wanted = set(varied)
-    left = np.ones((R, 1, 1), dtype=dtype)
-    lstack, llab = None, []
+    full = np.ones((R, 1, 1, 1), dtype=dtype)  # left[s] then lstack (labels llab), as above
+    left, lstack, llab = full[:, 0], full[:, 1:], []
     for s in range(n):
         site = _Site(_in_bases(sites[s], lb[s], lb[s + 1]), bras[s])
         dl, dr = site.bl, site.br
         if s in wanted:
-            b = _kets_in_bases(kets(s), lb[s], rb[s + 1])  # (R, T, ql, 2, pr)
-            T, ql, pr = b.shape[1], b.shape[2], b.shape[4]
-            out = np.zeros((R, len(qubits), T), dtype=np.result_type(dtype, b.dtype))
+            b, T = kets(s)  # T: how many are read at every readout (the rest at s alone)
+            b = _kets_in_bases(b, lb[s], rb[s + 1])  # (R, all, ql, 2, pr)
+            ql, pr = b.shape[2], b.shape[4]
+            out = np.zeros((R, len(qubits), b.shape[1]), dtype=np.result_type(dtype, b.dtype))
             # Only small operands are transposed (χ² or T·χ² per row), never the kets or stacks.
-            if llab:  # readouts left of s: ⟨left_z | Y_t⟩, Y_t[lb, lk] = Σ conj(a)·right·b_t
+            if llab and T:  # readouts left of s: ⟨left_z | Y_t⟩, Y_t[lb, lk] = Σ conj(a)·right·b_t
                 w = np.matmul(site.ab.reshape(R, 2 * dl, dr), right[s + 1]).reshape(R, dl, 2 * pr)
-                y = np.matmul(b.reshape(R, T * ql, 2 * pr), np.ascontiguousarray(w.transpose(0, 2, 1)))  # [t, lk, lb]
+                y = np.matmul(b[:, :T].reshape(R, T * ql, 2 * pr), np.ascontiguousarray(w.transpose(0, 2, 1)))  # [t, lk, lb]
                 y = np.ascontiguousarray(y.reshape(R, T, ql, dl).transpose(0, 3, 2, 1)).reshape(R, dl * ql, T)
-                out[:, [col[q] for q in llab]] = np.matmul(lstack.reshape(R, len(llab), dl * ql), y)
+                out[:, [col[q] for q in llab], :T] = np.matmul(lstack.reshape(R, len(llab), dl * ql), y)
             v = np.matmul(np.ascontiguousarray(left.transpose(0, 2, 1)), site.ab.reshape(R, dl, 2 * dr))  # v[lk, p, rb]
-            if rlab[s + 1]:  # readouts right of s: ⟨M_t | right_z⟩, M_t[rb, rk] = Σ left·conj(a)·b_t
+            if rlab[s + 1] and T:  # readouts right of s: ⟨M_t | right_z⟩, M_t[rb, rk] = Σ left·conj(a)·b_t
                 v_t = np.ascontiguousarray(v.reshape(R, 2 * ql, dr).transpose(0, 2, 1))
-                m = np.matmul(v_t[:, None], b.reshape(R, T, 2 * ql, pr)).reshape(R, T, dr * pr)
+                m = np.matmul(v_t[:, None], b[:, :T].reshape(R, T, 2 * ql, pr)).reshape(R, T, dr * pr)
                 stack = rstack[s + 1].reshape(R, len(rlab[s + 1]), dr * pr)
-                out[:, [col[q] for q in rlab[s + 1]]] = np.matmul(stack, np.ascontiguousarray(m.transpose(0, 2, 1)))
+                out[:, [col[q] for q in rlab[s + 1]], :T] = np.matmul(stack, np.ascontiguousarray(m.transpose(0, 2, 1)))
             if s in col:  # the readout at s: Z between bra and ket
                 e = np.matmul(_flip(v.reshape(R, ql, 2, dr)).reshape(R, 2 * ql, dr), right[s + 1])
-                out[:, col[s]] = np.matmul(b.reshape(R, T, -1), e.reshape(R, -1, 1))[:, :, 0]
+                out[:, col[s]] = np.matmul(b.reshape(R, b.shape[1], -1), e.reshape(R, -1, 1))[:, :, 0]
             take(s, out)
         if s == n - 1:
             break
-        t = _left_half(left, site)
-        if s in col or llab:
-            stack = np.empty((R, len(llab) + (s in col), dr, site.kr), dtype=dtype)
-            if llab:
-                stack[:, :len(llab)] = _left_step(lstack, site)
-            if s in col:
-                stack[:, -1] = _left_step(left, site, _flip(t))
-            lstack, llab = stack, llab + [s] * (s in col)
-        left = _left_step(left, site, t)
+        full = _carried(full, site, s in col, _left_half, _left_step, (dr, site.kr))
+        left, lstack, llab = full[:, 0], full[:, 1:], llab + [s] * (s in col)
+
+
+def _carried(full: np.ndarray, site: _Site, readout: bool, half, step, shape: tuple[int, int]) -> np.ndarray:
+    """The environments ``full`` (R, 1 + z, a, b) — the plain one first, then a stack — carried
+    past ``site`` (``half`` and ``step``: :func:`_left_half` and :func:`_left_step`, or the
+    right ones), with one entry appended for a ``readout`` at the site: the plain one's half
+    with Z on the site's qubit."""
+    R, z = full.shape[0], full.shape[1]
+    y = half(full, site)  # (R, 1 + z, ., 2, .)
+    out = np.empty((R, z + readout, *shape), dtype=full.dtype)
+    step(None, site, y, out=out[:, :z])
+    if readout:
+        step(None, site, _flip(y[:, 0]), out=out[:, z])
+    return out
 
 
 def _smaller(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
@@ -297,9 +353,14 @@ def _smaller(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
 def _kets_in_bases(b: np.ndarray, left_basis, right_basis) -> np.ndarray:
     """Shifted site tensors (R, T, l, 2, r) in the bases of their bonds."""
     R, T, left, _, r = b.shape
+    # One product per row, not one per row and shift (R·T tiny products cost more than these
+    # bonds' arithmetic): T joins the rows of the right basis's product, and for the left
+    # basis's it joins the columns (a transposed copy, small at the chain's ends).
     if left_basis is not None:
-        b = np.matmul(np.conj(left_basis).transpose(0, 2, 1)[:, None], b.reshape(R, T, left, 2 * r))
-        b = b.reshape(R, T, -1, 2, r)
+        moved = np.ascontiguousarray(b.reshape(R, T, left, 2 * r).transpose(0, 2, 1, 3)).reshape(R, left, T * 2 * r)
+        b = np.matmul(np.conj(left_basis).transpose(0, 2, 1), moved)  # (R, d, T·2r)
+        b = b.reshape(R, -1, T, 2, r).transpose(0, 2, 1, 3, 4)
     if right_basis is not None:
-        b = np.matmul(b.reshape(R, T, -1, r), right_basis[:, None]).reshape(R, T, b.shape[2], 2, -1)
+        ql = b.shape[2]
+        b = np.matmul(np.ascontiguousarray(b).reshape(R, T * ql * 2, r), right_basis).reshape(R, T, ql, 2, -1)
     return b
