@@ -71,10 +71,11 @@ def estimate(backend: str, *, qubits: int, batch: int, eval_batch: int | None = 
     n, k = qubits, qubits if observables is None else observables
     amps = 2**n
     if backend == "statevector":  # its ``method`` setting picks our simulator, not Aer's
-        from hybrid_qiskit.primitives.mps import BLOCK_BYTES, takes_chain
+        from hybrid_qiskit.primitives.mps import BLOCK_BYTES, GRADIENT_BLOCK_BYTES, takes_chain
 
         if takes_chain(chain, n, settings.get("method", "auto")):
-            return Estimate(3 * BLOCK_BYTES + STEP_OVERHEAD, "mps_chain",
+            # A gradient block (up to GRADIENT_BLOCK_BYTES: its right stacks) beside a forward one.
+            return Estimate(BLOCK_BYTES + max(2 * BLOCK_BYTES, GRADIENT_BLOCK_BYTES) + STEP_OVERHEAD, "mps_chain",
                             "an exact matrix-product state, a block of rows at a time")
         method = "batched_statevector"
     elif backend in ("aer_noisy", "aer_noisy_exact", "ibm_local"):  # Aer's method follows the width
