@@ -446,6 +446,15 @@ def _list_instances(self) -> list[dict]:
     return [{"crn": CRN, "plan": server()["plan"], "name": "fake-instance", "tags": [], "pricing_type": "free"}]
 
 
+def install_for_test(tmp_path: Path, monkeypatch, folder: str) -> Path:
+    """:func:`install` on a fresh store ``tmp_path/folder``, with the test's own job index
+    (``HYBRID_QISKIT_HOME``); returns the store."""
+    store = tmp_path / folder
+    install(store, monkeypatch)
+    monkeypatch.setenv("HYBRID_QISKIT_HOME", str(tmp_path / "home"))
+    return store
+
+
 def install(store: Path | None = None, monkeypatch=None) -> None:
     """Route qiskit-ibm-runtime's REST calls to the fake server on ``store`` (default: the folder
     in ``$HYBRID_QISKIT_FAKE_IBM``), and give the environment an account (token and instance) as

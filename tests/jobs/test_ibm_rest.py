@@ -30,10 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def ibm(tmp_path, monkeypatch):
     """The fake server's store; the runtime's client talks to it; this test's own job index."""
-    store = tmp_path / "ibm"
-    fake.install(store, monkeypatch)
-    monkeypatch.setenv("HYBRID_QISKIT_HOME", str(tmp_path / "home"))
-    return store
+    return fake.install_for_test(tmp_path, monkeypatch, "ibm")
 
 
 def copy_run(tiny_run: Path, dest: Path) -> Path:

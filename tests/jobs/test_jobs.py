@@ -460,10 +460,7 @@ def test_cost_plan_on_heron_matches_the_rule_of_thumb(tiny_run):
 @pytest.fixture
 def service(tmp_path, monkeypatch):
     """The fake IBM Quantum REST API, its store, and this test's own job index."""
-    store = tmp_path / "service"
-    fake.install(store, monkeypatch)
-    monkeypatch.setenv("HYBRID_QISKIT_HOME", str(tmp_path / "home"))
-    return store
+    return fake.install_for_test(tmp_path, monkeypatch, "service")
 
 
 def ibm_args(run: Path, *extra: str) -> list[str]:
