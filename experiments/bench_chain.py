@@ -1,8 +1,8 @@
 """The matrix-product-state chain against the statevector, per head and width: where each pays.
 
-Times the exact gradient of one batch (values and every input and weight derivative, what one
-training step's backward pass asks of ``AdjointEstimatorGradient``, its rows sharing their
-weights) on both simulators of the
+Times the exact gradient of one batch as one training step's backward pass asks
+``AdjointEstimatorGradient`` for it (a vector-Jacobian product: every input and weight
+derivative of Σ_k g_k ⟨Z_k⟩ per row, the rows sharing their weights) on both simulators of the
 ``statevector`` backend, and prints beside each time the estimate of ``method="auto"``'s cost
 model (``hybrid_qiskit/primitives/chain_cost.py``) and which simulator ``auto`` takes: the
 model is checked wherever ``auto`` takes the slower one ("MISS").
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hybrid_qiskit.circuits import build_head_circuit  # noqa: E402
 from hybrid_qiskit.primitives import mps  # noqa: E402
-from hybrid_qiskit.primitives.adjoint_sweep import adjoint_gradient  # noqa: E402
+from hybrid_qiskit.primitives.adjoint_sweep import adjoint_vjp  # noqa: E402
 from hybrid_qiskit.primitives.chain_cost import chain_seconds, statevector_seconds  # noqa: E402
 from hybrid_qiskit.primitives.compiler import compile_circuit  # noqa: E402
 from hybrid_qiskit.primitives.simulate import CompiledObservable  # noqa: E402
@@ -38,14 +38,15 @@ HEADS = ["angle:real_amplitudes:2", "angle:real_amplitudes:4", "zz:real_amplitud
 
 
 def time_gradient(program, values, observables, method: str, repeats: int, budget: float) -> float:
+    cotangent = np.random.default_rng(1).normal(size=(len(observables), len(values)))
     t0 = time.perf_counter()
-    adjoint_gradient(program, values, observables, method=method)  # warm-up
+    adjoint_vjp(program, values, observables, cotangent, method=method)  # warm-up
     if time.perf_counter() - t0 > budget:
         return time.perf_counter() - t0  # one slow call is its own measurement
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        adjoint_gradient(program, values, observables, method=method)
+        adjoint_vjp(program, values, observables, cotangent, method=method)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 

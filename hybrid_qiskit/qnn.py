@@ -50,6 +50,19 @@ class BroadcastEstimatorQNN(EstimatorQNN):
         evs = np.asarray(job.result()[0].data.evs).reshape(len(observables), num_samples)
         return evs.T
 
+    @property
+    def has_vjp(self) -> bool:
+        """Whether the gradient computes vector-Jacobian products (:meth:`vjp`)."""
+        return callable(getattr(self.gradient, "vjp", None))
+
+    def vjp(self, input_data: np.ndarray, weights: np.ndarray, cotangent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(input_grad, weight_grad)``: Σ_k cotangent[b, k] ∂output[b, k]/∂x (B, inputs) per row and
+        Σ_b Σ_k cotangent[b, k] ∂output[b, k]/∂w (weights,), from one call of the gradient's
+        ``vjp``: what a loss's backward pass needs of :meth:`backward`'s (B, K, ·) Jacobians."""
+        values, _ = self._preprocess_forward(input_data, weights)  # the rows the forward pass sent
+        g = self.gradient.vjp(self._circuit, self._observables, values, cotangent)
+        return g[:, :self.num_inputs], g[:, self.num_inputs:].sum(axis=0)
+
 
 def build_qnn(head: HeadCircuit, handle: BackendHandle) -> EstimatorQNN:
     """An EstimatorQNN for ``head`` on ``handle``'s backend.
@@ -82,6 +95,30 @@ def build_quantum_layer(head: HeadCircuit, handle: BackendHandle, *, seed: int =
     """``TorchConnector(EstimatorQNN)``: maps (batch, n_inputs) angles to (batch, n_outputs) ⟨Z⟩."""
     qnn = build_qnn(head, handle)
     return TorchConnector(qnn, initial_weights=initial_weights(qnn.num_weights, seed))
+
+
+class _HeadFunction(torch.autograd.Function):
+    """The QNN as an autograd function whose backward pass asks its gradient for one
+    vector-Jacobian product (``gradient.vjp``) instead of TorchConnector's K Jacobians: the loss
+    needs only Σ_k g_k ∂⟨O_k⟩/∂θ per row. On an exact chain that is one weighted sweep instead of
+    K readouts' (RealAmplitudes reps 6 at 16 qubits: ``experiments/bench_heads.py``). Values and
+    gradients are TorchConnector's (tested); the forward pass is the QNN's own."""
+
+    @staticmethod
+    def forward(ctx, inputs: torch.Tensor, weights: torch.Tensor, qnn: BroadcastEstimatorQNN) -> torch.Tensor:
+        x, w = inputs.detach().cpu().numpy(), weights.detach().cpu().numpy()
+        ctx.qnn, ctx.arrays = qnn, (x, w)
+        ctx.device = inputs.device
+        return torch.as_tensor(qnn.forward(x, w), dtype=torch.float).to(inputs.device)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        qnn, (x, w) = ctx.qnn, ctx.arrays
+        # The estimator kept the forward pass's final states for these rows: not simulated again.
+        input_grad, weight_grad = qnn.vjp(x, w, grad_output.detach().cpu().double().numpy())
+        input_grad = torch.as_tensor(input_grad, dtype=torch.float).to(ctx.device) if ctx.needs_input_grad[0] else None
+        weight_grad = torch.as_tensor(weight_grad, dtype=torch.float).to(ctx.device) if ctx.needs_input_grad[1] else None
+        return input_grad, weight_grad, None
 
 
 def _handle(backend: str | BackendHandle, settings: dict[str, Any], seed: int) -> tuple[BackendHandle, bool]:
@@ -191,6 +228,12 @@ class QuantumHead(TorchConnector):
         return self._backend
 
     def forward(self, input_data: torch.Tensor | None = None) -> torch.Tensor:
+        qnn = self._neural_network
+        if (input_data is not None and input_data.ndim == 2 and not self._sparse
+                and isinstance(qnn, BroadcastEstimatorQNN) and qnn.has_vjp):
+            if input_data.shape[1] != qnn.num_inputs:
+                return self.restandardize(super().forward(input_data))  # TorchConnector's error
+            return self.restandardize(_HeadFunction.apply(input_data, self.weight, qnn))
         return self.restandardize(super().forward(input_data))
 
     def to_backend(self, backend: str | BackendHandle = "statevector", **settings: Any) -> QuantumHead:

@@ -34,7 +34,7 @@ from qiskit.quantum_info.operators.base_operator import BaseOperator
 from qiskit.transpiler.passmanager import BasePassManager
 from qiskit_machine_learning.gradients import DerivativeType, EstimatorGradientResult
 
-from .adjoint_sweep import adjoint_gradient
+from .adjoint_sweep import adjoint_gradient, adjoint_vjp
 from .estimator import BatchedStatevectorEstimator
 from .gradient_base import BatchedEstimatorGradient
 from .pubs import distinct_rows
@@ -138,3 +138,29 @@ class AdjointEstimatorGradient(BatchedEstimatorGradient):
                     raise ValueError(f"parameter {exc.args[0]} is not in the circuit") from None
                 metadata[i] = {"parameters": list(params)}
         return EstimatorGradientResult(gradients=gradients, metadata=metadata, options=Options(**options))
+
+    def vjp(self, circuit: QuantumCircuit, observables: Sequence[BaseOperator], parameter_values: np.ndarray,
+            cotangent: np.ndarray) -> np.ndarray:
+        """Σ_k cotangent[b, k] · d⟨O_k⟩/dθ for each parameter set b: (B, P), columns in the
+        circuit's parameter order. What a backward pass through K readouts needs, without their
+        K Jacobians (see :func:`~.adjoint_sweep.adjoint_vjp`). The final states come from the
+        estimator's forward pass on the same values, as for :meth:`run`.
+
+        Args:
+            circuit: the circuit, with ``observables`` (K of them) read out.
+            parameter_values: (B, P).
+            cotangent: (B, K), the loss's gradient with respect to each row's K values.
+        """
+        estimator: BatchedStatevectorEstimator = self._estimator
+        if not len(observables):
+            raise ValueError("a vector-Jacobian product needs at least one observable")
+        run_circuit = self.to_run(circuit, observables[0])[0]
+        program = estimator.program(run_circuit)
+        compiled = [estimator.observable(self.to_run(circuit, o)[1]) for o in observables]
+        values = np.asarray(parameter_values, dtype=float)
+        cotangent = np.asarray(cotangent, dtype=float)
+        if values.ndim != 2 or values.shape[1] != len(program.parameters) or cotangent.shape != (len(values), len(compiled)):
+            raise ValueError(f"a circuit with {len(program.parameters)} parameters and {len(compiled)} observables got "
+                             f"parameter sets of shape {values.shape} and a cotangent of shape {cotangent.shape}")
+        return adjoint_vjp(program, values, compiled, cotangent.T, state=estimator.cached_states(program, values),
+                           single=estimator.single_precision, method=estimator.method)

@@ -28,7 +28,7 @@ from .adjoint_ends import (
 )
 from .kernels import Batch, Buffers, apply_dense, apply_op, at_precision, blas_threads
 from .layers import Program
-from .mps import chain_gradient, chain_readouts
+from .mps import chain_gradient, chain_readouts, chain_vjp
 from .mps_sweeps import ChainState
 from .rotations import Rotation, generator
 from .rows import map_blocks, row_blocks
@@ -148,6 +148,32 @@ def adjoint_gradient(
                                   state=state if isinstance(state, ChainState) else None)
         return _adjoint_gradient(program, values, observables, state if isinstance(state, np.ndarray) else None,
                                  single)
+
+
+def adjoint_vjp(
+    program: Program,
+    values: np.ndarray,
+    observables: Sequence[CompiledObservable],
+    cotangent: np.ndarray,
+    *,
+    state: np.ndarray | ChainState | None = None,
+    single: bool = False,
+    method: str = "auto",
+) -> np.ndarray:
+    """The vector-Jacobian product Σ_k cotangent[k, b] · d⟨O_k⟩/dθ per row: (B, P), what a
+    training step's backward pass needs. A chain computes it directly, at about the cost of one
+    readout's gradient (:func:`~.mps.chain_vjp`); elsewhere it is :func:`adjoint_gradient`'s
+    Jacobians (K, B, P) contracted with ``cotangent`` (K, B). Arguments as for
+    :func:`adjoint_gradient`."""
+    values = as_values(program, values)
+    cotangent = np.asarray(cotangent, dtype=float)
+    readouts = chain_readouts(program, observables, method)
+    if readouts is not None:
+        with blas_threads():
+            return chain_vjp(program.chain, values, readouts, cotangent,
+                             state=state if isinstance(state, ChainState) else None)
+    _, grads = adjoint_gradient(program, values, observables, state=state, single=single, method=method)
+    return np.einsum("kb,kbp->bp", cotangent, grads)
 
 
 def _adjoint_gradient(program, values, observables, state, single):

@@ -36,7 +36,7 @@ from __future__ import annotations
 import ctypes
 import math
 import platform
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -609,13 +609,12 @@ def _batch_matrices(chain: Chain, angles: np.ndarray, gates: set[int], dtype) ->
     return out
 
 
-def _shared_kets(chain: Chain, s: int, rotations: np.ndarray, first: int, dtype, R: int,
-                 mats: Sequence[np.ndarray | None], moved: Sequence[np.ndarray | None]) -> np.ndarray:
-    """ψ_g⁺'s tensors at site s (R, T, l, 2, r) for the ``rotations`` g varied there, when the
-    site's operations from ``first`` on are the same in every row (:func:`_shared_from`): a shift
-    before ``first`` changes the rows' prefixes, one after it the shared basis. The bases of all
-    shifts are built in one pass (the unshifted one first). ``mats``, ``moved``: the gates'
-    matrices at θ and θ + π (:func:`_batch_matrices`)."""
+def _shift_bases(chain: Chain, s: int, rotations: np.ndarray, first: int, dtype, R: int,
+                 mats: Sequence[np.ndarray | None], moved: Sequence[np.ndarray | None]) -> tuple:
+    """For :func:`_shared_kets` and :func:`_shared_overlaps`: the rows' prefixes (R, d), the
+    indices ``after`` of the rotations at or after ``first``, and the shared bases
+    (d·(1 + len(after)), l·2·r): block 0 unshifted, block k + 1 with rotation ``after[k]`` shifted
+    by π, built in one pass (each row's tensor is its prefix times a block), and the site's shape."""
     ops = chain.site_ops[s]
     position = {i: k for k, (i, _) in enumerate(ops)}
     prefix, shape = _prefix(chain, s, mats, first, R, dtype)
@@ -632,8 +631,46 @@ def _shared_kets(chain: Chain, s: int, rotations: np.ndarray, first: int, dtype,
         stacked[gate][..., d * block: d * (block + 1)] = moved[gate][..., :1]
     start = np.tile(np.eye(d, dtype=dtype), (1, 1 + len(after))).reshape(*shape, columns)
     bases = _site_tensor(chain, s, stacked, columns, dtype, first, start)  # (l, 2, r, columns)
-    site_shape = bases.shape[:3]
-    bases = bases.reshape(-1, columns).T  # (columns, l·2·r)
+    return prefix, after, bases.reshape(-1, columns).T, bases.shape[:3]
+
+
+def _shared_overlaps(chain: Chain, s: int, rotations: np.ndarray, first: int, dtype, R: int,
+                     mats: Sequence[np.ndarray | None], moved: Sequence[np.ndarray | None],
+                     envs: Sequence[np.ndarray]) -> np.ndarray:
+    """Σ E_t·(ψ_g⁺'s tensor at site s) (R, T) for the ``rotations`` g varied there, against the
+    effective environments ``envs`` (one per rotation, (R, l, 2, r)), where
+    :func:`_shared_kets` would build the kets: each row's ket is its prefix p (R, d) times a
+    shared basis block, so Σ E·(p·basis) = p·(basis·E), and the (R, T, l·2·r) kets are never
+    written. Arguments as for :func:`_shared_kets`."""
+    prefix, after, bases, _ = _shift_bases(chain, s, rotations, first, dtype, R, mats, moved)
+    d = prefix.shape[1]
+    projected: dict[int, np.ndarray] = {}  # per distinct environment: basis·E (R, columns)
+    out = np.empty((R, len(rotations)), dtype=np.result_type(prefix, bases, *envs))
+    blocks = {t: k for k, t in enumerate(after, start=1)}
+    for t, g in enumerate(rotations):
+        env = envs[t]
+        if id(env) not in projected:
+            projected[id(env)] = np.matmul(env.reshape(R, -1), bases.T)
+        m = projected[id(env)]
+        if t in blocks:
+            out[:, t] = np.einsum("rd,rd->r", prefix, m[:, d * blocks[t]: d * (blocks[t] + 1)])
+        else:  # its angle varies by row (before ``first``): its own prefixes, the unshifted block
+            moved_rows, gate = list(mats), chain.rotation_gate[g]
+            moved_rows[gate] = moved[gate]
+            out[:, t] = np.einsum("rd,rd->r", _prefix(chain, s, moved_rows, first, R, dtype)[0], m[:, :d])
+    return out
+
+
+def _shared_kets(chain: Chain, s: int, rotations: np.ndarray, first: int, dtype, R: int,
+                 mats: Sequence[np.ndarray | None], moved: Sequence[np.ndarray | None]) -> np.ndarray:
+    """ψ_g⁺'s tensors at site s (R, T, l, 2, r) for the ``rotations`` g varied there, when the
+    site's operations from ``first`` on are the same in every row (:func:`_shared_from`): a shift
+    before ``first`` changes the rows' prefixes, one after it the shared basis. The bases of all
+    shifts are built in one pass (the unshifted one first). ``mats``, ``moved``: the gates'
+    matrices at θ and θ + π (:func:`_batch_matrices`)."""
+    prefix, after, bases, site_shape = _shift_bases(chain, s, rotations, first, dtype, R, mats, moved)
+    d = prefix.shape[1]
+    position = {i: k for k, (i, _) in enumerate(chain.site_ops[s])}
     L, T = bases.shape[1], len(rotations)
     # The shifts after ``first``: every row's prefix times each shift's basis, one product.
     shifted = bases[d:].reshape(len(after), d, L).transpose(1, 0, 2).reshape(d, len(after) * L)
@@ -716,17 +753,52 @@ def chain_gradient(
         drawn = None if paulis is None else paulis[:, block]
         z, dz = _angle_derivatives(chain, chain.table.angles(rows), qubits, moving, drawn,
                                    None if state is None else state.block(block))
-        # d angle / d parameter (rows, M, P): constant entries, then the varying ones.
-        partials = np.broadcast_to(chain.constant_partials[moving], (len(rows), len(moving), P))
-        if chain.varying_partials:
-            partials = partials.copy()
-            for g, j, partial in chain.varying_partials:
-                partials[:, position[g], j] += partial(rows)
-        dq = np.matmul(dz.transpose(0, 2, 1), partials)  # (rows, Q, P)
+        dq = np.matmul(dz.transpose(0, 2, 1), _partials(chain, rows, moving, position))  # (rows, Q, P)
         for k, (q, c) in enumerate(readouts):
             evs[k, block] = c * z[:, col[q]]
             grads[k, block] = c * dq[:, col[q]]
     return evs, grads
+
+
+def chain_vjp(chain: Chain, values: np.ndarray, readouts: Sequence[tuple[int, float]], cotangent: np.ndarray,
+              paulis: np.ndarray | None = None, state: ChainState | None = None) -> np.ndarray:
+    """The vector-Jacobian product Σ_k cotangent[k, b] · d⟨c_k Z_{q_k}⟩/dθ (B, P): what a
+    training step's backward pass needs, without the K Jacobians that :func:`chain_gradient`
+    builds. It is the gradient of ⟨ψ|Σ_q w_q Z_q|ψ⟩ with per-row weights w, a sum of one-site
+    terms, so the gradient's Z stacks collapse to one weighted environment each
+    (:func:`~.mps_sweeps.gradient_overlaps`' ``weights``): RealAmplitudes reps 6 at 16 qubits
+    (bond 64) carries 2 environments per site instead of up to 17. ``state``: as for
+    :func:`chain_gradient`."""
+    B, P = values.shape[0], len(chain.parameters)
+    _keep_freed_memory()
+    qubits = sorted({q for q, _ in readouts})
+    col = {q: i for i, q in enumerate(qubits)}
+    weights = np.zeros((B, len(qubits)))
+    for k, (q, c) in enumerate(readouts):
+        weights[:, col[q]] += c * cotangent[k]
+    moving = np.flatnonzero(chain.table.depends.any(axis=1))
+    position = {g: i for i, g in enumerate(moving)}
+    out = np.empty((B, P))
+    if state is not None and state.rows != B:
+        state = None
+    for block in _row_blocks(B, _row_bytes(chain, stacks=True), GRADIENT_BLOCK_BYTES):
+        rows = values[block]
+        drawn = None if paulis is None else paulis[:, block]
+        _, dz = _angle_derivatives(chain, chain.table.angles(rows), qubits, moving, drawn,
+                                   None if state is None else state.block(block), weights[block])
+        out[block] = np.matmul(dz.transpose(0, 2, 1), _partials(chain, rows, moving, position))[:, 0]
+    return out
+
+
+def _partials(chain: Chain, rows: np.ndarray, moving: np.ndarray, position: dict[int, int]) -> np.ndarray:
+    """d angle / d parameter (rows, M, P) for the rotations ``moving``: constant entries, then
+    the varying ones."""
+    partials = np.broadcast_to(chain.constant_partials[moving], (len(rows), len(moving), len(chain.parameters)))
+    if chain.varying_partials:
+        partials = partials.copy()
+        for g, j, partial in chain.varying_partials:
+            partials[:, position[g], j] += partial(rows)
+    return partials
 
 
 def _local_rotations(chain: Chain) -> set[int]:
@@ -746,9 +818,10 @@ def _local_rotations(chain: Chain) -> set[int]:
 
 
 def _angle_derivatives(chain: Chain, angles: np.ndarray, qubits: Sequence[int], moving: np.ndarray,
-                       paulis: np.ndarray | None = None,
-                       state: ChainState | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """⟨Z_q⟩ (B, Q) and d⟨Z_q⟩/dθ_g (B, len(moving), Q) for angle rows (B, G).
+                       paulis: np.ndarray | None = None, state: ChainState | None = None,
+                       weights: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray]:
+    """⟨Z_q⟩ (B, Q) and d⟨Z_q⟩/dθ_g (B, len(moving), Q) for angle rows (B, G); with
+    ``weights`` (B, Q), None and d⟨Σ_q w_q Z_q⟩/dθ_g (B, len(moving), 1) instead.
 
     d⟨Z⟩/dθ = 2 Re⟨ψ|Z|∂ψ⟩, where ∂ψ is ψ with gate g replaced by its derivative: the gate at
     θ + π up to a factor, dU/dθ = U(θ + π)/2 for the Pauli rotations exp(−iθP/2) and
@@ -770,19 +843,26 @@ def _angle_derivatives(chain: Chain, angles: np.ndarray, qubits: Sequence[int], 
     for s, members in by_site.items():
         members.sort(key=lambda i: moving[i] in local)
         far[s] = sum(moving[i] not in local for i in members)
-    dz = np.zeros((B, len(moving), len(qubits)))
+    dz = np.zeros((B, len(moving), len(qubits) if weights is None else 1))
     constant = np.all(angles == angles[:1], axis=0)
     batch: list = []  # _batch_matrices at θ and θ + π, once the first site asks for them
 
+    def shared(s: int) -> int | None:  # where site s's operations are the same in every row
+        first = _shared_from(chain, s, angles, paulis, constant) if B > 2 else None
+        if first is not None and not batch:
+            batch.append(_batch_matrices(chain, angles, set(range(len(chain.gates))), dtype))
+            batch.append(_batch_matrices(chain, angles + math.pi, {chain.rotation_gate[g] for g in moving}, dtype))
+        return first
+
     def kets(s: int) -> tuple[np.ndarray, int]:  # ψ_g⁺'s tensor at site s for each rotation g varied there
         members = by_site[s]
-        first = _shared_from(chain, s, angles, paulis, constant) if B > 2 else None
+        first = shared(s)
         if first is not None:
-            if not batch:
-                batch.append(_batch_matrices(chain, angles, set(range(len(chain.gates))), dtype))
-                batch.append(_batch_matrices(chain, angles + math.pi,
-                                             {chain.rotation_gate[g] for g in moving}, dtype))
             return _shared_kets(chain, s, moving[members], first, dtype, B, *batch), far[s]
+        return own_kets(s), far[s]
+
+    def own_kets(s: int) -> np.ndarray:  # built row by row: (B, T, l, 2, r)
+        members = by_site[s]
         T = len(members)
         shifted = np.repeat(angles[None], T, axis=0)  # (T, B, G): rows t·B + b
         shifted[np.arange(T), :, moving[members]] += math.pi
@@ -790,14 +870,34 @@ def _angle_derivatives(chain: Chain, angles: np.ndarray, qubits: Sequence[int], 
         mats = _matrices(chain, shifted.reshape(T * B, -1), dtype, only,
                          None if paulis is None else np.tile(paulis, T))
         k = _site_tensor(chain, s, mats, T * B, dtype)
-        return np.ascontiguousarray(np.moveaxis(k.reshape(*k.shape[:3], T, B), (4, 3), (0, 1))), far[s]
+        return np.ascontiguousarray(np.moveaxis(k.reshape(*k.shape[:3], T, B), (4, 3), (0, 1)))
+
+    def closed(s: int) -> tuple[Callable, int]:  # weights: the overlaps against the site's environments
+        members = by_site[s]
+
+        def contract(far_env: np.ndarray | None, local_env: np.ndarray | None) -> np.ndarray:  # (B, T)
+            envs = [far_env if t < far[s] else local_env for t in range(len(members))]
+            if all(e is None for e in envs):  # no readout reaches these rotations
+                return np.zeros((B, len(members)))
+            zero = np.zeros_like(next(e for e in envs if e is not None))
+            envs = [zero if e is None else e for e in envs]
+            first = shared(s)
+            if first is not None:
+                return _shared_overlaps(chain, s, moving[members], first, dtype, B, *batch, envs)
+            k = own_kets(s).reshape(B, len(members), -1)
+            return np.stack([np.einsum("rl,rl->r", k[:, t], e.reshape(B, -1)) for t, e in enumerate(envs)], axis=1)
+
+        return contract, far[s]
 
     def take(s: int, overlaps: np.ndarray) -> None:  # (B, Q, T)
         for t, i in enumerate(by_site[s]):
             part = overlaps[:, :, t].imag if chain.rotations[moving[i]].name in _PROJECTOR else overlaps[:, :, t].real
             dz[:, i] = part
 
-    gradient_overlaps(state.sites, qubits, sorted(by_site), kets, take, state.compressed)
+    gradient_overlaps(state.sites, qubits, sorted(by_site), kets if weights is None else closed, take,
+                      state.compressed, weights)
+    if weights is not None:
+        return None, dz
     if all(q in state.values for q in qubits):  # the forward pass read them
         return np.stack([state.values[q] for q in qubits], axis=1), dz
     return z_values(state.compressed.bras, state.right, qubits), dz

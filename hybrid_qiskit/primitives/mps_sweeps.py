@@ -269,11 +269,17 @@ def gradient_overlaps(
     kets: Callable[[int], tuple[np.ndarray, int]],
     take: Callable[[int, np.ndarray], None],
     compressed: Compressed | None = None,
+    weights: np.ndarray | None = None,
 ) -> None:
     """For every site s in ``varied``, ``take(s, overlaps)`` with overlaps (R, Q, T) =
     ⟨ψ|Z_q|ψ_t⟩ for the T states of ``kets(s)`` = (tensors (R, T, l, 2, r), far): ψ with site s
     replaced. Only the first ``far`` of them are read at every readout; the rest only at s
     (their overlaps elsewhere are zero, left so: see :func:`~.mps._local_rotations`).
+
+    ``weights`` (R, Q): overlaps (R, 1, T) of the weighted sum ⟨ψ|Σ_q w_q Z_q|ψ_t⟩ instead, for
+    a vector-Jacobian product. Σ_q w_q Z_q is a sum of one-site terms, so each stack collapses
+    to one environment, the weighted sum of its entries (carried like any entry, since carrying
+    is linear): two environments per site instead of 1 + Q, whatever the number of readouts.
 
     One right sweep builds the right stacks, then one left sweep carries the left stack and
     closes each varied site's overlaps on its way. Bonds are held in the bases of
@@ -286,6 +292,11 @@ def gradient_overlaps(
     col = {q: i for i, q in enumerate(qubits)}
     compressed = compress(sites) if compressed is None else compressed
     lb, rb, bras = compressed.left, compressed.right, compressed.bras
+
+    def carried(full: np.ndarray, site: _Site, q: int, half, step, shape: tuple[int, int]) -> np.ndarray:
+        if weights is None:
+            return _carried(full, site, q in col, half, step, shape)
+        return _carried_sum(full, site, weights[:, col[q]] if q in col else None, half, step, shape)
     # Right environments: full[j] (R, 1 + z, bra, ket), the plain one first (right[j]), then
     # the stack rstack[j] for the readouts >= j (labels rlab[j], newest last): carried as one
     # array, two products per site for all of them. Ket indices in the right-part bases.
@@ -295,7 +306,7 @@ def gradient_overlaps(
     rlab: list[list[int]] = [[] for _ in range(n + 1)]
     for j in range(n - 1, 0, -1):  # right[0] and rstack[0] are never needed
         site = _Site(_in_bases(sites[j], rb[j], rb[j + 1]), bras[j])
-        full = _carried(full, site, j in col, _right_half, _right_step, (site.bl, site.kl))
+        full = carried(full, site, j, _right_half, _right_step, (site.bl, site.kl))
         right[j], rstack[j], rlab[j] = full[:, 0], full[:, 1:], rlab[j + 1] + [j] * (j in col)
     wanted = set(varied)
     full = np.ones((R, 1, 1, 1), dtype=dtype)  # left[s] then lstack (labels llab), as above
@@ -305,6 +316,15 @@ def gradient_overlaps(
         dl, dr = site.bl, site.br
         if s in wanted:
             b, T = kets(s)  # T: how many are read at every readout (the rest at s alone)
+            if weights is not None:  # b: contract(far_env, local_env), the overlaps against them
+                w_s = weights[:, col[s]] if s in col else None
+                take(s, _weighted_overlaps(site, left, lstack, right[s + 1], rstack[s + 1], w_s, b,
+                                           lb[s], rb[s + 1]))
+                if s == n - 1:
+                    break
+                full = carried(full, site, s, _left_half, _left_step, (dr, site.kr))
+                left, lstack, llab = full[:, 0], full[:, 1:], llab + [s] * (s in col)
+                continue
             b = _kets_in_bases(b, lb[s], rb[s + 1])  # (R, all, ql, 2, pr)
             ql, pr = b.shape[2], b.shape[4]
             out = np.zeros((R, len(qubits), b.shape[1]), dtype=np.result_type(dtype, b.dtype))
@@ -326,8 +346,51 @@ def gradient_overlaps(
             take(s, out)
         if s == n - 1:
             break
-        full = _carried(full, site, s in col, _left_half, _left_step, (dr, site.kr))
+        full = carried(full, site, s, _left_half, _left_step, (dr, site.kr))
         left, lstack, llab = full[:, 0], full[:, 1:], llab + [s] * (s in col)
+
+
+def _weighted_overlaps(site: _Site, left: np.ndarray, lstack: np.ndarray, right: np.ndarray, rstack: np.ndarray,
+                       w_s: np.ndarray | None, contract: Callable, left_basis, right_basis) -> np.ndarray:
+    """⟨ψ|Σ_q w_q Z_q|ψ_t⟩ (R, 1, T) at one varied site: with one weighted environment on each
+    side (``lstack``, ``rstack``: (R, 0 or 1, bra, ket)), the operator's whole effect on the site
+    is one tensor E (the site's effective environment), and each overlap is an inner product of
+    a ket with it: χ³ per row for E, then χ² per ket, where the stacks of
+    :func:`gradient_overlaps` cost χ³ per ket. E is taken out of the bonds' bases (once) rather
+    than every ket into them, and ``contract(E_far, E_local)`` closes the overlaps (R, T): the
+    kets read beyond the site against E, those read at it alone against its Z term (w_s: its
+    weight, None when it has no readout; an E that is zero is None)."""
+    R, dl, dr = site.rows, site.bl, site.br
+    ql, pr = left.shape[2], right.shape[2]
+    bra = site.ab.reshape(R, dl, 2 * dr)
+    v = np.matmul(np.ascontiguousarray(left.transpose(0, 2, 1)), bra).reshape(R, 2 * ql, dr)  # v[lk, p, rb]
+    local = far_env = None
+    if w_s is not None:  # Z at the site itself, between ψ's environments
+        local = _flip(np.matmul(v, right).reshape(R, ql, 2, pr)) * w_s[:, None, None, None]
+        far_env = local.copy()
+    if lstack.shape[1]:  # readouts left of it
+        vw = np.matmul(np.ascontiguousarray(lstack[:, 0].transpose(0, 2, 1)), bra).reshape(R, 2 * ql, dr)
+        term = np.matmul(vw, right).reshape(R, ql, 2, pr)
+        far_env = term if far_env is None else far_env + term
+    if rstack.shape[1]:  # readouts right of it
+        term = np.matmul(v, rstack[:, 0]).reshape(R, ql, 2, pr)
+        far_env = term if far_env is None else far_env + term
+    far_env = None if far_env is None else _out_of_bases(far_env, left_basis, right_basis)
+    local = None if local is None else _out_of_bases(local, left_basis, right_basis)
+    return contract(far_env, local)[:, None, :]
+
+
+def _out_of_bases(e: np.ndarray, left_basis, right_basis) -> np.ndarray:
+    """An effective environment E (R, ql, 2, pr) held in the bonds' bases, as the tensor E'
+    (R, l, 2, r) of the full bonds with Σ E'·b = Σ E·(b in the bases) for every site tensor b:
+    E' = conj(left basis)·E·(right basis)ᵀ."""
+    R, ql, _, pr = e.shape
+    if right_basis is not None:
+        e = np.matmul(e.reshape(R, 2 * ql, pr), right_basis.transpose(0, 2, 1)).reshape(R, ql, 2, -1)
+    if left_basis is not None:
+        r = e.shape[3]
+        e = np.matmul(np.conj(left_basis), e.reshape(R, ql, 2 * r)).reshape(R, -1, 2, r)
+    return e
 
 
 def _carried(full: np.ndarray, site: _Site, readout: bool, half, step, shape: tuple[int, int]) -> np.ndarray:
@@ -341,6 +404,22 @@ def _carried(full: np.ndarray, site: _Site, readout: bool, half, step, shape: tu
     step(None, site, y, out=out[:, :z])
     if readout:
         step(None, site, _flip(y[:, 0]), out=out[:, z])
+    return out
+
+
+def _carried_sum(full: np.ndarray, site: _Site, w: np.ndarray | None, half, step, shape: tuple[int, int]) -> np.ndarray:
+    """As :func:`_carried` for a weighted sum (R, 1 or 2, a, b): the plain environment, then
+    Σ_q w_q·(the one with Z_q). A readout at the site (its weights ``w``) is added to the sum
+    between the two half steps, so the sum stays one entry and costs one step."""
+    y = half(full, site)  # (R, 1 or 2, ., 2, .)
+    if w is not None:
+        here = _flip(y[:, 0]) * w[:, None, None, None]
+        if y.shape[1] == 1:
+            y = np.concatenate([y, here[:, None]], axis=1)
+        else:
+            y[:, 1] += here
+    out = np.empty((full.shape[0], y.shape[1], *shape), dtype=np.result_type(full.dtype, y.dtype))
+    step(None, site, y, out=out)
     return out
 
 

@@ -298,3 +298,49 @@ def test_auto_takes_the_chain_where_it_pays():
         program = compile_circuit(head.circuit, list(head.input_params) + list(head.weight_params))
         assert mps.takes_chain(program.chain, n) is chain, (n, reps, ent)
         assert mps.takes_chain(program.chain, n, "mps") and not mps.takes_chain(program.chain, n, "statevector")
+
+
+@pytest.mark.parametrize(("n", "head"), [
+    (6, {"feature_map": "zz", "ansatz": "efficient_su2", "reps": 1}),  # complex, fused ZZ blocks
+    (8, {"reps": 6}),  # bond 64: compressed ends, local last-layer rotations
+    (7, {"reps": 2, "entanglement": "circular"}),  # a gate between distant qubits
+])
+def test_the_vector_jacobian_product_is_the_contracted_jacobian(monkeypatch, n, head):
+    """chain_vjp's one weighted sweep gives Σ_k g_k ∂⟨c_k Z_k⟩/∂θ per row as chain_gradient's K
+    Jacobians contracted with g: with readouts of unequal coefficients, a qubit read twice and
+    one not read, from the forward pass's state and without it, in one block and a row at a time."""
+    circuit = build_head_circuit(n, **head)
+    program = compile_circuit(circuit.circuit, list(circuit.input_params) + list(circuit.weight_params))
+    readouts = [(q, 1.0 + 0.25 * q) for q in range(n - 1)] + [(0, -0.5)]
+    rng = np.random.default_rng(n)
+    values = rng.uniform(0, np.pi, (5, len(program.parameters)))
+    values[:, n:] = values[0, n:]
+    cotangent = rng.normal(size=(len(readouts), 5))
+    _, grads = mps.chain_gradient(program.chain, values, readouts)
+    want = np.einsum("kb,kbp->bp", cotangent, grads)
+    kept: list = []
+    mps.chain_expectations(program.chain, values, readouts, keep=kept)
+    np.testing.assert_allclose(mps.chain_vjp(program.chain, values, readouts, cotangent, state=kept[0]), want,
+                               atol=1e-12)
+    monkeypatch.setattr(mps, "GRADIENT_BLOCK_BYTES", 1)  # one row per block
+    np.testing.assert_allclose(mps.chain_vjp(program.chain, values, readouts, cotangent), want, atol=1e-12)
+
+
+def test_the_vector_jacobian_product_matches_finite_differences():
+    circuit = build_head_circuit(6, reps=4, entanglement="circular")
+    params = list(circuit.input_params) + list(circuit.weight_params)
+    program = compile_circuit(circuit.circuit, params)
+    readouts = [(q, 1.0) for q in range(6)]
+    rng = np.random.default_rng(11)
+    values = rng.uniform(0, np.pi, (3, len(params)))
+    cotangent = rng.normal(size=(6, 3))
+    vjp = mps.chain_vjp(program.chain, values, readouts, cotangent)
+    h = 1e-6
+
+    def loss(v):  # Σ_k g_k ⟨Z_k⟩ per row
+        return (cotangent * mps.chain_expectations(program.chain, v, readouts)).sum(axis=0)
+
+    for j in range(len(params)):
+        step = np.zeros(len(params))
+        step[j] = h
+        np.testing.assert_allclose(vjp[:, j], (loss(values + step) - loss(values - step)) / (2 * h), atol=1e-7)
