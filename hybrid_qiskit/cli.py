@@ -46,6 +46,8 @@ def _add_train(sub) -> None:
                    help="hybrid LeNet, its classical baseline, a quantum-only QNN on pooled pixels, or its baseline")
     p.add_argument("--qubits", type=int, help="width of the quantum head")
     p.add_argument("--cnn-width", type=int, help="LeNet's channels and widths times this (default 1: LeNet-5)")
+    p.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None,
+                   help="batch normalization after each of LeNet's convolutions")
     p.add_argument("--feature-map", choices=("angle", "zz"))
     p.add_argument("--ansatz", choices=("real_amplitudes", "efficient_su2"))
     p.add_argument("--reps", type=int, help="ansatz repetitions")
@@ -73,7 +75,7 @@ def _add_train(sub) -> None:
 
 
 RECIPE_KEYS = ("weight_decay", "dropout", "augment", "augment_shift", "augment_degrees", "augment_flip",
-               "augment_erase", "patience", "threads")
+               "augment_erase", "label_smoothing", "patience", "threads")
 
 
 def add_recipe_flags(p: argparse.ArgumentParser) -> None:
@@ -87,6 +89,7 @@ def add_recipe_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--augment-flip", action=argparse.BooleanOptionalAction, default=None,
                    help="random horizontal flips (default: for 3-channel images only)")
     p.add_argument("--augment-erase", type=float, help="probability of random erasing (default 0)")
+    p.add_argument("--label-smoothing", type=float, help="label smoothing of the training loss (default 0)")
     p.add_argument("--patience", type=int, help="early stop after N epochs without a better val accuracy")
     p.add_argument("--threads", type=int, help="torch threads (part of the run's config; default 1)")
 
@@ -96,7 +99,7 @@ def _train(args) -> int:
     from hybrid_qiskit.training import train
 
     keys = ("dataset", "data_dir", "download", "classes", "limit_train", "limit_test", "model", "qubits",
-            "cnn_width", "feature_map", "ansatz", "reps", "reuploads", "entanglement", "normalize", "backend", "epochs",
+            "cnn_width", "batch_norm", "feature_map", "ansatz", "reps", "reuploads", "entanglement", "normalize", "backend", "epochs",
             "batch_size", "lr", "lr_schedule", "seed", "out", "name", *BACKEND_FLAGS, *RECIPE_KEYS)
     overrides = {k: getattr(args, k) for k in keys}
     # Settings without a flag of their own (--backend-setting K=V) go to the config's table.

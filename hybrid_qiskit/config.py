@@ -71,6 +71,7 @@ class TrainConfig:
     # LeNet's channels (6, 16) and fully connected widths (120, 84) times this: 1 is LeNet-5 (digits,
     # MNIST); Fashion-MNIST underfits it (experiments/README.md).
     cnn_width: PositiveInt = 1
+    batch_norm: bool = False  # BatchNorm2d after each of LeNet's convolutions
     qubits: PositiveInt = 8  # head width; 8 measured far better than 4 on 10 classes
     feature_map: str = "angle"  # angle | zz
     ansatz: str = "real_amplitudes"  # real_amplitudes | efficient_su2
@@ -105,6 +106,7 @@ class TrainConfig:
     augment_degrees: NonNegativeFinite = 10.0  # largest rotation either way
     augment_flip: bool | None = None  # horizontal flips; None: for 3-channel images (CIFAR-10) only
     augment_erase: Fraction = 0.0  # probability of erasing a random rectangle (random erasing)
+    label_smoothing: Fraction = 0.0  # of the training loss's targets (cross-entropy); validation and test: none
     patience: PositiveInt | None = None  # stop after this many epochs without a better val accuracy
     # --- machine
     threads: PositiveInt = 1  # torch threads: part of the run, so results do not depend on the core count
@@ -130,7 +132,8 @@ class TrainConfig:
 FIELD_NAMES = {f.name for f in fields(TrainConfig)}
 # Settings added after runs were first written: a config.json without one was written before it
 # existed, and its default is what that run used (not a damaged file).
-LATER_SETTINGS = {"entanglement", "cnn_width", "augment_shift", "augment_degrees", "augment_flip", "augment_erase"}
+LATER_SETTINGS = {"entanglement", "cnn_width", "augment_shift", "augment_degrees", "augment_flip", "augment_erase",
+                  "batch_norm", "label_smoothing"}
 
 
 def load_toml(path: str | Path, known: set[str] | None = None) -> dict[str, Any]:

@@ -61,6 +61,7 @@ class ModelConfig:
     num_classes: int = 10
     dropout: float = 0.0  # before each fully connected layer after the convolutions (training only)
     cnn_width: int = 1  # LeNet's channels and fully connected widths times this (checkpoints before it: 1)
+    batch_norm: bool = False  # batch normalization after each convolution (checkpoints before it: none)
     # Post-measurement normalization (QuantumNAT): per-qubit standardization of ⟨Z⟩ before the
     # readout, so that a backend's per-qubit shrink and shift can be undone (normalization.py).
     normalize: bool = False
@@ -82,20 +83,19 @@ class ModelConfig:
 
 class LeNetFeatures(nn.Module):
     """LeNet-5's feature extractor: conv 6, pool, conv 16, pool, fc 120, fc 84; every width times
-    ``width`` (1: LeNet-5 itself)."""
+    ``width`` (1: LeNet-5 itself). ``batch_norm`` puts a BatchNorm2d between each convolution and
+    its ReLU (the layers of a model without it keep their checkpoint keys)."""
 
-    def __init__(self, in_channels: int, image_size: int, dropout: float = 0.0, width: int = 1):
+    def __init__(self, in_channels: int, image_size: int, dropout: float = 0.0, width: int = 1,
+                 batch_norm: bool = False):
         super().__init__()
         c1, c2, f1, f2 = 6 * width, 16 * width, 120 * width, 84 * width
-        self.conv = nn.Sequential(
-            nn.Conv2d(in_channels, c1, 5),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 5),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Flatten(),
-        )
+
+        def block(cin: int, cout: int) -> list[nn.Module]:
+            norm = [nn.BatchNorm2d(cout)] if batch_norm else []
+            return [nn.Conv2d(cin, cout, 5), *norm, nn.ReLU(), nn.MaxPool2d(2)]
+
+        self.conv = nn.Sequential(*block(in_channels, c1), *block(c1, c2), nn.Flatten())
         side = ((image_size - 4) // 2 - 4) // 2
         if side < 1:
             raise HybridQiskitError(f"LeNet needs images of at least 16x16 pixels, got {image_size}")
@@ -154,7 +154,8 @@ class HybridLeNet(StagedClassifier):
     def __init__(self, config: ModelConfig, quantum_layer: nn.Module):
         super().__init__()
         self.config = config
-        self.features = LeNetFeatures(config.in_channels, config.image_size, config.dropout, config.cnn_width)
+        self.features = LeNetFeatures(config.in_channels, config.image_size, config.dropout, config.cnn_width,
+                                      config.batch_norm)
         self.to_qubits = nn.Linear(self.features.out_features, config.num_qubits)
         self.head = quantum_layer
         self._init_post_measurement(config.num_qubits)
@@ -171,7 +172,8 @@ class ClassicalLeNet(StagedClassifier):
     def __init__(self, config: ModelConfig, width: int):
         super().__init__()
         self.config = config
-        self.features = LeNetFeatures(config.in_channels, config.image_size, config.dropout, config.cnn_width)
+        self.features = LeNetFeatures(config.in_channels, config.image_size, config.dropout, config.cnn_width,
+                                      config.batch_norm)
         self.to_qubits = nn.Linear(self.features.out_features, width)
         self.head = nn.Sequential(nn.Linear(width, width), nn.Tanh())  # bounded, like ⟨Z⟩
         self._init_post_measurement(width)  # the same layer as its hybrid model: the comparison stays matched

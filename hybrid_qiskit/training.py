@@ -78,7 +78,8 @@ def make_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg.epochs * steps_per_epoch))
 
 
-def _train_epoch(model, loader, optimizer, scheduler, progress, augment=None) -> tuple[float, float]:
+def _train_epoch(model, loader, optimizer, scheduler, progress, augment=None,
+                 label_smoothing: float = 0.0) -> tuple[float, float]:
     model.train()
     total, correct, loss_sum = 0, 0, 0.0
     for images, targets in loader:
@@ -86,7 +87,7 @@ def _train_epoch(model, loader, optimizer, scheduler, progress, augment=None) ->
             images = augment(images)
         optimizer.zero_grad()
         logits = model(images)
-        loss = nn.functional.cross_entropy(logits, targets)
+        loss = nn.functional.cross_entropy(logits, targets, label_smoothing=label_smoothing)
         loss.backward()
         optimizer.step()
         scheduler.step()
@@ -112,6 +113,7 @@ def model_config_for(cfg: TrainConfig, splits) -> ModelConfig:
         num_classes=splits.num_classes,
         dropout=cfg.dropout,
         cnn_width=cfg.cnn_width,
+        batch_norm=cfg.batch_norm,
         normalize=cfg.normalize,
     )
 
@@ -235,7 +237,8 @@ def _fit(cfg: TrainConfig, run_dir: Path, start, splits, handle, log, *, quiet: 
     for epoch in range(start_epoch, 0 if stopped else cfg.epochs):
         t0 = time.perf_counter()
         with Progress(total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", quiet=quiet) as bar:
-            train_loss, train_acc = _train_epoch(model, loader, optimizer, scheduler, bar, augment)
+            train_loss, train_acc = _train_epoch(model, loader, optimizer, scheduler, bar, augment,
+                                                 cfg.label_smoothing)
         if not np.isfinite(train_loss):  # never a NaN in history.json, model.pt or metrics.json
             raise HybridQiskitError(f"training diverged in epoch {epoch + 1} (train loss {train_loss}); "
                                     f"lower --lr (was {cfg.lr:g}) and start again with --overwrite")

@@ -581,7 +581,7 @@ def _row_bytes(chain: Chain, stacks: bool = False) -> int:
     each cut, at the compressed bonds: at most 2**k k sites from an end) and shifted sites."""
     n, built = chain.num_qubits, (1, *chain.cut_bonds, 1)
     sites = sum(2 * built[j] * built[j + 1] for j in range(n))
-    entries = 3 * sites + sum(b * b for b in built)
+    entries = 4 * sites + sum(b * b for b in built)  # sites: built, compressed, in the making, right halves
     if stacks:
         cuts = [min(b, 2**k, 2 ** (n - k)) for k, b in enumerate(built)]
         varied = np.bincount([chain.gates[g].varied_site for g in chain.rotation_gate], minlength=1).max()
@@ -721,7 +721,7 @@ def chain_expectations(chain: Chain, values: np.ndarray, readouts: Sequence[tupl
     blocks = [slice(0, len(values))] if whole else _row_blocks(len(values), _row_bytes(chain))
     for block in blocks:
         state = chain_state(chain, values[block], None if paulis is None else paulis[:, block])
-        z = z_values(state.compressed.bras, state.right, qubits)
+        z = z_values(state.compressed.bras, state.right, qubits, state.halves)
         state.values.update({q: z[:, col[q]] for q in qubits})
         for k, (q, c) in enumerate(readouts):
             out[k, block] = c * z[:, col[q]]
@@ -900,4 +900,4 @@ def _angle_derivatives(chain: Chain, angles: np.ndarray, qubits: Sequence[int], 
         return None, dz
     if all(q in state.values for q in qubits):  # the forward pass read them
         return np.stack([state.values[q] for q in qubits], axis=1), dz
-    return z_values(state.compressed.bras, state.right, qubits), dz
+    return z_values(state.compressed.bras, state.right, qubits, state.halves), dz
