@@ -49,6 +49,19 @@ def test_a_wider_lenet_keeps_the_baseline_matched_and_old_checkpoints_load_as_le
     assert ModelConfig.from_dict(old).cnn_width == 1
 
 
+def test_batch_norm_follows_each_convolution_and_keeps_the_baseline_matched():
+    config = ModelConfig(num_qubits=8, reps=2, batch_norm=True)
+    hybrid = build_model(config, create_backend("statevector"))
+    classical = build_model(ModelConfig(**{**config.to_dict(), "kind": "classical"}))
+    kinds = [type(m).__name__ for m in hybrid.features.conv]
+    assert kinds == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"] * 2 + ["Flatten"]
+    plain = build_model(ModelConfig(num_qubits=8, reps=2), create_backend("statevector"))
+    assert count_parameters(hybrid) - count_parameters(plain) == 2 * (6 + 16)  # a scale and a shift per channel
+    assert abs(count_parameters(hybrid) - count_parameters(classical)) <= 85 + 8 + 10 + quantum_weight_count(config)
+    old = {k: v for k, v in ModelConfig().to_dict().items() if k != "batch_norm"}  # a checkpoint from before
+    assert ModelConfig.from_dict(old).batch_norm is False
+
+
 def test_quantum_only_model_on_pooled_pixels():
     cfg = ModelConfig(kind="quantum", num_qubits=4, reps=2, num_classes=2)
     model = build_model(cfg, create_backend("statevector"))

@@ -213,6 +213,23 @@ def test_cnn_width_and_augmentation_flags_reach_the_run(tmp_path):
     assert main(["train", "--dataset", "digits", "--augment-erase", "2", "--out", str(tmp_path)]) == 2
 
 
+def test_batch_norm_and_label_smoothing_reach_the_run(tmp_path):
+    """--batch-norm puts BatchNorm2d after both convolutions (running statistics in the
+    checkpoint, evaluation in eval mode reproduces the run's test accuracy); --label-smoothing
+    changes the training loss and nothing else of the run's shape."""
+    run = train_tiny(tmp_path, "bn", "--batch-norm", "--label-smoothing", "0.2")
+    config = json.loads((run / "config.json").read_text())
+    assert (config["batch_norm"], config["label_smoothing"]) == (True, 0.2)
+    saved = torch.load(run / "model.pt", weights_only=True)
+    assert saved["model_config"]["batch_norm"] is True
+    assert {"features.conv.1.running_mean", "features.conv.5.running_var"} <= set(saved["state_dict"])
+    plain = train_tiny(tmp_path, "plain", "--batch-norm")
+    smoothed, unsmoothed = (json.loads((r / "history.json").read_text())[0]["train_loss"] for r in (run, plain))
+    assert smoothed != unsmoothed
+    assert main(["evaluate", str(run), "--json"]) == 0
+    assert main(["train", "--dataset", "digits", "--label-smoothing", "1", "--out", str(tmp_path)]) == 2
+
+
 def test_runs_from_before_the_later_settings_load_as_they_were_trained(tmp_path, tiny_run, capsys):
     """Runs written before a setting existed lack it everywhere: they were trained with its
     default (reverse_linear heads, LeNet-5's width, shifts and rotations only), and load (and
@@ -229,7 +246,8 @@ def test_runs_from_before_the_later_settings_load_as_they_were_trained(tmp_path,
     (run / "config.json").write_text(json.dumps(config))
     for name in ("model.pt", "last.pt"):
         payload = torch.load(run / name, weights_only=True)
-        del payload["model_config"]["entanglement"], payload["model_config"]["cnn_width"]
+        for key in ("entanglement", "cnn_width", "batch_norm"):
+            del payload["model_config"][key]
         torch.save(payload, run / name)
     assert missing_settings(run) == []
     assert main(["evaluate", str(run), "--json"]) == 0
