@@ -133,6 +133,12 @@ class _Site:
         return self._ket_t
 
 
+def _weighted_flip(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """w·Z on the site's qubit of x (R, l, 2, r), per row's weight w (R,): one pass, a new array."""
+    sign = np.array([1.0, -1.0])
+    return x * (w[:, None, None, None] * sign[None, None, :, None])
+
+
 def _flip(x: np.ndarray) -> np.ndarray:
     """x (R, [z,] l, 2, r) with the p = 1 half negated (Z on the site's qubit), as a copy."""
     out = x.copy()
@@ -383,7 +389,7 @@ def _weighted_left_sweep(sites: Sequence[np.ndarray], compressed: Compressed, wa
         v = np.matmul(envs, site.ab.reshape(R, 1, dl, 2 * dr))  # (R, z, lk, (p, rb))
         w_s = weights[:, col[s]] if s in col else None
         if w_s is not None:  # Z at this site joins the weighted sum
-            here = _flip(v[:, 0].reshape(R, ql, 2, dr)).reshape(R, ql, 2 * dr) * w_s[:, None, None]
+            here = _weighted_flip(v[:, 0].reshape(R, ql, 2, dr), w_s).reshape(R, ql, 2 * dr)
             if v.shape[1] == 1:
                 v = np.concatenate([v, here[:, None]], axis=1)
             else:
@@ -408,7 +414,7 @@ def _site_overlaps(v: np.ndarray, w_s: np.ndarray | None, right: np.ndarray, rst
     local = far_env = None
     if w_s is not None:  # the kets read at this site alone see its Z term only
         both = np.matmul(v, right[:, None])  # (R, z, (lk, p), rk)
-        local = _flip(both[:, 0].reshape(R, ql, 2, pr)) * w_s[:, None, None, None]
+        local = _weighted_flip(both[:, 0].reshape(R, ql, 2, pr), w_s)
         far_env = both[:, 1].reshape(R, ql, 2, pr)
     elif z == 2:  # readouts left of the site
         far_env = np.matmul(v[:, 1], right).reshape(R, ql, 2, pr)
@@ -453,7 +459,7 @@ def _carried_sum(full: np.ndarray, site: _Site, w: np.ndarray | None, half, step
     between the two half steps, so the sum stays one entry and costs one step."""
     y = half(full, site)  # (R, 1 or 2, ., 2, .)
     if w is not None:
-        here = _flip(y[:, 0]) * w[:, None, None, None]
+        here = _weighted_flip(y[:, 0], w)
         if y.shape[1] == 1:
             y = np.concatenate([y, here[:, None]], axis=1)
         else:

@@ -17,7 +17,7 @@ from backends import create_backend
 from hybrid_qiskit.circuits import ANSATZE, FEATURE_MAPS, build_head_circuit
 from hybrid_qiskit.errors import HybridQiskitError
 from hybrid_qiskit.primitives import BatchedStatevectorEstimator, mps
-from hybrid_qiskit.primitives.adjoint_sweep import adjoint_gradient
+from hybrid_qiskit.primitives.adjoint_sweep import adjoint_gradient, adjoint_vjp
 from hybrid_qiskit.primitives.compiler import compile_circuit
 from hybrid_qiskit.primitives.simulate import CompiledObservable, expectations, simulate
 from hybrid_qiskit.qnn import build_qnn
@@ -324,6 +324,9 @@ def test_the_vector_jacobian_product_is_the_contracted_jacobian(monkeypatch, n, 
                                atol=1e-12)
     monkeypatch.setattr(mps, "GRADIENT_BLOCK_BYTES", 1)  # one row per block
     np.testing.assert_allclose(mps.chain_vjp(program.chain, values, readouts, cotangent), want, atol=1e-12)
+    observables = [_z(n, q, c) for q, c in readouts]  # the statevector's adjoint sweep, contracted
+    plain = adjoint_vjp(program, values, observables, cotangent, method="statevector")
+    np.testing.assert_allclose(adjoint_vjp(program, values, observables, cotangent, method="mps"), plain, atol=1e-10)
 
 
 def test_the_vector_jacobian_product_matches_finite_differences():
