@@ -2,45 +2,49 @@
 
 ``method="auto"`` takes the matrix-product chain wherever its estimated gradient time is below
 the statevector's, at any bond (a gradient is what a training step spends its time on; a
-forward pass scales the same way on both). Both estimates are per batch of ``rows`` and were
-fitted to ``experiments/bench_chain.py`` (one core, batch 32, heads of bond 4 to 64 at 6 to 16
-qubits), which prints them beside the measured times so that the model can be checked again:
+forward pass scales the same way on both). Both estimates are per batch of ``rows``, for the
+gradient a training step asks for (a vector-Jacobian product, :func:`~.adjoint_sweep.adjoint_vjp`),
+and were fitted to ``experiments/bench_chain.py`` (one core, batch 32, heads of bond 4 to 64 at
+6 to 16 qubits), which prints them beside the measured times so that the model can be checked
+again:
 
-* the chain: its stacked products (:mod:`.mps_sweeps`) make, per row and site j with bonds l
-  and r (at most 2**k k sites from an end, where the gradient compresses them),
-  (K + 2·T_j + 4)·l·r·(l + r) multiply-adds (K readouts: the Z stacks; T_j rotations varied
-  there: their overlaps), at about :data:`CHAIN_MACS_PER_S`; building the T_j shifted site
-  tensors moves T_j·l·r·(gates on the site) numbers at :data:`CHAIN_MOVE_S` each; every site
-  costs numpy calls, :data:`CHAIN_SITE_S` per site and batch, and every call
+* the chain (:func:`~.mps.chain_vjp`): its stacked products (:mod:`.mps_sweeps`) make, per row
+  and site j with bonds l and r (at most 2**k k sites from an end, where the gradient
+  compresses them), (8 + 3·[T_j > 0])·l·r·(l + r) multiply-adds (two environments carried each
+  way, the effective environment where T_j rotations are varied) and 8·(1 + T_j)·l·r more for
+  the overlaps against the shift bases, at about :data:`CHAIN_MACS_PER_S`; building the state and
+  the shift bases at the uncompressed bonds is charged as T_j·l·r·(gates on the site) numbers
+  moved per row at :data:`CHAIN_MOVE_S` each (fitted: the bases are shared by the batch, but the
+  state's sites and their compression are per row); every site costs numpy calls, :data:`CHAIN_SITE_S` per site and batch, and every call
   :data:`CHAIN_FIXED_S`. Complex chains do 4x the arithmetic and 2x the moves.
 * the statevector's adjoint sweep: (K + 2) states of 2**n amplitudes through each layer, about
   (gates / n) layers, at :data:`STATEVECTOR_S` per amplitude and layer (2x for complex states;
   2x below 13 qubits, where the sweep does not take :mod:`.adjoint_sweep`'s shortcuts for its
   first and last layers).
 
-The gradients alone were fitted first (bench_chain.py); then the small widths were set by whole
-training steps (the chain's forward pass costs more there, and the statevector's gradient reuses
-its forward states), timed side by side on both simulators, batch 32: the default head 6.9 vs
-8.8 ms at 7 qubits, 8.2 vs 9.8 at 8, level at 9 (10.1 vs 9.7), 16.4 vs 9.8 at 10; RealAmplitudes
-reps 4 level at 10; EfficientSU2 level at 8; the ZZ map 7.8 vs 12.0 at 7, 23.7 vs 15.7 at 9.
-Where the two are level the model may take either; elsewhere it takes the faster, and it is
-within about 2x of the measured times.
+The constants are a relative least-squares fit (non-negative) to one run of ``bench_chain.py``
+on a quiet machine (load 1.3; RealAmplitudes reps 2, 4 and 6, the ZZ map and circular
+entanglement at 8, 9, 10, 12, 14 and 16 qubits) after the vector-Jacobian product replaced the
+full Jacobian. There ``auto`` took the faster simulator at 28 of 30 points; the two others were
+level (reps 4 at 9 qubits: 6 against 6 ms; circular at 10: 5 against 4 ms). The chain's estimates
+are within 1.5x of its times, the statevector's within 2.5x (it underestimates from 14 qubits,
+where its states leave the cache): the default head takes the chain from 9 qubits, reps 6 from 12.
 """
 
 from __future__ import annotations
 
-CHAIN_MACS_PER_S = 12e9
-CHAIN_MOVE_S = 2.8e-9
-CHAIN_SITE_S = 4.4e-4
-CHAIN_FIXED_S = 5e-3  # per call: its forward pass, the bases, the angle table
-STATEVECTOR_S = 6e-9  # per row, amplitude, readout and layer
-STATEVECTOR_FIXED_S = 1e-3
+CHAIN_MACS_PER_S = 8.3e9
+CHAIN_MOVE_S = 3.4e-10
+CHAIN_SITE_S = 3.4e-4
+CHAIN_FIXED_S = 0.0  # per call (the fit put nothing here: the per-site cost covers it)
+STATEVECTOR_S = 1.9e-9  # per row, amplitude, readout and layer
+STATEVECTOR_FIXED_S = 2.2e-4
 SHORTCUT_QUBITS = 13  # adjoint_sweep.SHORTCUT_QUBITS (not imported: adjoint_sweep imports the chain)
 
 
 def chain_seconds(chain, readouts: int, rows: int = 32) -> float:
-    """Estimated seconds of :func:`~.mps.chain_gradient` for ``rows`` rows and ``readouts``
-    Z readouts."""
+    """Estimated seconds of :func:`~.mps.chain_vjp` for ``rows`` rows (its cost does not grow
+    with the number of Z readouts)."""
     n = chain.num_qubits
     built = (1, *chain.cut_bonds, 1)  # the site tensors are built at these bonds
     cuts = built  # and contracted at these: the gradient compresses the ends (mps_sweeps._bases)
@@ -52,7 +56,7 @@ def chain_seconds(chain, readouts: int, rows: int = 32) -> float:
     macs = moves = 0.0
     for j in range(n):
         left, right = cuts[j], cuts[j + 1]
-        macs += (readouts + 2 * varied[j] + 4) * left * right * (left + right)
+        macs += (8 + 3 * (varied[j] > 0)) * left * right * (left + right) + 8 * (1 + varied[j]) * left * right
         moves += varied[j] * built[j] * built[j + 1] * len(chain.site_ops[j])
     complex_ = not chain.is_real
     return CHAIN_FIXED_S + CHAIN_SITE_S * n + rows * (macs * (4 if complex_ else 1) / CHAIN_MACS_PER_S
