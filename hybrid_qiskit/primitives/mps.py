@@ -895,7 +895,7 @@ def _angle_derivatives(chain: Chain, angles: np.ndarray, qubits: Sequence[int], 
             dz[:, i] = part
 
     gradient_overlaps(state.sites, qubits, sorted(by_site), kets if weights is None else closed, take,
-                      state.compressed, weights)
+                      state.compressed, weights, state)
     if weights is not None:
         return None, dz
     if all(q in state.values for q in qubits):  # the forward pass read them

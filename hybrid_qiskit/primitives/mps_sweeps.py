@@ -293,6 +293,7 @@ def gradient_overlaps(
     take: Callable[[int, np.ndarray], None],
     compressed: Compressed | None = None,
     weights: np.ndarray | None = None,
+    forward: ChainState | None = None,
 ) -> None:
     """For every site s in ``varied``, ``take(s, overlaps)`` with overlaps (R, Q, T) =
     ⟨ψ|Z_q|ψ_t⟩ for the T states of ``kets(s)`` = (tensors (R, T, l, 2, r), far): ψ with site s
@@ -309,7 +310,10 @@ def gradient_overlaps(
     :func:`_bases`: a left environment's ket index in ψ's left-part basis, a right one's in its
     right-part basis, and every bra index in the smaller of the two (a bra is ψ itself, whose
     parts both bases hold exactly). ``compressed``: :func:`compress` of ``sites``, when the
-    forward pass left it."""
+    forward pass left it. ``forward``: the forward pass's state (with ``weights``): from the
+    chain's right end up to the first cut whose bra basis is not the right-part basis, its plain
+    right environments and half steps are the ones this sweep needs, and only the weighted sum is
+    carried there (two products per site instead of four)."""
     n, R = len(sites), sites[0].shape[0]
     dtype = sites[0].dtype
     col = {q: i for i, q in enumerate(qubits)}
@@ -327,9 +331,26 @@ def gradient_overlaps(
     right: list[np.ndarray] = [full[:, 0]] * (n + 1)
     rstack: list[np.ndarray] = [full[:, 1:]] * (n + 1)
     rlab: list[list[int]] = [[] for _ in range(n + 1)]
+    # Where every cut from j on holds its bras in the right-part basis, the forward pass's right
+    # environments (bras on both sides) are this sweep's plain ones.
+    shared = forward is not None and weights is not None and forward.halves is not None
     for j in range(n - 1, 0, -1):  # right[0] and rstack[0] are never needed
-        site = _Site(_in_bases(sites[j], rb[j], rb[j + 1]), bras[j])
-        full = carried(full, site, j, _right_half, _right_step, (site.bl, site.kl))
+        shared = shared and _smaller(lb[j], rb[j]) is rb[j]
+        if shared:
+            site = _Site(bras[j])
+            w = weights[:, col[j]] if j in col else None
+            y = forward.halves[j]
+            summed = _right_half(full[:, 1], site) if full.shape[1] == 2 else None
+            if w is not None:
+                here = _weighted_flip(y, w)
+                summed = here if summed is None else summed + here
+            entries = [forward.right[j]]
+            if summed is not None:
+                entries.append(_right_step(None, site, summed))
+            full = np.stack(entries, axis=1)
+        else:
+            site = _Site(_in_bases(sites[j], rb[j], rb[j + 1]), bras[j])
+            full = carried(full, site, j, _right_half, _right_step, (site.bl, site.kl))
         right[j], rstack[j], rlab[j] = full[:, 0], full[:, 1:], rlab[j + 1] + [j] * (j in col)
     wanted = set(varied)
     if weights is not None:
