@@ -106,18 +106,19 @@ class _HeadFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, inputs: torch.Tensor, weights: torch.Tensor, qnn: BroadcastEstimatorQNN) -> torch.Tensor:
-        x, w = inputs.detach().cpu().numpy(), weights.detach().cpu().numpy()
-        ctx.qnn, ctx.arrays = qnn, (x, w)
-        ctx.device = inputs.device
-        return torch.as_tensor(qnn.forward(x, w), dtype=torch.float).to(inputs.device)
+        ctx.qnn = qnn
+        ctx.save_for_backward(inputs, weights)  # torch refuses the backward pass if either changed in place
+        out = qnn.forward(inputs.detach().cpu().numpy(), weights.detach().cpu().numpy())
+        return torch.as_tensor(out, dtype=torch.float).to(inputs.device)
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
-        qnn, (x, w) = ctx.qnn, ctx.arrays
-        # The estimator kept the forward pass's final states for these rows: not simulated again.
-        input_grad, weight_grad = qnn.vjp(x, w, grad_output.detach().cpu().double().numpy())
-        input_grad = torch.as_tensor(input_grad, dtype=torch.float).to(ctx.device) if ctx.needs_input_grad[0] else None
-        weight_grad = torch.as_tensor(weight_grad, dtype=torch.float).to(ctx.device) if ctx.needs_input_grad[1] else None
+        inputs, weights = ctx.saved_tensors
+        # The same arrays as the forward pass: the estimator kept those rows' final states.
+        input_grad, weight_grad = ctx.qnn.vjp(inputs.detach().cpu().numpy(), weights.detach().cpu().numpy(),
+                                              grad_output.detach().cpu().double().numpy())
+        input_grad = torch.as_tensor(input_grad, dtype=torch.float).to(inputs.device) if ctx.needs_input_grad[0] else None
+        weight_grad = torch.as_tensor(weight_grad, dtype=torch.float).to(weights.device) if ctx.needs_input_grad[1] else None
         return input_grad, weight_grad, None
 
 

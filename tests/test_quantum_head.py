@@ -9,6 +9,7 @@ from backends import create_backend
 from hybrid_qiskit import QuantumHead
 from hybrid_qiskit.circuits import build_head_circuit
 from hybrid_qiskit.errors import HybridQiskitError
+from hybrid_qiskit.primitives import mps
 from hybrid_qiskit.qnn import build_quantum_layer
 
 
@@ -121,11 +122,15 @@ def test_the_backward_pass_is_one_vector_jacobian_product(monkeypatch, n, head):
     calls = []
     vjp = qnn.gradient.vjp
     monkeypatch.setattr(qnn.gradient, "vjp", lambda *a: calls.append(a[0] is qnn._circuit) or vjp(*a))
+    built = []
+    sites = mps._sites_rows_first
+    monkeypatch.setattr(mps, "_sites_rows_first", lambda *a, **k: built.append(1) or sites(*a, **k))
     x = _angles(batch=5, n=n, seed=3).requires_grad_()
     g = torch.as_tensor(np.random.default_rng(4).normal(size=(5, n)), dtype=torch.float32)
     out = layer(x)
     (out * g).sum().backward()
-    assert calls == [True]  # the circuit the forward pass ran: its states are reused
+    assert calls == [True]  # the circuit the forward pass ran
+    assert len(built) == (n >= 10)  # a chain's state is built once, in the forward pass
     w = layer.weight.detach().numpy()
     np.testing.assert_allclose(out.detach().numpy(), qnn.forward(x.detach().numpy(), w), atol=1e-7)
     input_jac, weight_jac = qnn.backward(x.detach().numpy(), w)  # (B, K, inputs), (B, K, weights)
