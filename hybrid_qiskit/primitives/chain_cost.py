@@ -28,7 +28,11 @@ entanglement at 8, 9, 10, 12, 14 and 16 qubits) after the vector-Jacobian produc
 full Jacobian. There ``auto`` took the faster simulator at 28 of 30 points; the two others were
 level (reps 4 at 9 qubits: 6 against 6 ms; circular at 10: 5 against 4 ms). The chain's estimates
 are within 1.5x of its times, the statevector's within 2.5x (it underestimates from 14 qubits,
-where its states leave the cache): the default head takes the chain from 9 qubits, reps 6 from 12.
+where its states leave the cache). A training step also runs the forward pass, which costs the
+chain more (it builds and compresses ψ; the statevector's adjoint sweep starts from its forward
+state), so the chain's gradient estimate is scaled by :data:`CHAIN_STEP_FACTOR`: reps 6 at 12
+qubits, level in gradients (70 against 71 ms), took 74 ms per step on the chain and 63 ms on the
+statevector (``experiments/bench_heads.py``), and stays on the statevector.
 """
 
 from __future__ import annotations
@@ -37,14 +41,15 @@ CHAIN_MACS_PER_S = 8.3e9
 CHAIN_MOVE_S = 3.4e-10
 CHAIN_SITE_S = 3.4e-4
 CHAIN_FIXED_S = 0.0  # per call (the fit put nothing here: the per-site cost covers it)
+CHAIN_STEP_FACTOR = 1.3  # a training step's forward pass, on top of the gradient
 STATEVECTOR_S = 1.9e-9  # per row, amplitude, readout and layer
 STATEVECTOR_FIXED_S = 2.2e-4
 SHORTCUT_QUBITS = 13  # adjoint_sweep.SHORTCUT_QUBITS (not imported: adjoint_sweep imports the chain)
 
 
 def chain_seconds(chain, readouts: int, rows: int = 32) -> float:
-    """Estimated seconds of :func:`~.mps.chain_vjp` for ``rows`` rows (its cost does not grow
-    with the number of Z readouts)."""
+    """Estimated seconds of :func:`~.mps.chain_vjp` for ``rows`` rows, scaled for a training
+    step's forward pass (its cost does not grow with the number of Z readouts)."""
     n = chain.num_qubits
     built = (1, *chain.cut_bonds, 1)  # the site tensors are built at these bonds
     cuts = built  # and contracted at these: the gradient compresses the ends (mps_sweeps._bases)
@@ -59,8 +64,8 @@ def chain_seconds(chain, readouts: int, rows: int = 32) -> float:
         macs += (8 + 3 * (varied[j] > 0)) * left * right * (left + right) + 8 * (1 + varied[j]) * left * right
         moves += varied[j] * built[j] * built[j + 1] * len(chain.site_ops[j])
     complex_ = not chain.is_real
-    return CHAIN_FIXED_S + CHAIN_SITE_S * n + rows * (macs * (4 if complex_ else 1) / CHAIN_MACS_PER_S
-                                      + moves * (2 if complex_ else 1) * CHAIN_MOVE_S)
+    return CHAIN_STEP_FACTOR * (CHAIN_FIXED_S + CHAIN_SITE_S * n + rows * (
+        macs * (4 if complex_ else 1) / CHAIN_MACS_PER_S + moves * (2 if complex_ else 1) * CHAIN_MOVE_S))
 
 
 def statevector_seconds(num_qubits: int, gates: int, readouts: int, is_real: bool, rows: int = 32) -> float:
