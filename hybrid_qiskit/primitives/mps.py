@@ -879,8 +879,9 @@ def _angle_derivatives(chain: Chain, angles: np.ndarray, qubits: Sequence[int], 
             envs = [far_env if t < far[s] else local_env for t in range(len(members))]
             if all(e is None for e in envs):  # no readout reaches these rotations
                 return np.zeros((B, len(members)))
-            zero = np.zeros_like(next(e for e in envs if e is not None))
-            envs = [zero if e is None else e for e in envs]
+            if any(e is None for e in envs):
+                zero = np.zeros_like(next(e for e in envs if e is not None))
+                envs = [zero if e is None else e for e in envs]
             first = shared(s)
             if first is not None:
                 return _shared_overlaps(chain, s, moving[members], first, dtype, B, *batch, envs)

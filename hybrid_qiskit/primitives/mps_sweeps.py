@@ -405,7 +405,9 @@ def _weighted_left_sweep(sites: Sequence[np.ndarray], compressed: Compressed, wa
     lb, rb, bras = compressed.left, compressed.right, compressed.bras
     envs = np.ones((R, 1, 1, 1), dtype=sites[0].dtype)  # (R, 1 or 2, ket, bra)
     for s in range(n):
-        site = _Site(_in_bases(sites[s], lb[s], lb[s + 1]), bras[s])
+        # Where both of the site's cuts hold the bras in the left-part bases, the ket is the bra.
+        same = _smaller(lb[s], rb[s]) is lb[s] and _smaller(lb[s + 1], rb[s + 1]) is lb[s + 1]
+        site = _Site(bras[s]) if same else _Site(_in_bases(sites[s], lb[s], lb[s + 1]), bras[s])
         dl, dr, ql = site.bl, site.br, envs.shape[2]
         v = np.matmul(envs, site.ab.reshape(R, 1, dl, 2 * dr))  # (R, z, lk, (p, rb))
         w_s = weights[:, col[s]] if s in col else None
