@@ -161,10 +161,12 @@ def adjoint_vjp(
     method: str = "auto",
 ) -> np.ndarray:
     """The vector-Jacobian product Σ_k cotangent[k, b] · d⟨O_k⟩/dθ per row: (B, P), what a
-    training step's backward pass needs. A chain computes it directly, at about the cost of one
-    readout's gradient (:func:`~.mps.chain_vjp`); elsewhere it is :func:`adjoint_gradient`'s
-    Jacobians (K, B, P) contracted with ``cotangent`` (K, B). Arguments as for
-    :func:`adjoint_gradient`."""
+    training step's backward pass needs: the gradient of ⟨O_b⟩ for one observable per row,
+    O_b = Σ_k cotangent[k, b] O_k. A chain computes it directly, at about the cost of one
+    readout's gradient (:func:`~.mps.chain_vjp`). On the statevector, diagonal observables (the
+    QNN's Z readouts) give one co-state O_b ψ_b, so the adjoint sweep carries 2 states instead of
+    1 + K; other observables take :func:`adjoint_gradient`'s Jacobians (K, B, P), contracted with
+    ``cotangent`` (K, B). Arguments as for :func:`adjoint_gradient`."""
     values = as_values(program, values)
     cotangent = np.asarray(cotangent, dtype=float)
     readouts = chain_readouts(program, observables, method)
@@ -172,8 +174,38 @@ def adjoint_vjp(
         with blas_threads():
             return chain_vjp(program.chain, values, readouts, cotangent,
                              state=state if isinstance(state, ChainState) else None)
+    plain = state if isinstance(state, np.ndarray) else None
+    if observables and all(o.diag is not None for o in observables):
+        with blas_threads():
+            return _statevector_vjp(program, values, observables, cotangent, plain, single)
     _, grads = adjoint_gradient(program, values, observables, state=state, single=single, method=method)
     return np.einsum("kb,kbp->bp", cotangent, grads)
+
+
+def _statevector_vjp(program, values, observables, cotangent, state, single) -> np.ndarray:
+    """:func:`adjoint_vjp` on the statevector for diagonal observables: the sweep's stack holds ψ
+    and the one co-state λ_b = (Σ_k cotangent[k, b] O_k) ψ_b."""
+    B, P, n = values.shape[0], values.shape[1], program.num_qubits
+    out = np.zeros((B, P))
+    if not any(c is not None for c in program.angle_jacobians):
+        return out
+    if state is not None:
+        single = state.dtype in (np.float32, np.complex64)
+    diag = np.stack([o.diag for o in observables], axis=1)  # (N, K)
+    dtype = state_dtype(program, single)
+    if np.iscomplexobj(diag):
+        dtype = np.result_type(dtype, np.complex64)
+
+    def run(block: slice) -> None:
+        if state is None:
+            psi = evolve(program, Batch(program, values[block]), single)[:, :, 0]
+        else:
+            psi = state[:, block]
+        co_state = psi * at_precision(diag @ cotangent[:, block], dtype)
+        out[block] = _sweep(program, values[block], psi, observables, dtype, None, co_state)[0]
+
+    map_blocks(run, row_blocks(B, (1 << n) * 2 * dtype.itemsize, SWEEP_BYTES))
+    return out
 
 
 def _adjoint_gradient(program, values, observables, state, single):
@@ -207,10 +239,11 @@ def _adjoint_gradient(program, values, observables, state, single):
     return evs, grads
 
 
-def _sweep(program, values, psi, observables, dtype, table) -> np.ndarray:
+def _sweep(program, values, psi, observables, dtype, table, co_state: np.ndarray | None = None) -> np.ndarray:
     """The adjoint sweep for parameter sets ``values`` (B, P) with final states ``psi`` (N, B):
-    gradients (K, B, P)."""
-    B, P, K = values.shape[0], values.shape[1], len(observables)
+    gradients (K, B, P). ``co_state`` (N, B): one co-state O_b ψ_b given per row instead of the
+    observables' (a vector-Jacobian product): gradients (1, B, P) of ⟨O_b⟩."""
+    B, P, K = values.shape[0], values.shape[1], 1 if co_state is not None else len(observables)
     batch = Batch(program, values)
     ops = program.ops
     first = next(i for i, c in enumerate(program.angle_jacobians) if c is not None)
@@ -218,8 +251,12 @@ def _sweep(program, values, psi, observables, dtype, table) -> np.ndarray:
     top = len(ops) - 1
     # One layer application serves ψ and every co-state.
     wide = program.num_qubits >= SHORTCUT_QUBITS
-    last = last_layer(program, observables) if table is not None and wide else None
-    if last is not None:  # Z readouts after one-qubit gates: the stack starts before that layer
+    last = last_layer(program, observables) if table is not None and wide and co_state is None else None
+    if co_state is not None:
+        stack = np.empty((psi.shape[0], B, 2), dtype=dtype)
+        stack[:, :, 0] = psi
+        stack[:, :, 1] = co_state
+    elif last is not None:  # Z readouts after one-qubit gates: the stack starts before that layer
         stack, dtheta = last_layer_stack(program, last, batch, psi, observables, dtype)
         if program.angle_jacobians[last] is not None:
             _through_angles(grads_t, dtheta, program.angle_jacobians[last], values)

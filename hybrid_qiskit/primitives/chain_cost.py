@@ -17,39 +17,38 @@ again:
   moved per row at :data:`CHAIN_MOVE_S` each (fitted: the bases are shared by the batch, but the
   state's sites and their compression are per row); every site costs numpy calls, :data:`CHAIN_SITE_S` per site and batch, and every call
   :data:`CHAIN_FIXED_S`. Complex chains do 4x the arithmetic and 2x the moves.
-* the statevector's adjoint sweep: (K + 2) states of 2**n amplitudes through each layer, about
-  (gates / n) layers, at :data:`STATEVECTOR_S` per amplitude and layer (2x for complex states;
-  2x below 13 qubits, where the sweep does not take :mod:`.adjoint_sweep`'s shortcuts for its
-  first and last layers).
+* the statevector's adjoint sweep for the product (:func:`~.adjoint_sweep.adjoint_vjp`): ψ and
+  one co-state, 3 states' worth of 2**n amplitudes with the derivative states, through each of
+  about (gates / n) layers, at :data:`STATEVECTOR_S` per amplitude and layer (2x for complex
+  states); it no longer grows with the number of readouts either.
 
 The constants are a relative least-squares fit (non-negative) to one run of ``bench_chain.py``
-on a quiet machine (load 1.3; RealAmplitudes reps 2, 4 and 6, the ZZ map and circular
-entanglement at 8, 9, 10, 12, 14 and 16 qubits) after the vector-Jacobian product replaced the
-full Jacobian. There ``auto`` took the faster simulator at 28 of 30 points; the two others were
-level (reps 4 at 9 qubits: 6 against 6 ms; circular at 10: 5 against 4 ms). The chain's estimates
-are within 1.5x of its times, the statevector's within 2.5x (it underestimates from 14 qubits,
-where its states leave the cache). A training step also runs the forward pass, which costs the
-chain more (it builds and compresses ψ; the statevector's adjoint sweep starts from its forward
-state), so the chain's gradient estimate is scaled by :data:`CHAIN_STEP_FACTOR`: reps 6 at 12
-qubits, level in gradients (70 against 71 ms), took 74 ms per step on the chain and 63 ms on the
-statevector (``experiments/bench_heads.py``), and stays on the statevector.
+on a quiet machine (load 0.5; RealAmplitudes reps 2, 4 and 6, the ZZ map and circular
+entanglement at 8, 9, 10, 12, 14 and 16 qubits), after both simulators' gradients became
+vector-Jacobian products. There ``auto`` took the faster simulator at 29 of 30 points; the other
+was level (the ZZ map at 9 qubits: 9 against 7 ms). Whole training steps on both simulators
+(batch 32, medians of 9 alternating steps) then checked the choices where they are close: the
+default head 8.5 / 10.1 ms (statevector / chain) at 9 qubits, 10.6 / 10.0 at 10, 16.1 / 10.3 at 11;
+reps 4 13.3 / 14.7 at 10; circular 9.7 / 12.2 at 10, 19.5 / 15.0 at 11; reps 6 54 / 94 at 12 and
+180 / 134 at 14. ``auto`` takes the faster at each but reps 6 at 14 qubits, where the gradients
+alone favour the statevector (117 against 136 ms) and the chain's cheaper forward pass wins the
+step: the default head takes the chain from 11 qubits (level at 10), reps 4 from 11, circular
+from 11, the ZZ map from 9, reps 6 from 15.
 """
 
 from __future__ import annotations
 
-CHAIN_MACS_PER_S = 8.3e9
-CHAIN_MOVE_S = 3.4e-10
-CHAIN_SITE_S = 3.4e-4
-CHAIN_FIXED_S = 0.0  # per call (the fit put nothing here: the per-site cost covers it)
-CHAIN_STEP_FACTOR = 1.3  # a training step's forward pass, on top of the gradient
-STATEVECTOR_S = 1.9e-9  # per row, amplitude, readout and layer
-STATEVECTOR_FIXED_S = 2.2e-4
-SHORTCUT_QUBITS = 13  # adjoint_sweep.SHORTCUT_QUBITS (not imported: adjoint_sweep imports the chain)
+CHAIN_MACS_PER_S = 4.9e9
+CHAIN_MOVE_S = 2.25e-10
+CHAIN_SITE_S = 1.3e-4
+CHAIN_FIXED_S = 2.7e-3  # per call
+STATEVECTOR_S = 7.0e-9  # per row, amplitude, state and layer
+STATEVECTOR_FIXED_S = 4.7e-4
 
 
 def chain_seconds(chain, readouts: int, rows: int = 32) -> float:
-    """Estimated seconds of :func:`~.mps.chain_vjp` for ``rows`` rows, scaled for a training
-    step's forward pass (its cost does not grow with the number of Z readouts)."""
+    """Estimated seconds of :func:`~.mps.chain_vjp` for ``rows`` rows (its cost does not grow
+    with the number of Z readouts)."""
     n = chain.num_qubits
     built = (1, *chain.cut_bonds, 1)  # the site tensors are built at these bonds
     cuts = built  # and contracted at these: the gradient compresses the ends (mps_sweeps._bases)
@@ -64,12 +63,12 @@ def chain_seconds(chain, readouts: int, rows: int = 32) -> float:
         macs += (8 + 3 * (varied[j] > 0)) * left * right * (left + right) + 8 * (1 + varied[j]) * left * right
         moves += varied[j] * built[j] * built[j + 1] * len(chain.site_ops[j])
     complex_ = not chain.is_real
-    return CHAIN_STEP_FACTOR * (CHAIN_FIXED_S + CHAIN_SITE_S * n + rows * (
-        macs * (4 if complex_ else 1) / CHAIN_MACS_PER_S + moves * (2 if complex_ else 1) * CHAIN_MOVE_S))
+    return CHAIN_FIXED_S + CHAIN_SITE_S * n + rows * (macs * (4 if complex_ else 1) / CHAIN_MACS_PER_S
+                                      + moves * (2 if complex_ else 1) * CHAIN_MOVE_S)
 
 
 def statevector_seconds(num_qubits: int, gates: int, readouts: int, is_real: bool, rows: int = 32) -> float:
-    """Estimated seconds of the statevector's adjoint gradient of a circuit of ``gates`` gates."""
+    """Estimated seconds of the statevector's vector-Jacobian product for a circuit of ``gates``
+    gates (``readouts`` does not change it: one co-state serves them all)."""
     layers = max(1.0, gates / num_qubits)
-    factor = (1 if is_real else 2) * (2 if num_qubits < SHORTCUT_QUBITS else 1)
-    return STATEVECTOR_FIXED_S + rows * STATEVECTOR_S * 2.0**num_qubits * (readouts + 2) * layers * factor
+    return STATEVECTOR_FIXED_S + rows * STATEVECTOR_S * 2.0**num_qubits * 3 * layers * (1 if is_real else 2)
