@@ -740,20 +740,10 @@ def chain_gradient(
     ``state``: ψ for these rows when the forward pass left it (:func:`chain_expectations`'s
     ``keep``), so that it is not built again."""
     B, P, K = values.shape[0], len(chain.parameters), len(readouts)
-    _keep_freed_memory()
     qubits = sorted({q for q, _ in readouts})
     col = {q: i for i, q in enumerate(qubits)}
-    moving = np.flatnonzero(chain.table.depends.any(axis=1))  # rotations that parameters move
-    position = {g: i for i, g in enumerate(moving)}
     evs, grads = np.empty((K, B)), np.empty((K, B, P))
-    if state is not None and state.rows != B:
-        state = None
-    for block in _row_blocks(B, _row_bytes(chain, stacks=True), GRADIENT_BLOCK_BYTES):
-        rows = values[block]
-        drawn = None if paulis is None else paulis[:, block]
-        z, dz = _angle_derivatives(chain, chain.table.angles(rows), qubits, moving, drawn,
-                                   None if state is None else state.block(block))
-        dq = np.matmul(dz.transpose(0, 2, 1), _partials(chain, rows, moving, position))  # (rows, Q, P)
+    for block, z, dq in _parameter_derivatives(chain, values, qubits, paulis, state):  # dq (rows, Q, P)
         for k, (q, c) in enumerate(readouts):
             evs[k, block] = c * z[:, col[q]]
             grads[k, block] = c * dq[:, col[q]]
@@ -770,24 +760,36 @@ def chain_vjp(chain: Chain, values: np.ndarray, readouts: Sequence[tuple[int, fl
     (bond 64) carries 2 environments per site instead of up to 17. ``state``: as for
     :func:`chain_gradient`."""
     B, P = values.shape[0], len(chain.parameters)
-    _keep_freed_memory()
     qubits = sorted({q for q, _ in readouts})
     col = {q: i for i, q in enumerate(qubits)}
     weights = np.zeros((B, len(qubits)))
     for k, (q, c) in enumerate(readouts):
         weights[:, col[q]] += c * cotangent[k]
-    moving = np.flatnonzero(chain.table.depends.any(axis=1))
-    position = {g: i for i, g in enumerate(moving)}
     out = np.empty((B, P))
+    for block, _, dq in _parameter_derivatives(chain, values, qubits, paulis, state, weights):  # dq (rows, 1, P)
+        out[block] = dq[:, 0]
+    return out
+
+
+def _parameter_derivatives(chain: Chain, values: np.ndarray, qubits: Sequence[int], paulis: np.ndarray | None,
+                           state: ChainState | None, weights: np.ndarray | None = None):
+    """For each block of rows: ``(block, z, dq)``, with ⟨Z_q⟩ (rows, Q) and their derivatives
+    per circuit parameter (rows, Q, P) (:func:`_angle_derivatives`, then the chain rule through
+    each angle's expression); with ``weights`` (B, Q), None and the derivatives of Σ_q w_q⟨Z_q⟩
+    (rows, 1, P)."""
+    B = values.shape[0]
+    _keep_freed_memory()
+    moving = np.flatnonzero(chain.table.depends.any(axis=1))  # rotations that parameters move
+    position = {g: i for i, g in enumerate(moving)}
     if state is not None and state.rows != B:
         state = None
     for block in _row_blocks(B, _row_bytes(chain, stacks=True), GRADIENT_BLOCK_BYTES):
         rows = values[block]
         drawn = None if paulis is None else paulis[:, block]
-        _, dz = _angle_derivatives(chain, chain.table.angles(rows), qubits, moving, drawn,
-                                   None if state is None else state.block(block), weights[block])
-        out[block] = np.matmul(dz.transpose(0, 2, 1), _partials(chain, rows, moving, position))[:, 0]
-    return out
+        z, dz = _angle_derivatives(chain, chain.table.angles(rows), qubits, moving, drawn,
+                                   None if state is None else state.block(block),
+                                   None if weights is None else weights[block])
+        yield block, z, np.matmul(dz.transpose(0, 2, 1), _partials(chain, rows, moving, position))
 
 
 def _partials(chain: Chain, rows: np.ndarray, moving: np.ndarray, position: dict[int, int]) -> np.ndarray:
