@@ -52,6 +52,12 @@ class ChainState:
     # Each right environment's first half step (R, bl, 2, kr) past site j: ⟨Z_j⟩ closes against
     # it with one elementwise product (:func:`z_values`).
     halves: list[np.ndarray] | None = None
+    # The read qubits' reduced density matrices (R, 2, 2) (:func:`z_values`' ``densities``): the
+    # gradient of a rotation read at its own qubit alone closes against them (``mps._local_overlaps``).
+    densities: dict[int, np.ndarray] = field(default_factory=dict)
+    # The left half steps of that sweep (R, bl, 2, kr), from site 0 on (``z_values``' ``lefts``):
+    # the gradient's left sweep reuses them (:func:`_weighted_left_sweep`).
+    lefts: list[np.ndarray] | None = None
 
     @classmethod
     def of(cls, sites: list[np.ndarray]) -> ChainState:
@@ -66,12 +72,15 @@ class ChainState:
     def block(self, rows: slice) -> ChainState:
         return ChainState([a[rows] for a in self.sites], self.compressed.block(rows), [e[rows] for e in self.right],
                           {q: v[rows] for q, v in self.values.items()},
-                          None if self.halves is None else [y[rows] for y in self.halves])
+                          None if self.halves is None else [y[rows] for y in self.halves],
+                          {q: r[rows] for q, r in self.densities.items()},
+                          None if self.lefts is None else [t[rows] for t in self.lefts])
 
     @property
     def nbytes(self) -> int:
         return (sum(a.nbytes for a in self.sites) + self.compressed.nbytes
-                + sum(e.nbytes for e in self.right) + sum(y.nbytes for y in self.halves or ()))
+                + sum(e.nbytes for e in self.right) + sum(y.nbytes for y in self.halves or ())
+                + sum(t.nbytes for t in self.lefts or ()))
 
 
 @dataclass
@@ -209,11 +218,14 @@ def _left_step(e: np.ndarray, site: _Site, t: np.ndarray | None = None, out: np.
 
 
 def z_values(sites: Sequence[np.ndarray], right: Sequence[np.ndarray], qubits: Sequence[int],
-             halves: Sequence[np.ndarray] | None = None) -> np.ndarray:
+             halves: Sequence[np.ndarray] | None = None, densities: dict | None = None,
+             lefts: list | None = None) -> np.ndarray:
     """⟨Z_q⟩ (R, len(qubits)) from one left sweep against the right environments. Unitary
     evolution keeps the norm 1: nothing is divided. With the right environments' ``halves``
-    (:func:`right_environments`), each ⟨Z_j⟩ is the left half step t against half j,
-    Σ (−1)^p t[lb, p, rk]·y[lb, p, rk]: χ² per row instead of a χ³ step."""
+    (:func:`right_environments`), each ⟨Z_j⟩ is read from the qubit's reduced density matrix,
+    the left half step t against half j (:func:`_density`): χ² per row instead of a χ³ step.
+    ``densities``: a dict that receives those matrices (R, 2, 2) by qubit (with ``halves``);
+    ``lefts``: a list that receives each site's left half step t (R, bl, 2, kr), site by site."""
     R = sites[0].shape[0]
     out = np.empty((R, len(qubits)))
     col = {q: i for i, q in enumerate(qubits)}
@@ -221,12 +233,26 @@ def z_values(sites: Sequence[np.ndarray], right: Sequence[np.ndarray], qubits: S
     for j in range(max(qubits, default=-1) + 1):
         site = _Site(sites[j])
         t = _left_half(left, site)
+        if lefts is not None:
+            lefts.append(t)
         if j in col and halves is not None:
-            out[:, col[j]] = _inner(_flip(t), halves[j]).real
+            rho = _density(halves[j], t)
+            out[:, col[j]] = (rho[:, 0, 0] - rho[:, 1, 1]).real
+            if densities is not None:
+                densities[j] = rho
         elif j in col:
             out[:, col[j]] = _inner(_left_step(left, site, _flip(t)), right[j + 1]).real
         left = _left_step(left, site, t)
     return out
+
+
+def _density(y: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """ρ[p, p'] = Σ conj(ψ[.., p, ..])·ψ[.., p', ..] (R, 2, 2), one qubit's reduced density
+    matrix (bra index first), from a right half step y and a left one t (R, bl, 2, kr) at its
+    site: one small product per bond entry, no transposed copies."""
+    R, bl, _, kr = y.shape
+    pairs = np.matmul(y.reshape(R * bl, 2, kr), t.reshape(R * bl, 2, kr).transpose(0, 2, 1))
+    return pairs.reshape(R, bl, 2, 2).sum(axis=1)
 
 
 def _bases(sites: Sequence[np.ndarray]) -> tuple[list, list]:
@@ -304,6 +330,7 @@ def gradient_overlaps(
     a vector-Jacobian product. Σ_q w_q Z_q is a sum of one-site terms, so each stack collapses
     to one environment, the weighted sum of its entries (carried like any entry, since carrying
     is linear): two environments per site instead of 1 + Q, whatever the number of readouts.
+    ``kets(s)`` is then a function of the site's effective environment (:func:`_weighted_left_sweep`).
 
     One right sweep builds the right stacks, then one left sweep carries the left stack and
     closes each varied site's overlaps on its way. Bonds are held in the bases of
@@ -354,7 +381,7 @@ def gradient_overlaps(
         right[j], rstack[j], rlab[j] = full[:, 0], full[:, 1:], rlab[j + 1] + [j] * (j in col)
     wanted = set(varied)
     if weights is not None:
-        _weighted_left_sweep(sites, compressed, wanted, kets, take, right, rstack, weights, col)
+        _weighted_left_sweep(sites, compressed, wanted, kets, take, right, rstack, weights, col, forward)
         return
     full = np.ones((R, 1, 1, 1), dtype=dtype)  # left[s] then lstack (labels llab), as above
     left, lstack, llab = full[:, 0], full[:, 1:], []
@@ -390,63 +417,71 @@ def gradient_overlaps(
 
 def _weighted_left_sweep(sites: Sequence[np.ndarray], compressed: Compressed, wanted: set[int], kets: Callable,
                          take: Callable, right: list[np.ndarray], rstack: list[np.ndarray], weights: np.ndarray,
-                         col: dict[int, int]) -> None:
+                         col: dict[int, int], forward: ChainState | None = None) -> None:
     """:func:`gradient_overlaps`' left sweep for ``weights``: at each varied site s, the overlaps
     (R, 1, T) of ⟨ψ|Σ_q w_q Z_q|ψ_t⟩ from the site's effective environment E, the whole effect of
     the operator and of ψ's other sites on it: each overlap is an inner product of E with a ket
-    (χ² per ket; ``kets(s)`` = (contract, far) with ``contract(E_far, E_local)`` the overlaps
-    (R, T), its first ``far`` kets read beyond the site, the rest at it alone), where the stacks
-    cost χ³ per ket. E is taken out of the bonds' bases once rather than every ket into them.
+    (χ² per ket; ``kets(s)`` = ``contract`` with ``contract(E)`` the overlaps (R, T)), where the
+    stacks cost χ³ per ket. E is taken out of the bonds' bases once rather than every ket into
+    them. Rotations read at their own qubit alone are not asked for here: the caller closes them
+    against the qubit's reduced density matrix (see ``mps._local_overlaps``).
 
     The left environments are held transposed (ket, bra), the plain one and the weighted one,
     and are carried bra first: their products with the site's bra, v, are E's first factors too,
-    and a readout at the site joins the weighted sum there (two fewer χ³ products per site)."""
+    and a readout at the site joins the weighted sum there (two fewer χ³ products per site).
+    ``forward``: the forward pass's state; where its left half steps (``lefts``) are this
+    sweep's plain products (the chain's left part, bras in the left-part bases), only the
+    weighted environment is carried (two products per site instead of four)."""
     n, R = len(sites), sites[0].shape[0]
     lb, rb, bras = compressed.left, compressed.right, compressed.bras
-    envs = np.ones((R, 1, 1, 1), dtype=sites[0].dtype)  # (R, 1 or 2, ket, bra)
+    lefts = None if forward is None else forward.lefts
+
+    def reused(s: int) -> bool:  # the plain product v at site s is the forward pass's left half step
+        return lefts is not None and s < len(lefts) and _smaller(lb[s], rb[s]) is lb[s]
+
+    plain = np.ones((R, 1, 1), dtype=sites[0].dtype)  # (R, ket, bra); None where not carried
+    weighted = None  # the weighted sum, from the first readout on
     for s in range(n):
         # Where both of the site's cuts hold the bras in the left-part bases, the ket is the bra.
         same = _smaller(lb[s], rb[s]) is lb[s] and _smaller(lb[s + 1], rb[s + 1]) is lb[s + 1]
         site = _Site(bras[s]) if same else _Site(_in_bases(sites[s], lb[s], lb[s + 1]), bras[s])
-        dl, dr, ql = site.bl, site.br, envs.shape[2]
-        v = np.matmul(envs, site.ab.reshape(R, 1, dl, 2 * dr))  # (R, z, lk, (p, rb))
-        w_s = weights[:, col[s]] if s in col else None
-        if w_s is not None:  # Z at this site joins the weighted sum
-            here = _weighted_flip(v[:, 0].reshape(R, ql, 2, dr), w_s).reshape(R, ql, 2 * dr)
-            if v.shape[1] == 1:
-                v = np.concatenate([v, here[:, None]], axis=1)
-            else:
-                v[:, 1] += here
-        v = v.reshape(R, v.shape[1], 2 * ql, dr)
+        dl, dr = site.bl, site.br
+        bra = site.ab.reshape(R, dl, 2 * dr)
+        # v (R, lk, (p, rb)): an environment times the site's bra. Where the cut's bras are in
+        # the left-part basis, the plain environment (ket, bra) is the forward pass's (bra, ket),
+        # a Hermitian Gram matrix, transposed: its v is the conjugate of that pass's half step.
+        v0 = _conj(lefts[s]).reshape(R, -1, 2 * dr) if reused(s) else np.matmul(plain, bra)
+        ql = v0.shape[1]
+        v1 = None if weighted is None else np.matmul(weighted, bra)
+        if s in col:  # Z at this site joins the weighted sum
+            here = _weighted_flip(v0.reshape(R, ql, 2, dr), weights[:, col[s]]).reshape(R, ql, 2 * dr)
+            v1 = here if v1 is None else v1 + here
         if s in wanted:
-            contract, _ = kets(s)
-            take(s, _site_overlaps(v, w_s, right[s + 1], rstack[s + 1], contract, lb[s], rb[s + 1]))
+            take(s, _site_overlaps(v0.reshape(R, 2 * ql, dr), None if v1 is None else v1.reshape(R, 2 * ql, dr),
+                                   right[s + 1], rstack[s + 1], kets(s), lb[s], rb[s + 1]))
         if s == n - 1:
             break
         ket_t = np.ascontiguousarray(site.a.reshape(R, 2 * ql, site.kr).transpose(0, 2, 1))  # (R, rk, (lk, p))
-        envs = np.matmul(ket_t[:, None], v)  # (R, z, rk, rb)
+        plain = None if reused(s + 1) else np.matmul(ket_t, v0.reshape(R, 2 * ql, dr))  # (R, rk, rb)
+        weighted = None if v1 is None else np.matmul(ket_t, v1.reshape(R, 2 * ql, dr))
 
 
-def _site_overlaps(v: np.ndarray, w_s: np.ndarray | None, right: np.ndarray, rstack: np.ndarray, contract: Callable,
+def _site_overlaps(v0: np.ndarray, v1: np.ndarray | None, right: np.ndarray, rstack: np.ndarray, contract: Callable,
                    left_basis, right_basis) -> np.ndarray:
-    """The overlaps (R, 1, T) at one site from v (R, 1 or 2, (lk, p), rb): the left environments
-    times the site's bra, the weighted one with the site's own Z term in it; ``right``,
-    ``rstack``: ψ's right environment and the weighted one (R, 0 or 1, bra, ket) after the site."""
-    R, z, rows, dr = v.shape
+    """The overlaps (R, 1, T) at one site from v0 and v1 (R, (lk, p), rb): the plain and the
+    weighted left environment times the site's bra, the weighted one with the site's own Z term
+    in it (None before the first readout); ``right``, ``rstack``: ψ's right environment and the
+    weighted one (R, 0 or 1, bra, ket) after the site. ``contract(E)`` closes the effective
+    environment E (None where no readout reaches the site)."""
+    R, rows, _ = v0.shape
     ql, pr = rows // 2, right.shape[2]
-    local = far_env = None
-    if w_s is not None:  # the kets read at this site alone see its Z term only
-        both = np.matmul(v, right[:, None])  # (R, z, (lk, p), rk)
-        local = _weighted_flip(both[:, 0].reshape(R, ql, 2, pr), w_s)
-        far_env = both[:, 1].reshape(R, ql, 2, pr)
-    elif z == 2:  # readouts left of the site
-        far_env = np.matmul(v[:, 1], right).reshape(R, ql, 2, pr)
+    far_env = None
+    if v1 is not None:  # readouts left of the site, and at it
+        far_env = np.matmul(v1, right).reshape(R, ql, 2, pr)
     if rstack.shape[1]:  # readouts right of the site
-        term = np.matmul(v[:, 0], rstack[:, 0]).reshape(R, ql, 2, pr)
+        term = np.matmul(v0, rstack[:, 0]).reshape(R, ql, 2, pr)
         far_env = term if far_env is None else far_env + term
-    far_env = None if far_env is None else _out_of_bases(far_env, left_basis, right_basis)
-    local = None if local is None else _out_of_bases(local, left_basis, right_basis)
-    return contract(far_env, local)[:, None, :]
+    return contract(None if far_env is None else _out_of_bases(far_env, left_basis, right_basis))[:, None, :]
 
 
 def _out_of_bases(e: np.ndarray, left_basis, right_basis) -> np.ndarray:
