@@ -823,28 +823,42 @@ def _local_rotations(chain: Chain) -> set[int]:
     return out
 
 
-def _local_overlaps(chain: Chain, s: int, angles: np.ndarray, rotations: np.ndarray, rho: np.ndarray, dtype,
-                    paulis: np.ndarray | None = None) -> np.ndarray:
-    """⟨ψ|Z_s|ψ_g⁺⟩ (B, T) for rotations g read at their own qubit s alone
+def _local_overlaps(chain: Chain, angles: np.ndarray, rotations: dict[int, np.ndarray], densities: dict[int, np.ndarray],
+                    dtype, paulis: np.ndarray | None = None) -> dict[int, np.ndarray]:
+    """⟨ψ|Z_s|ψ_g⁺⟩ (B, T) per site s for the ``rotations`` g read at their own qubit s alone
     (:func:`_local_rotations`), from the qubit's reduced density matrix ρ (B, 2, 2). Only
     one-qubit gates follow g on its qubit, so ψ_g⁺ = N·ψ with N = W·U_g(θ + π)·U_g(θ)†·W† on
     qubit s (W: the gates after g), and ⟨ψ|Z N|ψ⟩ = Σ Z[p]·N[p, p']·ρ[p, p']. The effective
     environment these rotations would close against costs χ³ per row to build (an eighth of reps
-    6's gradient at 16 qubits); this costs a few 2x2 products."""
-    ops = chain.site_ops[s]
-    mats = _matrices(chain, angles, dtype, {i for i, _ in ops}, paulis)
-    sign = np.array([1.0, -1.0])[:, None, None]
-    out = np.empty((len(angles), len(rotations)), dtype=np.result_type(dtype, rho))
-    for t, g in enumerate(rotations):
-        gate = chain.rotation_gate[g]
-        shifted = angles.copy()
-        shifted[:, g] += math.pi
-        n = _product(_matrices(chain, shifted, dtype, {gate}, paulis)[gate], _adjoint(mats[gate]))
-        after = [k for k, (i, _) in enumerate(ops) if i == gate][0] + 1
-        for i, role in ops[after:]:
-            if role == "one" and mats[i] is not None:  # "pass": a distant gate's bond, not this qubit
-                n = _product(mats[i], _product(n, _adjoint(mats[i])))
-        out[:, t] = ((sign * n).transpose(2, 0, 1) * rho).sum(axis=(1, 2))
+    6's gradient at 16 qubits); this costs a few 2x2 products, the matrices built in two calls."""
+    if not rotations:
+        return {}
+    entries = [(s, g) for s, gs in rotations.items() for g in gs]
+    gates = [chain.rotation_gate[g] for _, g in entries]
+    # The gates after each rotation on its qubit: one-qubit gates ("pass" is a distant gate's bond).
+    after = []
+    for (s, _), gate in zip(entries, gates):
+        ops = [i for i, _ in chain.site_ops[s]]
+        after.append([i for i, role in chain.site_ops[s][ops.index(gate) + 1:] if role == "one"])
+    needed = set(gates).union(*after)
+    # A QNN batch shares its weights: the matrices of one row then serve all (2x2 products, not 2x2xB).
+    if paulis is None and all(np.all(angles[:, chain.gate_rotation[i]] == angles[0, chain.gate_rotation[i]])
+                              for i in needed if chain.gates[i].rotation is not None):
+        angles = angles[:1]
+    mats = _matrices(chain, angles, dtype, needed, paulis)
+    moved = _matrices(chain, angles + math.pi, dtype, set(gates), paulis)
+    n = np.einsum("lijb,lkjb->likb", np.stack([moved[i] for i in gates]), np.conj(np.stack([mats[i] for i in gates])))
+    for k, later in enumerate(after):
+        for i in later:
+            if mats[i] is not None:  # a Pauli slot no row drew a Pauli in is None
+                n[k] = _product(mats[i], _product(n[k], _adjoint(mats[i])))
+    n[:, 1] *= -1  # Z·N
+    rho = np.stack([densities[s] for s, _ in entries])  # (L, B, 2, 2)
+    values = np.einsum("lpqb,lbpq->bl", n, rho) if n.shape[-1] > 1 else np.einsum("lpq,lbpq->bl", n[..., 0], rho)
+    out, k = {}, 0
+    for s, gs in rotations.items():
+        out[s] = values[:, k: k + len(gs)]
+        k += len(gs)
     return out
 
 
@@ -925,10 +939,8 @@ def _angle_derivatives(chain: Chain, angles: np.ndarray, qubits: Sequence[int], 
                 else:
                     k = own_kets(s, members[:T]).reshape(B, T, -1)
                     out[:, :T] = np.matmul(k, env.reshape(B, -1, 1))[:, :, 0]
-            if T < len(members) and s in col:
-                out[:, T:] = _local_overlaps(chain, s, angles, moving[members[T:]], state.densities[s], dtype,
-                                             paulis)
-                out[:, T:] *= weights[:, col[s], None]
+            if s in at_own:
+                out[:, T:] = at_own[s] * weights[:, col[s], None]
             return out
 
         return contract
@@ -938,6 +950,9 @@ def _angle_derivatives(chain: Chain, angles: np.ndarray, qubits: Sequence[int], 
             part = overlaps[:, :, t].imag if chain.rotations[moving[i]].name in _PROJECTOR else overlaps[:, :, t].real
             dz[:, i] = part
 
+    at_own = {} if weights is None else _local_overlaps(
+        chain, angles, {s: moving[by_site[s][far[s]:]] for s in by_site if s in col and far[s] < len(by_site[s])},
+        state.densities, dtype, paulis)
     gradient_overlaps(state.sites, qubits, sorted(by_site), kets if weights is None else closed, take,
                       state.compressed, weights, state)
     if weights is not None:

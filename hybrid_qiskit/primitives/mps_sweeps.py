@@ -223,36 +223,46 @@ def z_values(sites: Sequence[np.ndarray], right: Sequence[np.ndarray], qubits: S
     """⟨Z_q⟩ (R, len(qubits)) from one left sweep against the right environments. Unitary
     evolution keeps the norm 1: nothing is divided. With the right environments' ``halves``
     (:func:`right_environments`), each ⟨Z_j⟩ is read from the qubit's reduced density matrix,
-    the left half step t against half j (:func:`_density`): χ² per row instead of a χ³ step.
+    the left half step t against half j (:func:`_densities`): χ² per row instead of a χ³ step.
     ``densities``: a dict that receives those matrices (R, 2, 2) by qubit (with ``halves``);
     ``lefts``: a list that receives each site's left half step t (R, bl, 2, kr), site by site."""
     R = sites[0].shape[0]
     out = np.empty((R, len(qubits)))
     col = {q: i for i, q in enumerate(qubits)}
     left = np.ones((R, 1, 1), dtype=sites[0].dtype)
+    pairs: dict[tuple, list] = {}  # by the half steps' shape: (qubit, y, t)
     for j in range(max(qubits, default=-1) + 1):
         site = _Site(sites[j])
         t = _left_half(left, site)
         if lefts is not None:
             lefts.append(t)
         if j in col and halves is not None:
-            rho = _density(halves[j], t)
-            out[:, col[j]] = (rho[:, 0, 0] - rho[:, 1, 1]).real
-            if densities is not None:
-                densities[j] = rho
+            pairs.setdefault(t.shape, []).append((j, halves[j], t))
         elif j in col:
             out[:, col[j]] = _inner(_left_step(left, site, _flip(t)), right[j + 1]).real
         left = _left_step(left, site, t)
+    for group in pairs.values():  # one product for all the sites of a shape (small bonds: few calls)
+        rho = _densities(np.stack([y for _, y, _ in group]), np.stack([t for _, _, t in group]))
+        out[:, [col[j] for j, _, _ in group]] = (rho[:, :, 0, 0] - rho[:, :, 1, 1]).real.T
+        if densities is not None:
+            densities.update({j: rho[k] for k, (j, _, _) in enumerate(group)})
     return out
 
 
-def _density(y: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """ρ[p, p'] = Σ conj(ψ[.., p, ..])·ψ[.., p', ..] (R, 2, 2), one qubit's reduced density
-    matrix (bra index first), from a right half step y and a left one t (R, bl, 2, kr) at its
-    site: one small product per bond entry, no transposed copies."""
-    R, bl, _, kr = y.shape
-    pairs = np.matmul(y.reshape(R * bl, 2, kr), t.reshape(R * bl, 2, kr).transpose(0, 2, 1))
-    return pairs.reshape(R, bl, 2, 2).sum(axis=1)
+def _densities(y: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """ρ[p, p'] = Σ conj(ψ[.., p, ..])·ψ[.., p', ..] (G, R, 2, 2), G qubits' reduced density
+    matrices (bra index first), from right half steps y and left ones t (G, R, bl, 2, kr) at
+    their sites. Measured (32 rows): at bonds up to 32, four elementwise contractions over the
+    bonds; above, one 2x2 product per bond entry (no transposed copies of the half steps)."""
+    G, R, bl, _, kr = y.shape
+    if bl * kr <= 1024:
+        out = np.empty((G, R, 2, 2), dtype=np.result_type(y, t))
+        for p in range(2):
+            for q in range(2):
+                out[:, :, p, q] = np.einsum("grak,grak->gr", y[:, :, :, p], t[:, :, :, q])
+        return out
+    pairs = np.matmul(y.reshape(G * R * bl, 2, kr), t.reshape(G * R * bl, 2, kr).transpose(0, 2, 1))
+    return pairs.reshape(G, R, bl, 2, 2).sum(axis=2)
 
 
 def _bases(sites: Sequence[np.ndarray]) -> tuple[list, list]:

@@ -113,3 +113,23 @@ def test_not_a_chain_gives_none():
     for a, b in ((0, 1), (1, 2), (2, 0)):
         qc.cz(a, b)
     assert nch.compile_noisy_chain(tj.compile_noisy_program(qc, lambda name, qubits: None)) is None
+
+
+def test_vector_jacobian_product_with_pauli_draws_equals_the_contracted_gradient():
+    """The training step's product (``mps.chain_vjp``) on rows that each drew their own Paulis:
+    rotations read at their own qubit close against its density matrix, with the drawn Paulis
+    after them on that qubit, and it must equal the contracted Jacobians."""
+    from hybrid_qiskit.primitives import mps
+
+    program, readouts = head_program(10, scale=30.0)
+    chain = nch.compile_noisy_chain(program)
+    assert mps._local_rotations(chain.chain)  # the last layer's rotations, Pauli slots after them
+    rng = np.random.default_rng(5)
+    values = rng.uniform(-np.pi, np.pi, (12, len(program.parameters)))
+    codes = nch.slot_codes(chain, tj.sample_trajectories(program, len(values), rng))
+    scaled, _ = nch._folded(chain, readouts)
+    cotangent = rng.normal(size=(len(scaled), len(values)))
+    _, grads = mps.chain_gradient(chain.chain, values, scaled, codes)
+    got = mps.chain_vjp(chain.chain, values, scaled, cotangent, paulis=codes)
+    np.testing.assert_allclose(got, np.einsum("kb,kbp->bp", cotangent, grads), atol=1e-12)
+    assert np.abs(got).max() > 0.1
