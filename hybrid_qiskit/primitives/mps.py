@@ -38,6 +38,7 @@ import math
 import platform
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 from qiskit import QuantumCircuit
@@ -136,6 +137,22 @@ class Chain:
     rotation_gate: tuple[int, ...]  # rotation g -> index of its gate
     gate_rotation: dict[int, int]  # and back
     cut_bonds: tuple[int, ...] = ()  # the bond of each cut (q, q + 1): what every contraction costs
+
+    @cached_property
+    def local_rotations(self) -> frozenset[int]:
+        """The one-qubit rotations after which no two-qubit gate acts on their qubit (the last
+        RealAmplitudes layer): such a rotation and everything after it on its qubit commute with
+        every other gate after it, so it can be moved to the end, where it commutes with Z_q for
+        every other q: ⟨Z_q⟩ does not depend on its angle, and its derivative is read at its own
+        qubit alone (a third of the default head's rotations, a fifth of reps 4's)."""
+        out = set()
+        for ops in self.site_ops:
+            for i, role in reversed(ops):
+                if role not in ("one", "pass"):
+                    break
+                if self.gates[i].rotation is not None:
+                    out.add(self.gate_rotation[i])
+        return frozenset(out)
 
 
 def _swap_qubits(m: np.ndarray) -> np.ndarray:
@@ -575,19 +592,22 @@ def _dtype(chain: Chain) -> np.dtype:
     return np.dtype(np.float64 if chain.is_real else np.complex128)
 
 
-def _row_bytes(chain: Chain, stacks: bool = False) -> int:
+def _row_bytes(chain: Chain, stacks: bool = False, weighted: bool = False) -> int:
     """Bytes per row: site tensors (built, their compressed copies, one in the making) and
     environments; with the gradient's right stacks (one environment per readout to the right of
-    each cut, at the compressed bonds: at most 2**k k sites from an end) and shifted sites."""
+    each cut, at the compressed bonds: at most 2**k k sites from an end; ``weighted``, for a
+    vector-Jacobian product: two per cut) and shifted sites."""
     n, built = chain.num_qubits, (1, *chain.cut_bonds, 1)
     cuts = [min(b, 2**k, 2 ** (n - k)) for k, b in enumerate(built)]  # the compressed bonds
     sites = sum(2 * built[j] * built[j + 1] for j in range(n))
-    # Sites: built, compressed, in the making; the environments' right and left half steps
-    # (at the compressed bonds).
-    entries = 3 * sites + 2 * sum(2 * cuts[j] * cuts[j + 1] for j in range(n)) + sum(b * b for b in built)
+    small = sum(2 * cuts[j] * cuts[j + 1] for j in range(n))
+    # Sites: built and in the making; compressed, and the environments' right and left half
+    # steps (at the compressed bonds).
+    entries = 2 * sites + 3 * small + sum(b * b for b in built)
     if stacks:
         varied = np.bincount([chain.gates[g].varied_site for g in chain.rotation_gate], minlength=1).max()
-        entries += 2 * sites + sum((n - k) * b * b for k, b in enumerate(cuts)) + varied * max(
+        per_cut = [2 if weighted else n - k for k in range(n + 1)]
+        entries += 2 * sites + sum(z * b * b for z, b in zip(per_cut, cuts)) + varied * max(
             2 * built[j] * built[j + 1] for j in range(n))
     return entries * _dtype(chain).itemsize
 
@@ -719,7 +739,9 @@ def chain_expectations(chain: Chain, values: np.ndarray, readouts: Sequence[tupl
     out = np.empty((len(readouts), len(values)))
     # A batch whose gradient runs in one block is evaluated in one too, so that the gradient
     # starts from this state (``keep``) instead of building it again.
-    whole = keep is not None and len(values) * _row_bytes(chain, stacks=True) <= GRADIENT_BLOCK_BYTES
+    # Sized for a training step's gradient (a vector-Jacobian product); a full Jacobian blocks
+    # its rows over this state itself (:func:`_parameter_derivatives`).
+    whole = keep is not None and len(values) * _row_bytes(chain, stacks=True, weighted=True) <= GRADIENT_BLOCK_BYTES
     blocks = [slice(0, len(values))] if whole else _row_blocks(len(values), _row_bytes(chain))
     for block in blocks:
         state = chain_state(chain, values[block], None if paulis is None else paulis[:, block])
@@ -787,7 +809,7 @@ def _parameter_derivatives(chain: Chain, values: np.ndarray, qubits: Sequence[in
     position = {g: i for i, g in enumerate(moving)}
     if state is not None and state.rows != B:
         state = None
-    for block in _row_blocks(B, _row_bytes(chain, stacks=True), GRADIENT_BLOCK_BYTES):
+    for block in _row_blocks(B, _row_bytes(chain, stacks=True, weighted=weights is not None), GRADIENT_BLOCK_BYTES):
         rows = values[block]
         drawn = None if paulis is None else paulis[:, block]
         z, dz = _angle_derivatives(chain, chain.table.angles(rows), qubits, moving, drawn,
@@ -807,26 +829,10 @@ def _partials(chain: Chain, rows: np.ndarray, moving: np.ndarray, position: dict
     return partials
 
 
-def _local_rotations(chain: Chain) -> set[int]:
-    """The one-qubit rotations after which no two-qubit gate acts on their qubit (the last
-    RealAmplitudes layer): such a rotation and everything after it on its qubit commute with
-    every other gate after it, so it can be moved to the end, where it commutes with Z_q for
-    every other q: ⟨Z_q⟩ does not depend on its angle, and its derivative is read at its own
-    qubit alone (a third of the default head's rotations, a fifth of reps 4's)."""
-    out = set()
-    for ops in chain.site_ops:
-        for i, role in reversed(ops):
-            if role not in ("one", "pass"):
-                break
-            if chain.gates[i].rotation is not None:
-                out.add(chain.gate_rotation[i])
-    return out
-
-
 def _local_overlaps(chain: Chain, angles: np.ndarray, rotations: dict[int, np.ndarray], densities: dict[int, np.ndarray],
                     dtype, paulis: np.ndarray | None = None) -> dict[int, np.ndarray]:
     """⟨ψ|Z_s|ψ_g⁺⟩ (B, T) per site s for the ``rotations`` g read at their own qubit s alone
-    (:func:`_local_rotations`), from the qubit's reduced density matrix ρ (B, 2, 2). Only
+    (:attr:`Chain.local_rotations`), from the qubit's reduced density matrix ρ (B, 2, 2). Only
     one-qubit gates follow g on its qubit, so ψ_g⁺ = N·ψ with N = W·U_g(θ + π)·U_g(θ)†·W† on
     qubit s (W: the gates after g), and ⟨ψ|Z N|ψ⟩ = Σ Z[p]·N[p, p']·ρ[p, p']. The effective
     environment these rotations would close against costs χ³ per row to build (an eighth of reps
@@ -892,7 +898,7 @@ def _angle_derivatives(chain: Chain, angles: np.ndarray, qubits: Sequence[int], 
     for i, g in enumerate(moving):
         by_site.setdefault(chain.gates[chain.rotation_gate[g]].varied_site, []).append(i)
     # Per site, the rotations read at every readout first, then those read at their own alone.
-    local = _local_rotations(chain)
+    local = chain.local_rotations
     far = {}
     for s, members in by_site.items():
         members.sort(key=lambda i: moving[i] in local)

@@ -334,7 +334,7 @@ def gradient_overlaps(
     """For every site s in ``varied``, ``take(s, overlaps)`` with overlaps (R, Q, T) =
     ⟨ψ|Z_q|ψ_t⟩ for the T states of ``kets(s)`` = (tensors (R, T, l, 2, r), far): ψ with site s
     replaced. Only the first ``far`` of them are read at every readout; the rest only at s
-    (their overlaps elsewhere are zero, left so: see :func:`~.mps._local_rotations`).
+    (their overlaps elsewhere are zero, left so: see :attr:`~.mps.Chain.local_rotations`).
 
     ``weights`` (R, Q): overlaps (R, 1, T) of the weighted sum ⟨ψ|Σ_q w_q Z_q|ψ_t⟩ instead, for
     a vector-Jacobian product. Σ_q w_q Z_q is a sum of one-site terms, so each stack collapses

@@ -123,7 +123,7 @@ def test_vector_jacobian_product_with_pauli_draws_equals_the_contracted_gradient
 
     program, readouts = head_program(10, scale=30.0)
     chain = nch.compile_noisy_chain(program)
-    assert mps._local_rotations(chain.chain)  # the last layer's rotations, Pauli slots after them
+    assert chain.chain.local_rotations  # the last layer's rotations, Pauli slots after them
     rng = np.random.default_rng(5)
     values = rng.uniform(-np.pi, np.pi, (12, len(program.parameters)))
     codes = nch.slot_codes(chain, tj.sample_trajectories(program, len(values), rng))
