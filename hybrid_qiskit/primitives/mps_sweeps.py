@@ -49,8 +49,8 @@ class ChainState:
     compressed: Compressed
     right: list[np.ndarray]
     values: dict[int, np.ndarray] = field(default_factory=dict)  # ⟨Z_q⟩ (R,) the forward pass read
-    # Each right environment's first half step (R, bl, 2, kr) past site j: ⟨Z_j⟩ closes against
-    # it with one elementwise product (:func:`z_values`).
+    # Each right environment's first half step (R, bl, 2, kr) past site j: qubit j's density
+    # matrix, and with it ⟨Z_j⟩, closes against it at χ² per row (:func:`z_values`).
     halves: list[np.ndarray] | None = None
     # The read qubits' reduced density matrices (R, 2, 2) (:func:`z_values`' ``densities``): the
     # gradient of a rotation read at its own qubit alone closes against them (``mps._local_overlaps``).
