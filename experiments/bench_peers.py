@@ -1,18 +1,20 @@
 """Training-step benchmark against PennyLane: the same hybrid LeNet, the same head, one run.
 
-The head is the default one (angle encoding, RealAmplitudes reps 2 with reverse-linear CX
-entanglement, ⟨Z⟩ on every qubit), built once in Qiskit for ``ours`` (the ``statevector``
-backend) and once as a PennyLane QNode inside ``qml.qnn.TorchLayer`` for each peer device
-(``default.qubit``, backprop through torch; ``lightning.qubit``, its adjoint method). Before
-timing, the peers' outputs are checked against ours on the same weights (to 1e-6), so that
-every row times the same function. Steps are timed in round-robin with the classical baseline
-(a burst of load hits every head alike); ratios use medians from the same run.
+The head (``--head``; the default one unless given: angle encoding, RealAmplitudes reps 2 with
+reverse-linear CX entanglement, ⟨Z⟩ on every qubit) is built once in Qiskit for ``ours`` (the
+``statevector`` backend) and replayed gate by gate as a PennyLane QNode inside
+``qml.qnn.TorchLayer`` for each peer device (``default.qubit``, backprop through torch;
+``lightning.qubit``, its adjoint method). Before timing, the peers' outputs are checked against
+ours on the same weights (to 1e-5, float32 on our side), so that every row times the same
+function. Steps are timed in round-robin with the classical baseline (a burst of load hits every
+head alike); ratios use medians from the same run.
 
 PennyLane is a benchmark extra, not a dependency: ``pip install -e .[peers]``.
 
 Run:
     python experiments/bench_peers.py                      # 4, 8, 12, 16 qubits, batch 32
     python experiments/bench_peers.py --qubits 4 8 --markdown
+    python experiments/bench_peers.py --head zz:real_amplitudes:2 --qubits 12 16
 """
 
 from __future__ import annotations
@@ -37,11 +39,41 @@ from backends import create_backend  # noqa: E402
 from hybrid_qiskit.models import HybridLeNet, ModelConfig, build_model  # noqa: E402
 from hybrid_qiskit.qnn import initial_weights  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_heads import parse_head  # noqa: E402
+
 warnings.filterwarnings("ignore", message="To copy construct from a tensor")
 
 
-def pennylane_head(n: int, device: str, reps: int = 2, seed: int = 0) -> nn.Module:
-    """Our default head as a PennyLane TorchLayer, with our initial weights.
+# Qiskit's basis gates -> PennyLane's: the head is transpiled to these and replayed gate by gate.
+PENNYLANE_GATES = {"rx": "RX", "ry": "RY", "rz": "RZ", "p": "PhaseShift", "h": "Hadamard", "cx": "CNOT",
+                   "x": "PauliX", "sx": "SX"}
+
+
+def _angle(param, index: dict):
+    """A gate angle as a function of (inputs, weights): a constant, one parameter, or a
+    parameter expression (the ZZ map's 2(π − x_i)(π − x_j)) through sympy on torch tensors."""
+    if not hasattr(param, "parameters"):
+        return lambda inputs, weights: float(param)
+
+    def value(p, inputs, weights):
+        kind, i = index[p]
+        return inputs[..., i] if kind == "x" else weights[i]
+    parameters = list(param.parameters)
+    if hasattr(param, "name") and len(parameters) == 1 and param == parameters[0]:  # a plain parameter
+        return lambda inputs, weights: value(parameters[0], inputs, weights)
+    import sympy
+
+    expr = param.sympify()
+    symbols = [sympy.Symbol(q.name) for q in parameters]
+    f = sympy.lambdify(symbols, expr, modules=[{"pi": math.pi}, "math"], dummify=True)
+    return lambda inputs, weights: f(*(value(q, inputs, weights) for q in parameters))
+
+
+def pennylane_head(n: int, device: str, head: dict, seed: int = 0) -> nn.Module:
+    """Our head (``build_head_circuit(n, **head)``) as a PennyLane TorchLayer, with our initial
+    weights: the Qiskit circuit transpiled to basis gates and replayed in PennyLane, so that every
+    head family is the same function on both sides (checked before timing).
 
     Raises:
         SystemExit: PennyLane is not installed (it is the ``peers`` extra).
@@ -50,23 +82,37 @@ def pennylane_head(n: int, device: str, reps: int = 2, seed: int = 0) -> nn.Modu
         import pennylane as qml
     except ImportError:
         raise SystemExit("bench_peers needs PennyLane: pip install -e .[peers]  (or pip install pennylane)") from None
+    from qiskit import transpile
+
+    from hybrid_qiskit.circuits import build_head_circuit
+
+    built = build_head_circuit(n, **head)
+    qc = transpile(built.circuit, basis_gates=list(PENNYLANE_GATES), optimization_level=0)
+    index = {p: ("x", i) for i, p in enumerate(built.input_params)}
+    index.update({p: ("w", j) for j, p in enumerate(built.weight_params)})
+    program = [(getattr(qml, PENNYLANE_GATES[inst.operation.name]), [qc.find_bit(q).index for q in inst.qubits],
+                _angle(inst.operation.params[0], index) if inst.operation.params else None) for inst in qc.data]
+    readouts = []
+    for op in built.observables:  # single-qubit Z readouts, coefficient 1 (the heads' only kind)
+        label = op.paulis[0].to_label()
+        if len(op) != 1 or label.count("Z") != 1 or set(label) - {"I", "Z"} or op.coeffs[0] != 1:
+            raise SystemExit(f"bench_peers replays single-Z readouts only, not {op}")
+        readouts.append(len(label) - 1 - label.index("Z"))
     dev = qml.device(device, wires=n)
 
     @qml.qnode(dev, interface="torch", diff_method="best")
     def circuit(inputs, weights):
-        for q in range(n):
-            qml.RY(inputs[..., q], wires=q)
-        for layer in range(reps + 1):  # Qiskit's real_amplitudes: RY layer, reverse-linear CX, ...
-            for q in range(n):
-                qml.RY(weights[layer * n + q], wires=q)
-            if layer < reps:
-                for q in range(n - 2, -1, -1):
-                    qml.CNOT(wires=[q, q + 1])
-        return [qml.expval(qml.PauliZ(q)) for q in range(n)]
+        for gate, wires, angle in program:
+            if angle is None:
+                gate(wires=wires)
+            else:
+                gate(angle(inputs, weights), wires=wires)
+        return [qml.expval(qml.PauliZ(q)) for q in readouts]
 
-    layer = qml.qnn.TorchLayer(circuit, {"weights": (n * (reps + 1),)})
+    count = len(built.weight_params)
+    layer = qml.qnn.TorchLayer(circuit, {"weights": (count,)})
     with torch.no_grad():
-        layer.weights.copy_(torch.as_tensor(initial_weights(n * (reps + 1), seed)))
+        layer.weights.copy_(torch.as_tensor(initial_weights(count, seed)))
     return layer
 
 
@@ -103,7 +149,7 @@ def check_same_function(ours: nn.Module, peer: nn.Module, n: int, seed: int) -> 
 def run_config(n: int, args: argparse.Namespace) -> dict:
     g = torch.Generator().manual_seed(args.seed)
     x, y = torch.randn(args.batch, 1, 28, 28, generator=g), torch.randint(0, 10, (args.batch,), generator=g)
-    cfg = ModelConfig(kind="hybrid", num_qubits=n)
+    cfg = ModelConfig(kind="hybrid", num_qubits=n, **args.head)
     heads = {
         "classical": Stepper(build_model(ModelConfig(kind="classical", num_qubits=n), seed=args.seed), x, y),
         "ours": Stepper(build_model(cfg, create_backend("statevector", seed=args.seed), seed=args.seed), x, y),
@@ -112,7 +158,7 @@ def run_config(n: int, args: argparse.Namespace) -> dict:
     peers = args.peers if n <= args.peer_max_qubits else []
     for device in peers:
         torch.manual_seed(args.seed)
-        head = pennylane_head(n, device, seed=args.seed)
+        head = pennylane_head(n, device, args.head, seed=args.seed)
         if n <= 12:  # the check runs both heads once more; at 16 qubits default.qubit takes seconds
             err = check_same_function(heads["ours"].model.head, head, n, args.seed)
             if err > 1e-5:  # TorchConnector computes in float32 on the torch side
@@ -153,6 +199,8 @@ def markdown(rows: list[dict], peers: list[str]) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--qubits", type=int, nargs="+", default=[4, 8, 12, 16])
+    p.add_argument("--head", type=parse_head, default=parse_head("angle:real_amplitudes:2"),
+                   help="feature_map:ansatz:reps[:entanglement] (default: the default head)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--peers", nargs="+", default=["default.qubit", "lightning.qubit"])
     p.add_argument("--steps", type=int, default=5, help="timed steps per head and width")
@@ -167,7 +215,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    meta = {"load_average_start": list(os.getloadavg()), "cpus": os.cpu_count(), "torch_threads": args.threads,
+    meta = {"head": args.head, "load_average_start": list(os.getloadavg()), "cpus": os.cpu_count(), "torch_threads": args.threads,
             "numpy": np.__version__, "torch": torch.__version__}
     rows = []
     for n in args.qubits:
@@ -183,7 +231,7 @@ def main(argv=None) -> int:
     if args.markdown:
         print()
         print(markdown(rows, args.peers))
-        print(f"\n* timed on one step (over the --budget). Batch {args.batch}, torch on {args.threads} thread, "
+        print(f"\n* timed on one step (over the --budget). Head {args.head}, batch {args.batch}, torch on {args.threads} thread, "
               f"{meta['cpus']} cpus, load average {meta['load_average_start'][0]:.1f} -> {meta['load_average_end'][0]:.1f}; "
               f"PennyLane {meta['pennylane']}.")
     if args.out:
