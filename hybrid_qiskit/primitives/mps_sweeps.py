@@ -241,11 +241,18 @@ def z_values(sites: Sequence[np.ndarray], right: Sequence[np.ndarray], qubits: S
         elif j in col:
             out[:, col[j]] = _inner(_left_step(left, site, _flip(t)), right[j + 1]).real
         left = _left_step(left, site, t)
-    for group in pairs.values():  # one product for all the sites of a shape (small bonds: few calls)
-        rho = _densities(np.stack([y for _, y, _ in group]), np.stack([t for _, _, t in group]))
-        out[:, [col[j] for j, _, _ in group]] = (rho[:, :, 0, 0] - rho[:, :, 1, 1]).real.T
-        if densities is not None:
-            densities.update({j: rho[k] for k, (j, _, _) in enumerate(group)})
+    for shape, group in pairs.items():
+        # Small bonds: one contraction for all the sites of a shape (few numpy calls); large
+        # ones site by site (stacking them would copy megabytes for nothing).
+        parts = [group] if shape[1] * shape[3] <= 1024 else [[x] for x in group]
+        for part in parts:
+            if len(part) == 1:  # views, not copies
+                rho = _densities(part[0][1][None], part[0][2][None])
+            else:
+                rho = _densities(np.stack([y for _, y, _ in part]), np.stack([t for _, _, t in part]))
+            out[:, [col[j] for j, _, _ in part]] = (rho[:, :, 0, 0] - rho[:, :, 1, 1]).real.T
+            if densities is not None:
+                densities.update({j: rho[k] for k, (j, _, _) in enumerate(part)})
     return out
 
 
