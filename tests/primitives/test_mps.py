@@ -289,9 +289,10 @@ def test_a_wide_evaluation_stays_small():
 def test_auto_takes_the_chain_where_it_pays():
     """``auto`` compares estimated costs (:mod:`.chain_cost`), at any bond: the default head (bond
     4) on the statevector at 8 qubits and on the chain from 11 (whole training steps: level at
-    10, 16.1 against 10.3 ms at 11); RealAmplitudes reps 6 (bond 64) on the statevector at 10 and
-    12 qubits (54 against 94 ms per step at 12) and on the chain at 16, where the statevector's
-    2**n outgrows the chain's n²·χ³."""
+    10, 14.1 against 9.7 ms at 11); RealAmplitudes reps 6 (bond 64) on the statevector at 10 and
+    12 qubits (48.5 against 59.6 ms per step at 12) and on the chain at 16, where the statevector's
+    2**n outgrows the chain's n²·χ³ (``experiments/bench_crossover.py``, figures in
+    :mod:`.chain_cost`)."""
     for n, reps, ent, chain in [(8, 2, "reverse_linear", False), (11, 2, "reverse_linear", True),
                                 (20, 2, "reverse_linear", True), (12, 2, "circular", True),
                                 (10, 6, "reverse_linear", False), (12, 6, "reverse_linear", False),
