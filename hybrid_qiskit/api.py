@@ -75,7 +75,7 @@ class Run:
         images only if given: what ``hybrid-qiskit evaluate RUN_DIR --limit N`` reports."""
         if split not in ("test", "val"):
             raise HybridQiskitError(f"split must be test or val, got {split!r}")
-        data = getattr(self.data(), split)
+        data = self.data().images(split)
         if limit is not None:
             data = data[:limit]
         return evaluate(self.model, data, batch_size=batch_size or self.config.eval_batch_size)

@@ -42,6 +42,9 @@ def _add_train(sub) -> None:
     p.add_argument("--classes", help="keep only these classes, e.g. 0,1")
     p.add_argument("--limit-train", type=int, help="use at most N training images")
     p.add_argument("--limit-test", type=int, help="use at most N test images")
+    p.add_argument("--val-fraction", type=float,
+                   help="share of the training images kept back to choose the best epoch (default 0.1; "
+                        "0: train on all, keep the last epoch)")
     p.add_argument("--model", choices=("hybrid", "classical", "quantum", "pixel_classical"),
                    help="hybrid LeNet, its classical baseline, a quantum-only QNN on pooled pixels, or its baseline")
     p.add_argument("--qubits", type=int, help="width of the quantum head")
@@ -98,7 +101,7 @@ def _train(args) -> int:
     from hybrid_qiskit.config import BACKEND_FLAGS, parse_setting, resolve
     from hybrid_qiskit.training import train
 
-    keys = ("dataset", "data_dir", "download", "classes", "limit_train", "limit_test", "model", "qubits",
+    keys = ("dataset", "data_dir", "download", "classes", "limit_train", "limit_test", "val_fraction", "model", "qubits",
             "cnn_width", "batch_norm", "feature_map", "ansatz", "reps", "reuploads", "entanglement", "normalize", "backend", "epochs",
             "batch_size", "lr", "lr_schedule", "seed", "out", "name", *BACKEND_FLAGS, *RECIPE_KEYS)
     overrides = {k: getattr(args, k) for k in keys}

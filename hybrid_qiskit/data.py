@@ -53,6 +53,14 @@ class DataSplits:
     class_names: list[str]  # names of the kept classes, in label order
     test_indices: np.ndarray  # each test sample's index in the source test pool (job ledgers)
 
+    def images(self, split: str) -> TensorDataset:
+        """The ``test`` or ``val`` images, refused with one line when the split is empty."""
+        data = getattr(self, split)
+        if not len(data):
+            hint = " (a run trained with val_fraction 0 keeps none back); use the test split" if split == "val" else ""
+            raise HybridQiskitError(f"the {split} split of {self.name} has no images{hint}")
+        return data
+
 
 @dataclass(frozen=True)
 class DatasetSource:

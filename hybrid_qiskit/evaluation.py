@@ -90,7 +90,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", backend: str | Non
     try:
         model = restore_model(payload, handle)
         splits = runs.load_splits(cfg)
-        data = getattr(splits, split)
+        data = splits.images(split)
         if limit and limit >= len(data):  # the whole split (the result says how many images), named so
             limit = None
         if limit:

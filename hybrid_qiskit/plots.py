@@ -28,6 +28,8 @@ def training_curves(history: list[dict], path: str | Path) -> None:
     epochs = [h["epoch"] for h in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     for split in ("train", "val"):
+        if any(h[f"{split}_loss"] is None for h in history):  # val_fraction 0: no validation images
+            continue
         ax1.plot(epochs, [h[f"{split}_loss"] for h in history], marker="o", label=split)
         ax2.plot(epochs, [h[f"{split}_accuracy"] for h in history], marker="o", label=split)
     ax1.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")

@@ -1,7 +1,8 @@
 """fit / evaluate / checkpoint / history.
 
 ``train(config)`` runs a whole training job into ``runs/<name>/``: per-epoch train and val loss
-and accuracy (history.json), the best checkpoint by val accuracy (model.pt) and the last one with
+and accuracy (history.json), the best checkpoint by val accuracy (model.pt; with ``val_fraction``
+0, no validation images, the last epoch's) and the last one with
 optimizer and RNG state (last.pt, for ``--resume``), then the test metrics of the best model
 (metrics.json) and the plots. One seed reaches torch, numpy, the data split and the backend, so
 the same command gives the same numbers.
@@ -141,6 +142,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False, overwr
     from hybrid_qiskit import resources, runs
 
     resources.check_config(cfg, what="train")
+    if cfg.patience is not None and cfg.val_fraction == 0:
+        raise HybridQiskitError("--patience stops on validation accuracy, and val_fraction 0 leaves no validation "
+                                "images: drop --patience or set val_fraction above 0")
     run_dir = Path(cfg.out) / cfg.run_name()
     before = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
@@ -243,20 +247,23 @@ def _fit(cfg: TrainConfig, run_dir: Path, start, splits, handle, log, *, quiet: 
             raise HybridQiskitError(f"training diverged in epoch {epoch + 1} (train loss {train_loss}); "
                                     f"lower --lr (was {cfg.lr:g}) and start again with --overwrite")
         seconds = time.perf_counter() - t0
-        val = evaluate(model, splits.val, cfg.eval_batch_size)
+        # Without validation images (val_fraction 0: every image trains) the last epoch is the model.
+        val = evaluate(model, splits.val, cfg.eval_batch_size) if len(splits.val) else None
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc,
-                        "val_loss": val.loss, "val_accuracy": val.accuracy, "seconds": seconds,
+                        "val_loss": val.loss if val else None, "val_accuracy": val.accuracy if val else None, "seconds": seconds,
                         "run_id": start.run_id})
         log(f"epoch {epoch + 1}/{cfg.epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
-            f"val loss {val.loss:.4f} acc {val.accuracy:.4f}  ({seconds:.1f}s)")
-        if val.accuracy > best_acc:
-            best_acc = val.accuracy
-            save_checkpoint(run_dir / "model.pt", model, epoch=epoch + 1, val_accuracy=val.accuracy,
+            + (f"val loss {val.loss:.4f} acc {val.accuracy:.4f}  " if val else "") + f"({seconds:.1f}s)")
+        if val is None or val.accuracy > best_acc:
+            best_acc = val.accuracy if val else best_acc
+            save_checkpoint(run_dir / "model.pt", model, epoch=epoch + 1, val_accuracy=val.accuracy if val else None,
                             dataset=splits.name, class_names=splits.class_names, seed=cfg.seed,
                             run_id=start.run_id)
         # history.json first, then last.pt: a crash between them only repeats one epoch on resume.
-        best_epoch = max(history, key=lambda h: h["val_accuracy"])["epoch"]  # the first best
-        stopped = cfg.patience is not None and epoch + 1 - best_epoch >= cfg.patience and epoch + 1 < cfg.epochs
+        stopped = False
+        if cfg.patience is not None and val is not None:
+            best_epoch = max(history, key=lambda h: h["val_accuracy"])["epoch"]  # the first best
+            stopped = epoch + 1 - best_epoch >= cfg.patience and epoch + 1 < cfg.epochs
         write_json(run_dir / "history.json", history)
         save_checkpoint(last_path, model, epoch=epoch + 1, optimizer=optimizer.state_dict(),
                         scheduler=scheduler.state_dict(),
@@ -315,7 +322,7 @@ def finish(cfg: TrainConfig, run_dir: Path, splits, handle, history, *, quiet: b
         "test_loss": test.loss,
         "test_accuracy": test.accuracy,
         "test_samples": len(splits.test),
-        "best_val_accuracy": max(h["val_accuracy"] for h in history),
+        "best_val_accuracy": max((h["val_accuracy"] for h in history if h["val_accuracy"] is not None), default=None),
         "epochs": len(history),
         "train_seconds": sum(h["seconds"] for h in history),
         "parameters": count_parameters(model),

@@ -257,7 +257,7 @@ def _load(run_dir: Path, samples: int, split: str):
     if not is_quantum(cfg.model):
         raise HybridQiskitError(f"a {cfg.model} model is a classical baseline: it has no quantum head to run on hardware")
     splits = load_splits(cfg)  # the run's own config: the same split, in the same order
-    data = getattr(splits, split)
+    data = splits.images(split)
     if not 1 <= samples <= len(data):
         raise HybridQiskitError(f"--samples must be between 1 and {len(data)} (the {split} split's size), got {samples}")
     images, labels = (t[:samples] for t in data.tensors)

@@ -84,7 +84,7 @@ def _load_images(run_dir: str, stamp: tuple, split: str, limit: int | None):
 
     from hybrid_qiskit.runs import load_splits
 
-    data = getattr(load_splits(_load_checkpoint(run_dir, stamp)[0]), split)
+    data = load_splits(_load_checkpoint(run_dir, stamp)[0]).images(split)
     if limit:
         data = TensorDataset(*(t[:limit] for t in data.tensors))
     return data
