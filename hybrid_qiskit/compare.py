@@ -280,7 +280,7 @@ def compare(config_path: str | Path, *, seeds: int = 5, out: str | Path | None =
                            heartbeat=in_driver and not verbose)
             jobs.append(_Job((seed, c.model), task))
     with WriterLock(out, what="compare"):  # this process alone writes compare.json, .md and .png
-        _check_earlier(out, seed_list, [cfg.model, base.model])
+        _check_earlier(out, seed_list, [cfg.model, base.model], echo)
         for job in jobs:  # before anything trains: a folder of another config is one line now
             check_reusable(job.task.cfg)
         todo = [j for j in jobs if not (Path(j.task.cfg.out) / j.task.cfg.run_name() / "metrics.json").exists()]
@@ -347,10 +347,11 @@ def _arrived(job: _Job, outcome: dict, echo) -> dict:
     return r
 
 
-def _check_earlier(out: Path, seeds: list[int], models: list[str]) -> None:
-    """Refuse to replace another comparison's compare.json/.md/.png: the same seeds and models
-    (a rerun, which reuses the finished runs) write the same files again; anything else goes to
-    another folder."""
+def _check_earlier(out: Path, seeds: list[int], models: list[str], echo) -> None:
+    """Never lose another comparison's compare.json/.md/.png: the same seeds and models (a rerun,
+    which reuses the finished runs) write the same files again; more seeds of the same models (a
+    widened comparison, which reuses the earlier seeds' runs) keep the earlier files as
+    compare-seedsA-B.*; anything else goes to another folder."""
     import json
 
     path = out / "compare.json"
@@ -359,8 +360,19 @@ def _check_earlier(out: Path, seeds: list[int], models: list[str]) -> None:
     try:
         earlier = json.loads(path.read_text())
         same = earlier.get("seeds") == seeds and earlier.get("models_compared") == models
-    except (OSError, ValueError, AttributeError):
+        widened = (earlier.get("models_compared") == models and isinstance(earlier.get("seeds"), list)
+                   and set(earlier["seeds"]) < set(seeds))
+    except (OSError, ValueError, AttributeError, TypeError):
         return  # not a readable comparison: nothing to keep, it is written anew
+    if widened:
+        stem = f"compare-seeds{earlier['seeds'][0]}-{earlier['seeds'][-1]}"
+        kept = {p: out / f"{stem}{p.suffix}"
+                for p in (out / f"compare{ext}" for ext in (".json", ".md", ".png")) if p.exists()}
+        if not any(k.exists() for k in kept.values()):
+            for p, k in kept.items():
+                p.rename(k)
+            echo(f"compare: the earlier comparison (seeds {earlier['seeds']}) is kept as {out / stem}.*")
+            return
     if not same:
         raise HybridQiskitError(
             f"{out} holds another comparison ({', '.join(map(str, earlier.get('models_compared') or []))}, seeds "

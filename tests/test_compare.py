@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import re
+import shutil
 import sys
 import types
 from pathlib import Path
@@ -110,6 +111,22 @@ def test_compare_writes_results_and_reuses_finished_runs(serial_comparison, monk
     err = capsys.readouterr().err.strip()
     assert "holds another comparison" in err and "seeds [3, 4]" in err and "\n" not in err
     assert json.loads((out / "compare.json").read_text()) == again
+
+
+
+def test_more_seeds_reuse_the_earlier_ones_and_keep_their_files(serial_comparison, tmp_path, monkeypatch, capsys):
+    # In a copy: the module's comparison stays as it is for the other tests.
+    shutil.copytree(serial_comparison.folder / "cmp", tmp_path / "cmp")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "cmp"
+    earlier = json.loads((out / "compare.json").read_text())
+    assert main(["compare", "--config", str(serial_comparison.config), "--seeds", "3", "--out", "cmp"]) == 0
+    assert "kept as" in capsys.readouterr().out
+    assert json.loads((out / "compare-seeds3-4.json").read_text()) == earlier
+    assert (out / "compare-seeds3-4.md").exists() and (out / "compare-seeds3-4.png").exists()
+    wider = json.loads((out / "compare.json").read_text())
+    assert wider["seeds"] == [3, 4, 5]
+    assert [r["reused"] for r in wider["models"]["hybrid"]["runs"]] == [True, True, False]
 
 
 def test_an_unmatched_baseline_is_one_line(tmp_path, capsys):

@@ -230,6 +230,29 @@ def test_batch_norm_and_label_smoothing_reach_the_run(tmp_path):
     assert main(["train", "--dataset", "digits", "--label-smoothing", "1", "--out", str(tmp_path)]) == 2
 
 
+def test_val_fraction_0_trains_on_every_image_and_keeps_the_last_epoch(tmp_path, capsys):
+    """--val-fraction 0 (the final fit once a recipe is chosen): no validation images, so the
+    best checkpoint is the last epoch's; what needs validation images says so in one line."""
+    run = train_tiny(tmp_path, "all", "--val-fraction", "0")
+    assert json.loads((run / "data.json").read_text())["val"] == 0
+    history = json.loads((run / "history.json").read_text())
+    assert [(h["val_loss"], h["val_accuracy"]) for h in history] == [(None, None), (None, None)]
+    best, last = (torch.load(run / f, weights_only=True) for f in ("model.pt", "last.pt"))
+    assert best["epoch"] == last["epoch"] == 2
+    assert all(torch.equal(best["state_dict"][k], v) for k, v in last["state_dict"].items())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["best_val_accuracy"] is None and (run / "curves.png").exists()
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == metrics["test_accuracy"]
+    assert main(["evaluate", str(run), "--split", "val"]) == 2
+    err = _err(capsys)
+    assert "no images" in err and "val_fraction 0" in err and "\n" not in err
+    assert main(["train", "--dataset", "digits", "--val-fraction", "0", "--patience", "3",
+                 "--out", str(tmp_path)]) == 2
+    assert "--patience" in _err(capsys)
+
+
 def test_runs_from_before_the_later_settings_load_as_they_were_trained(tmp_path, tiny_run, capsys):
     """Runs written before a setting existed lack it everywhere: they were trained with its
     default (reverse_linear heads, LeNet-5's width, shifts and rotations only), and load (and
