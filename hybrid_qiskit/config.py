@@ -65,7 +65,8 @@ class TrainConfig:
     classes: str | None = None  # e.g. "0,1": keep these classes, relabelled 0..k-1
     limit_train: PositiveInt | None = None  # stratified subsample, for quick runs
     limit_test: PositiveInt | None = None
-    val_fraction: Fraction = 0.1  # of the training split, for model selection
+    # Of the training split, to choose the best epoch; 0: every image trains, the last epoch is kept.
+    val_fraction: Fraction = 0.1
     # --- model
     model: str = "hybrid"  # hybrid | classical (matched baseline) | quantum (pixels -> QNN)
     # LeNet's channels (6, 16) and fully connected widths (120, 84) times this: 1 is LeNet-5 (digits,
