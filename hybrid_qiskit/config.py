@@ -107,7 +107,7 @@ class TrainConfig:
     augment_degrees: NonNegativeFinite = 10.0  # largest rotation either way
     augment_flip: bool | None = None  # horizontal flips; None: for 3-channel images (CIFAR-10) only
     augment_erase: Fraction = 0.0  # probability of erasing a random rectangle (random erasing)
-    label_smoothing: Fraction = 0.0  # of the training loss's targets (cross-entropy); validation and test: none
+    label_smoothing: Fraction = 0.0  # of the training loss's targets; history's train_loss, validation, test: plain
     patience: PositiveInt | None = None  # stop after this many epochs without a better val accuracy
     # --- machine
     threads: PositiveInt = 1  # torch threads: part of the run, so results do not depend on the core count

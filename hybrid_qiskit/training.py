@@ -81,6 +81,9 @@ def make_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
 
 def _train_epoch(model, loader, optimizer, scheduler, progress, augment=None,
                  label_smoothing: float = 0.0) -> tuple[float, float]:
+    """One epoch; returns the mean training loss and accuracy. The loss reported is plain
+    cross-entropy, whatever the loss trained on (label smoothing), so that it reads beside the
+    validation and test losses."""
     model.train()
     total, correct, loss_sum = 0, 0, 0.0
     for images, targets in loader:
@@ -92,6 +95,9 @@ def _train_epoch(model, loader, optimizer, scheduler, progress, augment=None,
         loss.backward()
         optimizer.step()
         scheduler.step()
+        if label_smoothing:
+            with torch.no_grad():
+                loss = nn.functional.cross_entropy(logits, targets)
         total += len(targets)
         loss_sum += loss.item() * len(targets)
         correct += (logits.argmax(1) == targets).sum().item()

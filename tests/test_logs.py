@@ -107,3 +107,25 @@ def test_evaluate_keeps_one_result_per_setting(tmp_path, tiny_run, capsys):
     assert made == ["eval-aer_statevector-64shots-first4-test.json", "eval-statevector-first4-test.json",
                     "eval-statevector-first8-test.json"]
     assert out.count("wrote ") == 3
+
+
+def test_the_training_loss_reported_is_plain_cross_entropy_under_label_smoothing():
+    """history.json's train_loss reads beside val_loss: with label smoothing the model trains on
+    the smoothed loss, and the epoch reports the plain one (here with a rate of 0, so the model
+    stays the one the plain loss is computed with afterwards)."""
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from hybrid_qiskit.training import _train_epoch
+
+    torch.manual_seed(0)
+    model = nn.Linear(6, 3)
+    data = TensorDataset(torch.randn(40, 6), torch.randint(0, 3, (40,)))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    loss, _ = _train_epoch(model, DataLoader(data, batch_size=16), optimizer, scheduler,
+                           Progress(total=3, desc="", quiet=True), label_smoothing=0.3)
+    images, labels = data.tensors
+    plain = nn.functional.cross_entropy(model(images), labels).item()
+    smoothed = nn.functional.cross_entropy(model(images), labels, label_smoothing=0.3).item()
+    assert abs(loss - plain) < 1e-6 and abs(smoothed - plain) > 0.01
