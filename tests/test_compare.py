@@ -113,7 +113,6 @@ def test_compare_writes_results_and_reuses_finished_runs(serial_comparison, monk
     assert json.loads((out / "compare.json").read_text()) == again
 
 
-
 def test_more_seeds_reuse_the_earlier_ones_and_keep_their_files(serial_comparison, tmp_path, monkeypatch, capsys):
     # In a copy: the module's comparison stays as it is for the other tests.
     shutil.copytree(serial_comparison.folder / "cmp", tmp_path / "cmp")
