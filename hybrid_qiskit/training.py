@@ -255,19 +255,19 @@ def _fit(cfg: TrainConfig, run_dir: Path, start, splits, handle, log, *, quiet: 
         seconds = time.perf_counter() - t0
         # Without validation images (val_fraction 0: every image trains) the last epoch is the model.
         val = evaluate(model, splits.val, cfg.eval_batch_size) if len(splits.val) else None
+        val_loss, val_acc = (val.loss, val.accuracy) if val else (None, None)
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc,
-                        "val_loss": val.loss if val else None, "val_accuracy": val.accuracy if val else None, "seconds": seconds,
-                        "run_id": start.run_id})
+                        "val_loss": val_loss, "val_accuracy": val_acc, "seconds": seconds, "run_id": start.run_id})
         log(f"epoch {epoch + 1}/{cfg.epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
-            + (f"val loss {val.loss:.4f} acc {val.accuracy:.4f}  " if val else "") + f"({seconds:.1f}s)")
-        if val is None or val.accuracy > best_acc:
-            best_acc = val.accuracy if val else best_acc
-            save_checkpoint(run_dir / "model.pt", model, epoch=epoch + 1, val_accuracy=val.accuracy if val else None,
+            + (f"val loss {val_loss:.4f} acc {val_acc:.4f}  " if val else "") + f"({seconds:.1f}s)")
+        if val is None or val_acc > best_acc:  # without validation images, the newest epoch is kept
+            best_acc = best_acc if val is None else val_acc
+            save_checkpoint(run_dir / "model.pt", model, epoch=epoch + 1, val_accuracy=val_acc,
                             dataset=splits.name, class_names=splits.class_names, seed=cfg.seed,
                             run_id=start.run_id)
         # history.json first, then last.pt: a crash between them only repeats one epoch on resume.
         stopped = False
-        if cfg.patience is not None and val is not None:
+        if cfg.patience is not None:  # train() refused it without validation images
             best_epoch = max(history, key=lambda h: h["val_accuracy"])["epoch"]  # the first best
             stopped = epoch + 1 - best_epoch >= cfg.patience and epoch + 1 < cfg.epochs
         write_json(run_dir / "history.json", history)
